@@ -1,0 +1,23 @@
+# Shortcuts; each target says the plain command it runs.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+ARGS ?= --env-id Pendulum-v1 --cuda
+
+.PHONY: install train test tensorboard clean
+
+install:  ## create .venv and install the pinned requirements
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -r requirements.txt
+
+train:  ## train DDPG; pass options with ARGS="--env-id HalfCheetah-v5 ..."
+	$(PYTHON) ddpg.py $(ARGS)
+
+test:  ## the whole test suite (a few minutes on 2 CPU cores)
+	$(PYTHON) -m pytest -q tests
+
+tensorboard:  ## watch the runs under runs/
+	$(VENV)/bin/tensorboard --logdir runs
+
+clean:  ## remove runs and caches (keeps runs/.gitkeep)
+	find runs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf .pytest_cache tests/__pycache__ __pycache__

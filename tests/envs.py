@@ -1,0 +1,66 @@
+"""Small environments whose right answers are known, registered on import.
+
+`gym.make("tests.envs:Counter-v0")` imports this module and so registers them; the CLI accepts the same ids.
+"""
+
+import gymnasium as gym
+import numpy as np
+
+HORIZON = 5  # Counter-v0 is cut by its time limit after this many steps
+TERMINAL_STEP = 4  # TerminatingCounter-v0 reaches a terminal state after this many steps
+# Asymmetric bounds on purpose: an actor that assumed [-1, 1] or symmetric ranges would leave them.
+ACTION_LOW = np.array([0.0, -3.0], dtype=np.float32)
+ACTION_HIGH = np.array([2.0, -1.0], dtype=np.float32)
+
+
+class CounterEnv(gym.Env):
+    """Observation [t / HORIZON] after t steps; reward 1 at every step, whatever the action.
+
+    With `terminal_step` set, the episode terminates (a real terminal state) after that many steps. Every action
+    must lie inside the action box: one outside raises, so a test that trains on this env checks the clipping.
+    """
+
+    def __init__(self, terminal_step: int | None = None):
+        self.terminal_step = terminal_step
+        self.observation_space = gym.spaces.Box(0.0, np.inf, shape=(1,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
+        self.t = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.array([self.t / HORIZON], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        if not self.action_space.contains(np.asarray(action, dtype=np.float32)):
+            raise ValueError(f"action {action} outside {self.action_space}")
+        self.t += 1
+        terminated = self.terminal_step is not None and self.t >= self.terminal_step
+        return self._obs(), 1.0, terminated, False, {}
+
+
+class ImageObsEnv(CounterEnv):
+    """An observation that is not flat: DDPG's MLPs cannot take it."""
+
+    def __init__(self):
+        super().__init__()
+        self.observation_space = gym.spaces.Box(0, 255, shape=(8, 8, 3), dtype=np.uint8)
+
+
+class UnboundedActionEnv(CounterEnv):
+    """Actions without finite bounds: tanh cannot be mapped onto them."""
+
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+
+
+gym.register("Counter-v0", entry_point=CounterEnv, max_episode_steps=HORIZON)
+gym.register(
+    "TerminatingCounter-v0", entry_point=CounterEnv, kwargs={"terminal_step": TERMINAL_STEP}, max_episode_steps=50
+)
+gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=HORIZON)
+gym.register("UnboundedAction-v0", entry_point=UnboundedActionEnv, max_episode_steps=HORIZON)

@@ -1,0 +1,111 @@
+"""ddpg.py as a user runs it: a subprocess, its console, its TensorBoard run and its saved model."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import ddpg
+from tests.conftest import ROOT
+
+SCRIPT = os.path.join(ROOT, "ddpg.py")
+PENDULUM_MAX_STEP_COST = 16.2736044  # pi^2 + 0.1 * 8^2 + 0.001 * 2^2: a Pendulum return lies in [-200 * this, 0]
+SHORT_RUN = ["--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
+             "--eval-frequency", "300", "--eval-episodes", "2", "--no-cuda"]  # fmt: skip
+
+
+def run_cli(cwd, *cli_args):
+    env = dict(os.environ, PYTHONPATH=ROOT)  # lets --env-id tests.envs:... import the test envs
+    return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def scalars(run_dir):
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return events, {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
+
+
+def test_short_pendulum_run_logs_what_it_did(tmp_path):
+    result = run_cli(tmp_path, *SHORT_RUN, "--save-model", "--exp-name", "cli")
+    assert result.returncode == 0, result.stderr
+    (run_name,) = os.listdir(tmp_path / "runs")
+    assert run_name.startswith("Pendulum-v1__cli__1__")
+    run_dir = str(tmp_path / "runs" / run_name)
+    events, logged = scalars(run_dir)
+
+    # three 200-step episodes, each cut by the time limit (the run crosses it twice and keeps going)
+    returns = logged["charts/episodic_return"]
+    assert [e.step for e in returns] == [200, 400, 600]
+    assert all(-200 * PENDULUM_MAX_STEP_COST <= e.value < 0 for e in returns)
+    assert [e.value for e in logged["charts/episodic_length"]] == [200, 200, 200]
+    # evaluations at the eval frequency; the final one is the one printed
+    evals = logged["eval/episodic_return"]
+    assert [e.step for e in evals] == [300, 600]
+    assert f"final evaluation: {evals[-1].value:.1f}" in result.stdout
+    # updates from step 300 on, losses every 100 steps
+    for tag in ("losses/qf_loss", "losses/qf_values", "losses/actor_loss", "charts/SPS"):
+        assert [e.step for e in logged[tag]] == [300, 400, 500, 600], tag
+    assert all(e.value >= 0 for e in logged["losses/qf_loss"])
+    assert all(e.value > 0 for e in logged["charts/SPS"])
+    # the console shows progress
+    assert "step 600/600" in result.stdout and "SPS" in result.stdout and "left" in result.stdout
+    # hyperparameters as a text table
+    (hparams,) = events.Tensors("hyperparameters/text_summary")
+    table = hparams.tensor_proto.string_val[0].decode()
+    assert "|batch_size|64|" in table and "|env_id|Pendulum-v1|" in table
+
+    # the saved model loads with weights_only=True into the networks, with the run's Args
+    saved = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    args = ddpg.Args(**saved["args"])
+    assert args.total_timesteps == 600 and args.hidden_size == 32
+    obs_dim, action_space = ddpg.check_env(args.env_id)
+    actor = ddpg.Actor(obs_dim, action_space, args.hidden_size)
+    actor.load_state_dict(saved["actor"])
+    ddpg.Critic(obs_dim, action_space.shape[0], args.hidden_size).load_state_dict(saved["critic"])
+    assert not any(name.endswith(".tmp") for name in os.listdir(run_dir))
+
+
+def test_help_shows_a_line_for_every_option(tmp_path):
+    result = run_cli(tmp_path, "--help")
+    assert result.returncode == 0
+    for flag in ("--env-id", "--seed", "--total-timesteps", "--learning-rate", "--buffer-size", "--gamma", "--tau",
+                 "--batch-size", "--exploration-noise", "--learning-starts", "--policy-frequency", "--cuda",
+                 "--no-cuda", "--torch-deterministic", "--capture-video", "--save-model", "--exp-name",
+                 "--noise-type", "--num-envs", "--eval-frequency", "--eval-episodes"):  # fmt: skip
+        assert flag in result.stdout, flag
+    assert "target smoothing coefficient" in result.stdout  # a field's docstring
+
+
+BAD_INPUTS = [
+    (["--env-id", "NoSuchEnv-v0"], "--env-id NoSuchEnv-v0"),
+    (["--env-id", "no_such_module:Env-v0"], "--env-id no_such_module:Env-v0"),
+    (["--env-id", "CartPole-v1"], "action space must be a continuous"),
+    (["--env-id", "tests.envs:ImageObs-v0"], "observation space must be a flat Box"),
+    (["--env-id", "tests.envs:UnboundedAction-v0"], "action bounds must be finite"),
+    (["--total-timesteps", "0"], "--total-timesteps must be positive"),
+    (["--buffer-size", "-5"], "--buffer-size must be positive"),
+    (["--batch-size", "0"], "--batch-size must be positive"),
+    (["--num-envs", "0"], "--num-envs must be positive"),
+    (["--learning-rate", "0"], "--learning-rate must be positive"),
+    (["--tau", "0"], "--tau must be in (0, 1]"),
+    (["--tau", "1.5"], "--tau must be in (0, 1]"),
+    (["--gamma", "1.01"], "--gamma must be in [0, 1]"),
+    (["--gamma", "nan"], "--gamma must be in [0, 1]"),
+    (["--exploration-noise", "-0.1"], "--exploration-noise must be non-negative"),
+    (["--batch-size", "512", "--buffer-size", "300"], "--batch-size (512) must not exceed --buffer-size (300)"),
+    (["--batch-size", "512", "--learning-starts", "100"], "must not exceed --learning-starts (100)"),
+    (["--learning-starts", "20000"], "--learning-starts (20000) must be below --total-timesteps"),
+]
+
+
+@pytest.mark.parametrize("cli_args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_without_traceback_or_run_dir(tmp_path, cli_args, message):
+    result = run_cli(tmp_path, *cli_args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "runs").exists()

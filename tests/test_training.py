@@ -1,0 +1,91 @@
+"""The training loop on environments whose right answers are known: time limits, terminations, determinism."""
+
+import numpy as np
+import pytest
+import torch
+
+import ddpg
+from tests.envs import HORIZON, TERMINAL_STEP
+
+GAMMA = 0.5  # short horizon: Q converges in few target updates and the analytic values are far apart
+STEP = 1.0 / HORIZON  # the counter envs' observation grows by this much per step
+
+
+def counter_args(env_id, **overrides):
+    settings = dict(
+        env_id=env_id, cuda=False, total_timesteps=1500, learning_starts=200, batch_size=64, hidden_size=32,
+        gamma=GAMMA, tau=0.05, eval_frequency=1500, eval_episodes=3,
+        exploration_noise=2.0,  # large: most noisy actions leave the box, and the env raises if one gets out
+    )  # fmt: skip
+    settings.update(overrides)
+    return ddpg.Args(**settings)
+
+
+def q_of_policy(agent, states):
+    obs = torch.tensor(states, dtype=torch.float32)[:, None]
+    with torch.no_grad():
+        return agent.critic(obs, agent.actor(obs)).numpy()
+
+
+def stored(rb):
+    return {name: getattr(rb.storage, name)[: rb.size].numpy() for name in ("obs", "next_obs", "terminations")}
+
+
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_time_limit_truncation_stores_true_final_obs_and_bootstraps(in_tmp, num_envs):
+    # Counter-v0: reward 1 forever, cut by a time limit. The correct value is the infinite sum 1 / (1 - gamma) = 2
+    # in every state, the last one included; treating the cut as terminal would give 1 there, 1.5 before, ...
+    out = ddpg.train(counter_args("tests.envs:Counter-v0", num_envs=num_envs))
+    data = stored(out["replay_buffer"])
+    assert len(data["obs"]) == 1500
+    # every stored s_{t+1} is s_t plus one step: a reset observation (0) after a cut would break this
+    np.testing.assert_allclose(data["next_obs"] - data["obs"], STEP, atol=1e-6)
+    assert data["obs"].max() == pytest.approx((HORIZON - 1) * STEP) and data["next_obs"].max() == pytest.approx(1.0)
+    assert not data["terminations"].any()
+    q = q_of_policy(out["agent"], [k * STEP for k in range(HORIZON)])
+    np.testing.assert_allclose(q, 1 / (1 - GAMMA), atol=0.15)
+    np.testing.assert_array_equal(out["eval_returns"], HORIZON)
+
+
+def test_termination_stops_bootstrapping(in_tmp):
+    # TerminatingCounter-v0 terminates after TERMINAL_STEP steps: Q(s_k) = sum_{j < TERMINAL_STEP - k} gamma^j.
+    out = ddpg.train(counter_args("tests.envs:TerminatingCounter-v0", num_envs=2))
+    data = stored(out["replay_buffer"])
+    np.testing.assert_allclose(data["next_obs"] - data["obs"], STEP, atol=1e-6)
+    terminal = np.isclose(data["next_obs"][:, 0], TERMINAL_STEP * STEP)
+    np.testing.assert_array_equal(data["terminations"], terminal)
+    expected = [sum(GAMMA**j for j in range(TERMINAL_STEP - k)) for k in range(TERMINAL_STEP)]
+    q = q_of_policy(out["agent"], [k * STEP for k in range(TERMINAL_STEP)])
+    np.testing.assert_allclose(q, expected, atol=0.15)
+    np.testing.assert_array_equal(out["eval_returns"], TERMINAL_STEP)
+
+
+def pendulum_args(seed, **overrides):
+    settings = dict(seed=seed, cuda=False, total_timesteps=700, learning_starts=300, batch_size=64, hidden_size=32,
+                    eval_frequency=700, eval_episodes=2)  # fmt: skip
+    settings.update(overrides)
+    return ddpg.Args(**settings)
+
+
+def final_state(out):
+    agent = out["agent"]
+    return [p.detach().clone() for net in (agent.actor, agent.critic) for p in net.parameters()], out["eval_returns"]
+
+
+def test_same_seed_gives_identical_runs_and_another_seed_does_not(in_tmp):
+    (weights_a, returns_a), (weights_b, returns_b) = (
+        final_state(ddpg.train(pendulum_args(seed=3, exp_name=name))) for name in ("a", "b")
+    )
+    assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b))
+    np.testing.assert_array_equal(returns_a, returns_b)
+    weights_c, returns_c = final_state(ddpg.train(pendulum_args(seed=4, exp_name="c")))
+    assert not np.array_equal(returns_a, returns_c)
+    assert not all(torch.equal(a, c) for a, c in zip(weights_a, weights_c))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_run_keeps_buffer_and_networks_on_the_gpu(in_tmp):
+    out = ddpg.train(pendulum_args(seed=1, cuda=True))
+    assert all(t.is_cuda for t in out["replay_buffer"].storage)
+    assert all(p.is_cuda for p in out["agent"].actor.parameters())
+    assert np.isfinite(out["eval_returns"]).all()

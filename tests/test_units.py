@@ -1,0 +1,269 @@
+"""Unit tests of the pieces of ddpg.py, each against an answer known in advance."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import ddpg
+from tests.envs import ACTION_HIGH, ACTION_LOW
+
+ASYMMETRIC_BOX = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
+
+
+def small_agent(obs_dim=3, action_space=ASYMMETRIC_BOX, seed=0):
+    torch.manual_seed(seed)
+    args = ddpg.Args(hidden_size=16, learning_rate=1e-2)
+    return ddpg.make_agent(obs_dim, action_space, args, torch.device("cpu"))
+
+
+def random_batch(n=32, obs_dim=3, act_dim=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return ddpg.Batch(
+        obs=torch.randn(n, obs_dim, generator=g),
+        actions=torch.rand(n, act_dim, generator=g),
+        rewards=torch.randn(n, generator=g),
+        next_obs=torch.randn(n, obs_dim, generator=g),
+        terminations=(torch.rand(n, generator=g) < 0.3).float(),
+    )
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def assert_same(a, b):
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Replay buffer
+
+
+def transitions(first, n, obs_dim=3, act_dim=2):
+    """n distinct transitions numbered first, first+1, ...: every field holds its number."""
+    k = np.arange(first, first + n, dtype=np.float32)
+    return (np.repeat(k[:, None], obs_dim, 1), np.repeat(k[:, None], act_dim, 1), k,
+            np.repeat(k[:, None], obs_dim, 1) + 0.5, k % 2)  # fmt: skip
+
+
+def test_buffer_ring_overwrites_oldest_first():
+    rb = ddpg.ReplayBuffer(capacity=5, obs_dim=3, act_dim=2, device=torch.device("cpu"))
+    rb.add(*transitions(0, 3))
+    assert rb.size == 3 and rb.pos == 3
+    rb.add(*transitions(3, 4))  # 3 and 4 fill the end, 5 and 6 wrap around over 0 and 1
+    assert rb.size == 5 and rb.pos == 2
+    assert rb.storage.rewards.tolist() == [5, 6, 2, 3, 4]
+    assert rb.storage.obs[:, 0].tolist() == [5, 6, 2, 3, 4]
+    assert rb.storage.next_obs[:, 2].tolist() == [5.5, 6.5, 2.5, 3.5, 4.5]
+    assert rb.storage.actions[:, 1].tolist() == [5, 6, 2, 3, 4]
+    assert rb.storage.terminations.tolist() == [1, 0, 0, 1, 0]
+
+
+def test_buffer_samples_only_stored_rows_uniformly():
+    rb = ddpg.ReplayBuffer(capacity=100, obs_dim=3, act_dim=2, device=torch.device("cpu"))
+    rb.add(*transitions(0, 10))  # 90 rows still empty (zeros except row 0): they must never be drawn
+    torch.manual_seed(0)
+    draws = 20_000
+    batch = rb.sample(draws)
+    # each row of a sample is one whole stored transition, fields kept together
+    assert torch.equal(batch.obs[:, 0], batch.rewards) and torch.equal(batch.actions[:, 0], batch.rewards)
+    assert torch.equal(batch.next_obs[:, 0], batch.rewards + 0.5)
+    counts = torch.bincount(batch.rewards.long(), minlength=10)
+    assert len(counts) == 10  # nothing outside the 10 stored
+    # uniform: each count is Binomial(20000, 0.1), std ~42; 5 std either side
+    assert counts.min() > 2000 - 5 * 42 and counts.max() < 2000 + 5 * 42
+
+
+def test_buffer_memory_is_capacity_times_one_transition():
+    obs_dim, act_dim, capacity = 17, 6, 1000
+    rb = ddpg.ReplayBuffer(capacity, obs_dim, act_dim, torch.device("cpu"))
+    transition_bytes = 4 * (obs_dim + act_dim + 1 + obs_dim + 1)  # float32 s, a, r, s', terminated
+    allocated = sum(t.untyped_storage().nbytes() for t in rb.storage)
+    assert allocated == capacity * transition_bytes
+    rb.add(*transitions(0, 7, obs_dim, act_dim))
+    assert sum(t.untyped_storage().nbytes() for t in rb.storage) == allocated  # adding does not grow it
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Exploration noise
+
+
+def test_ou_noise_matches_the_stationary_variance_and_correlation():
+    sigma, theta, num_envs, steps = 0.2, ddpg.OU_THETA, 4000, 200
+    torch.manual_seed(0)
+    noise = ddpg.OUNoise(num_envs, 1, sigma, torch.device("cpu"))
+    for _ in range(steps):  # (1 - theta)^200 ~ 1e-14: the start at 0 is forgotten
+        previous = noise.sample().clone()
+    current = noise.sample()
+    # x' = (1 - theta) x + sigma eps  =>  Var = sigma^2 / (1 - (1 - theta)^2), lag-1 correlation = 1 - theta
+    expected_var = sigma**2 / (1 - (1 - theta) ** 2)
+    assert current.var().item() == pytest.approx(expected_var, rel=0.06)
+    corr = torch.corrcoef(torch.stack([previous[:, 0], current[:, 0]]))[0, 1].item()
+    assert corr == pytest.approx(1 - theta, abs=0.02)
+
+
+def test_ou_noise_resets_only_the_envs_whose_episode_ended():
+    torch.manual_seed(0)
+    noise = ddpg.OUNoise(3, 2, 0.2, torch.device("cpu"))
+    for _ in range(5):
+        noise.sample()
+    before = noise.state.clone()
+    noise.reset(torch.tensor([False, True, False]))
+    assert torch.equal(noise.state[1], torch.zeros(2))
+    assert torch.equal(noise.state[[0, 2]], before[[0, 2]]) and before[[0, 2]].abs().min() > 0
+
+
+def test_gaussian_noise_is_independent_with_the_given_std():
+    torch.manual_seed(0)
+    noise = ddpg.GaussianNoise(4000, 1, 0.3, torch.device("cpu"))
+    a, b = noise.sample().clone(), noise.sample().clone()
+    assert a.std().item() == pytest.approx(0.3, rel=0.05)
+    assert abs(torch.corrcoef(torch.cat([a, b], 1).T)[0, 1].item()) < 0.05
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Actor's action mapping and the clipping of noisy actions
+
+
+def set_actor_output(actor, value):
+    """Make the actor's pre-tanh output the constant `value` for every input."""
+    with torch.no_grad():
+        actor.net[-1].weight.zero_()
+        actor.net[-1].bias.fill_(value)
+
+
+@pytest.mark.parametrize("pre_tanh, expected", [(50.0, ACTION_HIGH), (-50.0, ACTION_LOW), (0.0, (ACTION_LOW + ACTION_HIGH) / 2)])
+def test_actor_maps_tanh_onto_asymmetric_bounds(pre_tanh, expected):
+    actor = ddpg.Actor(3, ASYMMETRIC_BOX, hidden_size=16)
+    set_actor_output(actor, pre_tanh)
+    out = actor(torch.randn(10, 3))
+    assert torch.allclose(out, torch.as_tensor(expected).expand(10, 2), atol=1e-6)
+
+
+def test_noisy_actions_are_clipped_into_the_box():
+    torch.manual_seed(0)
+    actor = ddpg.Actor(3, ASYMMETRIC_BOX, hidden_size=16)
+    set_actor_output(actor, 3.0)  # near the upper bound: most noise pushes past it
+    noise = ddpg.GaussianNoise(1000, 2, sigma=5.0, device=torch.device("cpu"))
+    actions = ddpg.explore(actor, torch.randn(1000, 3), noise)
+    low, high = torch.as_tensor(ACTION_LOW), torch.as_tensor(ACTION_HIGH)
+    assert torch.all(actions >= low) and torch.all(actions <= high)
+    assert torch.any(actions == high) and torch.any(actions == low)  # both bounds were hit: clipping, not luck
+
+
+def test_noise_is_scaled_to_the_action_range():
+    torch.manual_seed(0)
+    box = gym.spaces.Box(np.array([-10.0], dtype=np.float32), np.array([10.0], dtype=np.float32))
+    actor = ddpg.Actor(3, box, hidden_size=16)
+    set_actor_output(actor, 0.0)
+    noise = ddpg.GaussianNoise(4000, 1, sigma=0.1, device=torch.device("cpu"))
+    actions = ddpg.explore(actor, torch.randn(4000, 3), noise)
+    assert actions.std().item() == pytest.approx(0.1 * 10, rel=0.05)  # sigma times the half-width
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses, gradients and target updates
+
+
+def test_targets_start_equal_to_the_online_networks():
+    agent = small_agent()
+    assert_same(params(agent.actor), params(agent.target_actor))
+    assert_same(params(agent.critic), params(agent.target_critic))
+
+
+def test_critic_loss_matches_the_bellman_target_by_hand():
+    agent = small_agent()
+    with torch.no_grad():  # Q'(s', a') = 3 everywhere, Q(s, a) = 0.5 everywhere
+        agent.target_critic.net[-1].weight.zero_()
+        agent.target_critic.net[-1].bias.fill_(3.0)
+        agent.critic.net[-1].weight.zero_()
+        agent.critic.net[-1].bias.fill_(0.5)
+    data = ddpg.Batch(
+        obs=torch.zeros(3, 3), actions=torch.zeros(3, 2), next_obs=torch.zeros(3, 3),
+        rewards=torch.tensor([1.0, -2.0, 0.0]), terminations=torch.tensor([0.0, 1.0, 0.0]),
+    )  # fmt: skip
+    loss, q = ddpg.critic_loss(agent.critic, agent.target_actor, agent.target_critic, data, gamma=0.9)
+    y = torch.tensor([1.0 + 0.9 * 3.0, -2.0, 0.0 + 0.9 * 3.0])  # no bootstrap from the terminal transition
+    assert torch.allclose(q, torch.full((3,), 0.5))
+    assert loss.item() == pytest.approx(((0.5 - y) ** 2).mean().item(), rel=1e-6)
+
+
+def test_critic_loss_sends_no_gradient_to_the_actor_or_the_targets():
+    agent = small_agent()
+    loss, _ = ddpg.critic_loss(agent.critic, agent.target_actor, agent.target_critic, random_batch(), 0.99)
+    loss.backward()
+    for net in (agent.actor, agent.target_actor, agent.target_critic):
+        assert all(p.grad is None for p in net.parameters())
+    assert all(p.grad is not None for p in agent.critic.parameters())
+
+
+def test_actor_step_leaves_the_critic_untouched():
+    data = random_batch()
+    full, critic_only = small_agent(), small_agent()
+    ddpg.update(full, data, gamma=0.99, tau=0.1, update_actor=True)
+    # the same critic step alone
+    loss, _ = ddpg.critic_loss(critic_only.critic, critic_only.target_actor, critic_only.target_critic, data, 0.99)
+    loss.backward()
+    critic_only.critic_optimizer.step()
+    assert_same(params(full.critic), params(critic_only.critic))
+    # and the actor's loss gave the critic no gradient: its grads are still the critic loss's
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(full.critic.parameters(), critic_only.critic.parameters()))
+    assert all(p.requires_grad for p in full.critic.parameters())  # unfrozen afterwards
+
+
+def test_update_without_actor_step_moves_only_the_critic():
+    agent = small_agent()
+    actor, targets = params(agent.actor), params(agent.target_actor) + params(agent.target_critic)
+    critic = params(agent.critic)
+    _, _, pi_loss = ddpg.update(agent, random_batch(), gamma=0.99, tau=0.1, update_actor=False)
+    assert pi_loss is None
+    assert_same(params(agent.actor), actor)
+    assert_same(params(agent.target_actor) + params(agent.target_critic), targets)
+    assert not all(torch.equal(a, b) for a, b in zip(params(agent.critic), critic))
+
+
+def test_update_with_actor_step_improves_q_of_the_policy():
+    agent = small_agent()
+    data = random_batch()
+    before = ddpg.actor_loss(agent.actor, agent.critic, data.obs).item()
+    agent.critic.requires_grad_(False)
+    for _ in range(20):
+        loss = ddpg.actor_loss(agent.actor, agent.critic, data.obs)
+        agent.actor_optimizer.zero_grad()
+        loss.backward()
+        agent.actor_optimizer.step()
+    assert loss.item() < before  # descending -Q raises Q(s, mu(s))
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.3, 1.0])
+def test_soft_update_arithmetic(tau):
+    target, source = small_agent(seed=1).critic, small_agent(seed=2).critic
+    before_target, before_source = params(target), params(source)
+    ddpg.soft_update(target, source, tau)
+    for new, old, src in zip(params(target), before_target, before_source):
+        assert torch.allclose(new, tau * src + (1 - tau) * old, atol=1e-7)
+    if tau == 1.0:
+        assert_same(params(target), before_source)
+    if tau == 0.0:
+        assert_same(params(target), before_target)
+    assert_same(params(source), before_source)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The true next observation under autoreset
+
+
+def test_true_next_obs_takes_final_obs_where_an_episode_ended():
+    next_obs = np.array([[0.0], [10.0], [20.0]])
+    final_obs = np.array([None, np.array([11.0]), None], dtype=object)
+    infos = {"final_obs": final_obs, "_final_obs": np.array([False, True, False])}
+    assert true_next_obs_list(next_obs, infos) == [0.0, 11.0, 20.0]
+    assert next_obs[1, 0] == 10.0  # the reset observation itself is kept for the next step
+    assert true_next_obs_list(next_obs, {}) == [0.0, 10.0, 20.0]
+
+
+def true_next_obs_list(next_obs, infos):
+    return ddpg.true_next_obs(next_obs, infos)[:, 0].tolist()
