@@ -35,6 +35,7 @@ import dataclasses
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -94,6 +95,12 @@ class Args:
     """evaluate the deterministic policy every this many environment steps (and at the end)"""
     eval_episodes: int = 10
     """number of episodes per evaluation"""
+    checkpoint_frequency: int = 50_000
+    """write a checkpoint to resume from every this many environment steps (0: only when interrupted)"""
+    resume: str | None = None
+    """run directory to go on with, from its checkpoint and with its saved arguments"""
+    eval_checkpoint: str | None = None
+    """instead of training, evaluate the actor of this checkpoint or saved model for --eval-episodes episodes"""
 
 
 # Named constants of the algorithm and of the logging.
@@ -103,6 +110,8 @@ EVAL_SEED_OFFSET = 10_000  # the evaluation env is seeded apart from the trainin
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
+CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
+MODEL_FILE = "model.pt"  # in the run directory, with --save-model: the actor, the critic and the arguments
 
 
 class UsageError(Exception):
@@ -118,16 +127,9 @@ def make_env(env_id: str, render: bool = False) -> gym.Env:
     return gym.make(env_id, render_mode="rgb_array") if render else gym.make(env_id)
 
 
-def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """`num_envs` copies stepped together, with episode statistics in `infos["episode"]`.
-
-    SAME_STEP autoreset: when an episode ends, `step` already returns the first observation of the next episode,
-    and the true last observation of the finished one is in `infos["final_obs"]` (see `true_next_obs`).
-    """
-    envs = gym.vector.SyncVectorEnv(
-        [lambda: make_env(env_id) for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
-    )
-    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+def seed_env(env: gym.Env, seed: int) -> None:
+    """Seed the env's generator as `env.reset(seed=seed)` would, without starting an episode."""
+    env.np_random, _ = gym.utils.seeding.np_random(seed)
 
 
 def check_spaces(env: gym.Env) -> None:
@@ -141,19 +143,79 @@ def check_spaces(env: gym.Env) -> None:
         raise UsageError(f"--env-id {env.spec.id}: action bounds must be finite, got {act_space}")
 
 
-def true_next_obs(next_obs: np.ndarray, infos: dict) -> np.ndarray:
-    """The observation that really followed each action.
+class EnvRunner:
+    """The training envs, stepped together (a gymnasium vector env), and what it takes to put them back exactly.
 
-    Trap: with autoreset, `next_obs` of an env whose episode just ended is the reset observation of its next
-    episode. Storing that as s_{t+1} would teach the critic a jump that never happens; the true last
-    observation is in `infos["final_obs"]`.
+    Finished envs are reset by `step` itself, *after* it has read their true last observation. (gymnasium's
+    default autoreset would instead hand back the next episode's first observation in its place: storing that as
+    s_{t+1} teaches the critic a jump that never happens.)
+
+    For checkpoints it keeps, per env, the running episode's return and length, the state of the env's random
+    number generator just before the reset that began the episode, and the actions taken since. Simulators are
+    deterministic given these, so replaying them restores an env mid-episode (`load_state_dict`).
     """
-    if "_final_obs" not in infos:
-        return next_obs
-    real = next_obs.copy()
-    for i in np.flatnonzero(infos["_final_obs"]):
-        real[i] = infos["final_obs"][i]
-    return real
+
+    def __init__(self, env_id: str, num_envs: int, seed: int):
+        self.envs = gym.vector.SyncVectorEnv(
+            [lambda: make_env(env_id) for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.DISABLED
+        )
+        for i, env in enumerate(self.envs.envs):
+            seed_env(env, seed + i)
+        self.episode_returns = np.zeros(num_envs)
+        self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
+        self.start_rng = [env.np_random.bit_generator.state for env in self.envs.envs]
+        self.episode_actions = [[] for _ in range(num_envs)]
+        self.obs = self._reset(np.ones(num_envs, dtype=bool))  # (num_envs, obs_dim): what the agent acts on
+
+    def _reset(self, mask: np.ndarray) -> np.ndarray:
+        for i in np.flatnonzero(mask):
+            self.start_rng[i] = self.envs.envs[i].np_random.bit_generator.state
+            self.episode_actions[i] = []
+        self.episode_returns[mask], self.episode_lengths[mask] = 0.0, 0
+        obs, _ = self.envs.reset(options={"reset_mask": mask})
+        return obs
+
+    def step(self, actions: np.ndarray):
+        """Returns (next_obs, rewards, terminations, truncations, finished episodes as [(return, length)]).
+
+        `next_obs` is the true s_{t+1} of every env; `self.obs` becomes the observation to act on next, which is
+        the first observation of a new episode where one ended.
+        """
+        next_obs, rewards, terminations, truncations, _ = self.envs.step(actions)
+        for i, action in enumerate(actions):
+            self.episode_actions[i].append(action)
+        self.episode_returns += rewards
+        self.episode_lengths += 1
+        done = terminations | truncations
+        finished = [(self.episode_returns[i], int(self.episode_lengths[i])) for i in np.flatnonzero(done)]
+        self.obs = self._reset(done) if done.any() else next_obs
+        return next_obs, rewards, terminations, truncations, finished
+
+    def state_dict(self) -> dict:
+        return {
+            "episode_returns": self.episode_returns.tolist(),
+            "episode_lengths": self.episode_lengths.tolist(),
+            "start_rng": self.start_rng,
+            "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions],
+            "obs": torch.as_tensor(self.obs),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Rewind each env's generator to its episode's start, reset, and replay the episode's actions."""
+        for env, rng in zip(self.envs.envs, state["start_rng"]):
+            env.np_random.bit_generator.state = rng
+        self.obs = self._reset(np.ones(self.envs.num_envs, dtype=bool))
+        for i, (env, actions) in enumerate(zip(self.envs.envs, state["episode_actions"])):
+            for action in actions.numpy():
+                self.obs[i], *_ = env.step(action)
+                self.episode_actions[i].append(action)
+        if not np.array_equal(self.obs, state["obs"].numpy()):
+            print("warning: the environment did not replay to the saved state (is it deterministic?)")
+        self.episode_returns[:] = state["episode_returns"]
+        self.episode_lengths[:] = state["episode_lengths"]
+
+    def close(self) -> None:
+        self.envs.close()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -198,6 +260,15 @@ class ReplayBuffer:
         idx = torch.randint(0, self.size, (batch_size,), device=self.storage.obs.device)
         return Batch(*(store[idx] for store in self.storage))
 
+    def state_dict(self) -> dict:
+        """The filled rows only: a checkpoint early in a run stays small."""
+        return {"pos": self.pos, "size": self.size, **{k: v[: self.size] for k, v in self.storage._asdict().items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pos, self.size = state["pos"], state["size"]
+        for name, store in self.storage._asdict().items():
+            store[: self.size] = state[name]
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Exploration noise, in units of the action range's half-width (the caller scales it to the action space)
@@ -223,6 +294,12 @@ class OUNoise:
         """Restart the process of the envs where `done` (bool, (num_envs,)) is True."""
         self.state.masked_fill_(done.unsqueeze(-1), 0.0)
 
+    def state_dict(self) -> dict:
+        return {"state": self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state.copy_(state["state"])
+
 
 class GaussianNoise:
     """Independent N(0, sigma^2) noise at every step (TD3, CleanRL)."""
@@ -236,6 +313,12 @@ class GaussianNoise:
 
     def reset(self, done: torch.Tensor) -> None:
         """Nothing to restart: the noise has no memory."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore."""
 
 
 def make_noise(args: Args, act_dim: int, device: torch.device) -> OUNoise | GaussianNoise:
@@ -325,6 +408,13 @@ class Agent:
     actor_optimizer: torch.optim.Optimizer
     critic_optimizer: torch.optim.Optimizer
 
+    def state_dict(self) -> dict:
+        return {field.name: getattr(self, field.name).state_dict() for field in dataclasses.fields(self)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for field in dataclasses.fields(self):
+            getattr(self, field.name).load_state_dict(state[field.name])
+
 
 def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: torch.device) -> Agent:
     """Alg. 1: initialise critic and actor randomly, and the targets as exact copies of them."""
@@ -389,7 +479,7 @@ def evaluate(actor: Actor, env: gym.Env, num_episodes: int, device: torch.device
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Command line checks, saving
+# Checks of the command line and of the environment
 
 
 def check_args(args: Args) -> None:
@@ -405,6 +495,8 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
     if not args.exploration_noise >= 0.0:
         raise UsageError(f"--exploration-noise must be non-negative, got {args.exploration_noise}")
+    if args.checkpoint_frequency < 0:
+        raise UsageError(f"--checkpoint-frequency must be 0 (off) or positive, got {args.checkpoint_frequency}")
     if args.batch_size > args.buffer_size:
         raise UsageError(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
     if args.batch_size > args.learning_starts:
@@ -416,6 +508,10 @@ def check_args(args: Args) -> None:
         raise UsageError(
             f"--learning-starts ({args.learning_starts}) must be below --total-timesteps ({args.total_timesteps})"
         )
+    if args.resume and not os.path.isfile(os.path.join(args.resume, CHECKPOINT_FILE)):
+        raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
+    if args.eval_checkpoint and not os.path.isfile(args.eval_checkpoint):
+        raise UsageError(f"--eval-checkpoint {args.eval_checkpoint}: no such file")
 
 
 def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
@@ -431,11 +527,96 @@ def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
         env.close()
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints: everything a run needs to go on exactly where it stopped
+
+
 def save_atomic(obj: dict, path: str) -> None:
-    """torch.save to a temporary file, then rename it: a crash mid-write never leaves a half-written `path`."""
+    """torch.save to a temporary file, then rename it: a crash mid-write leaves the previous `path` intact."""
     tmp = f"{path}.tmp"
     torch.save(obj, tmp)
-    os.replace(tmp, path)
+    os.replace(tmp, path)  # atomic on POSIX and Windows
+
+
+def rng_states(runner: EnvRunner, eval_env: gym.Env) -> dict:
+    """Every random number generator the run draws from (numpy arrays as lists: weights_only refuses them)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "action_space": runner.envs.action_space.np_random.bit_generator.state,
+        "eval_env": eval_env.np_random.bit_generator.state,
+    }
+
+
+def set_rng_states(states: dict, runner: EnvRunner, eval_env: gym.Env) -> None:
+    random.setstate(states["python"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    runner.envs.action_space.np_random.bit_generator.state = states["action_space"]
+    eval_env.np_random.bit_generator.state = states["eval_env"]
+
+
+def space_signature(obs_dim: int, action_space: gym.spaces.Box) -> dict:
+    """What a checkpoint's networks were built for; another environment with other spaces is refused."""
+    return {"obs_dim": obs_dim, "action_low": action_space.low.tolist(), "action_high": action_space.high.tolist()}
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a checkpoint or saved model, refusing files that are damaged or not ours with one line."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        dataclasses.replace(Args(**checkpoint["args"]))  # its Args must still parse
+        checkpoint["spaces"], checkpoint["agent"]["actor"]  # noqa: B018 (both are required)
+    except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
+        reason = (str(e).splitlines() or [""])[0]
+        raise UsageError(f"{path}: not a readable ddpg.py checkpoint ({type(e).__name__}: {reason})") from None
+    return checkpoint
+
+
+def check_checkpoint_fits(checkpoint: dict, path: str, obs_dim: int, action_space: gym.spaces.Box) -> None:
+    saved = Args(**checkpoint["args"])
+    if checkpoint["spaces"] != space_signature(obs_dim, action_space):
+        raise UsageError(
+            f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
+            f"{space_signature(obs_dim, action_space)}"
+        )
+    for name, tensor in Actor(obs_dim, action_space, saved.hidden_size).state_dict().items():
+        if checkpoint["agent"]["actor"].get(name, torch.empty(0)).shape != tensor.shape:
+            raise UsageError(f"{path}: actor weights do not fit networks of --hidden-size {saved.hidden_size}")
+
+
+def first_nonfinite(agent: Agent) -> str | None:
+    """Name of the first network parameter holding a NaN or an infinity, if any (a host sync point)."""
+    for net_name in ("actor", "critic"):
+        for name, p in getattr(agent, net_name).named_parameters():
+            if not torch.isfinite(p).all():
+                return f"{net_name}.{name}"
+    return None
+
+
+class SignalFlag:
+    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run directory and console
 
 
 def make_run_dir(args: Args) -> str:
@@ -465,9 +646,19 @@ def format_seconds(seconds: float) -> str:
 
 
 def train(args: Args) -> dict:
-    """Run DDPG as `args` says; returns the run directory, the final evaluation's returns, the agent and buffer."""
+    """Run DDPG as `args` says (or go on with the run `args.resume`).
+
+    Returns the run directory, the final evaluation's returns, the agent, the replay buffer, and the exit status
+    (0; 128 + the signal number when interrupted; 1 when a loss or parameter went non-finite).
+    """
     check_args(args)
+    checkpoint = None
+    if args.resume:
+        checkpoint = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
+        args = dataclasses.replace(Args(**checkpoint["args"]), resume=args.resume)
     obs_dim, action_space = check_env(args.env_id)
+    if checkpoint:
+        check_checkpoint_fits(checkpoint, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
     act_dim = action_space.shape[0]
 
     use_cuda = args.cuda and torch.cuda.is_available()
@@ -475,60 +666,97 @@ def train(args: Args) -> dict:
         print("no CUDA device available: training on the CPU")
     device = torch.device("cuda" if use_cuda else "cpu")
 
-    run_dir = make_run_dir(args)
-    writer = SummaryWriter(run_dir)
-    writer.add_text("hyperparameters", hyperparameter_table(args))
-
+    run_dir = args.resume or make_run_dir(args)
+    checkpoint_path = os.path.join(run_dir, CHECKPOINT_FILE)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.use_deterministic_algorithms(args.torch_deterministic)
 
-    envs = make_vector_env(args.env_id, args.num_envs)
-    envs.action_space.seed(args.seed)
+    runner = EnvRunner(args.env_id, args.num_envs, args.seed)
+    runner.envs.action_space.seed(args.seed)
     eval_env = make_env(args.env_id, render=args.capture_video)
-    if args.capture_video:
-        eval_env = gym.wrappers.RecordVideo(
-            eval_env, os.path.join(run_dir, "videos"), episode_trigger=lambda ep: ep % args.eval_episodes == 0
-        )
-    eval_env.reset(seed=args.seed + EVAL_SEED_OFFSET)
+    if args.capture_video:  # the first episode of every evaluation
+        prefix = f"eval-resumed-{checkpoint['global_step']}" if checkpoint else "eval"
+        eval_env = gym.wrappers.RecordVideo(eval_env, os.path.join(run_dir, "videos"), name_prefix=prefix,
+                                           episode_trigger=lambda ep: ep % args.eval_episodes == 0)  # fmt: skip
+    seed_env(eval_env, args.seed + EVAL_SEED_OFFSET)
 
     # Alg. 1: initialise critic, actor, their targets, and the replay buffer R
     agent = make_agent(obs_dim, action_space, args, device)
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
     noise = make_noise(args, act_dim, device)
-
-    def evaluate_and_log(step: int) -> np.ndarray:
-        returns = evaluate(agent.actor, eval_env, args.eval_episodes, device)
-        writer.add_scalar("eval/episodic_return", returns.mean(), step)
-        return returns
-
-    obs, _ = envs.reset(seed=args.seed)
-    start_time = last_print = time.time()
-    global_step, num_updates = 0, 0
+    global_step, num_updates = 0, 0  # env steps summed over envs; gradient updates
     recent_returns, eval_returns = [], None
+    if checkpoint:
+        agent.load_state_dict(checkpoint["agent"])
+        rb.load_state_dict(checkpoint["replay_buffer"])
+        noise.load_state_dict(checkpoint["noise"])
+        runner.load_state_dict(checkpoint["envs"])
+        set_rng_states(checkpoint["rng"], runner, eval_env)
+        global_step, num_updates = checkpoint["global_step"], checkpoint["num_updates"]
+        recent_returns = checkpoint["recent_returns"]
+        eval_returns = checkpoint["eval_returns"] and np.array(checkpoint["eval_returns"])
+        print(f"resuming {run_dir} at step {global_step}/{args.total_timesteps}")
+
+    # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice
+    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if checkpoint else None)
+    if not checkpoint:
+        writer.add_text("hyperparameters", hyperparameter_table(args))
+
+    def save_checkpoint() -> None:
+        save_atomic(
+            {
+                "args": dataclasses.asdict(args), "spaces": space_signature(obs_dim, action_space),
+                "global_step": global_step, "num_updates": num_updates, "agent": agent.state_dict(),
+                "replay_buffer": rb.state_dict(), "noise": noise.state_dict(), "envs": runner.state_dict(),
+                "rng": rng_states(runner, eval_env), "recent_returns": recent_returns,
+                "eval_returns": None if eval_returns is None else eval_returns.tolist(),
+            },
+            checkpoint_path,
+        )  # fmt: skip
+
+    def stop(message: str, status: int, stream=sys.stdout) -> dict:
+        writer.close()
+        runner.close()
+        eval_env.close()
+        signals.restore()
+        print(message, file=stream, flush=True)
+        return {"run_dir": run_dir, "eval_returns": eval_returns, "agent": agent, "replay_buffer": rb,
+                "status": status}  # fmt: skip
+
+    def not_finite(quantity: str) -> dict:
+        kept = f"the last good checkpoint is {checkpoint_path}" if os.path.exists(checkpoint_path) else "no checkpoint"
+        return stop(f"ddpg.py: error: step {global_step}: {quantity} is not finite; training stopped ({kept})", 1,
+                    sys.stderr)  # fmt: skip
+
+    signals = SignalFlag()
+    start_time = last_print = time.time()
+    start_step, last_pi_loss = global_step, None
     while global_step < args.total_timesteps:
+        obs = runner.obs
         # Alg. 1: select action a_t = mu(s_t) + N_t (uniformly random actions while the buffer fills)
         if global_step < args.learning_starts:
-            actions = envs.action_space.sample()
+            actions = runner.envs.action_space.sample()
         else:
             obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
             actions = explore(agent.actor, obs_tensor, noise).cpu().numpy()  # host sync point: the env needs it
+            if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
+                return not_finite("the actor's action")
 
         # Alg. 1: execute action a_t and observe reward r_t and new state s_{t+1}
-        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+        next_obs, rewards, terminations, truncations, finished = runner.step(actions)
         global_step += args.num_envs
-        if "_episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                recent_returns = (recent_returns + [float(infos["episode"]["r"][i])])[-RECENT_EPISODES:]
-                writer.add_scalar("charts/episodic_return", infos["episode"]["r"][i], global_step)
-                writer.add_scalar("charts/episodic_length", infos["episode"]["l"][i], global_step)
+        for episode_return, episode_length in finished:
+            recent_returns = (recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
+            writer.add_scalar("charts/episodic_return", episode_return, global_step)
+            writer.add_scalar("charts/episodic_length", episode_length, global_step)
 
-        # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R; s_{t+1} is the true next state, not a reset obs
-        rb.add(obs, actions, rewards, true_next_obs(next_obs, infos), terminations)
+        # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R. `terminations`, not `truncations`: a time-limit
+        # cut is not a terminal state, and its target will bootstrap from the true last observation next_obs.
+        rb.add(obs, actions, rewards, next_obs, terminations)
         noise.reset(torch.as_tensor(terminations | truncations, device=device))
-        obs = next_obs
 
         if global_step >= args.learning_starts:
             # One gradient step per transition collected, as in Alg. 1, whatever the number of envs.
@@ -539,21 +767,40 @@ def train(args: Args) -> dict:
                 qf_loss, qf_values, pi_loss = update(
                     agent, data, args.gamma, args.tau, update_actor=num_updates % args.policy_frequency == 0
                 )
-                if pi_loss is not None:
-                    last_pi_loss = pi_loss
+                last_pi_loss = last_pi_loss if pi_loss is None else pi_loss
             if global_step % LOG_INTERVAL < args.num_envs:
-                writer.add_scalar("losses/qf_loss", qf_loss.item(), global_step)
-                writer.add_scalar("losses/qf_values", qf_values.item(), global_step)
-                writer.add_scalar("losses/actor_loss", last_pi_loss.item(), global_step)
-                writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+                losses = {"losses/qf_loss": qf_loss, "losses/qf_values": qf_values, "losses/actor_loss": last_pi_loss}
+                for tag, value in losses.items():
+                    if value is None:
+                        continue
+                    value = value.item()  # host sync point, once per LOG_INTERVAL steps
+                    if not math.isfinite(value):
+                        return not_finite(tag)
+                    writer.add_scalar(tag, value, global_step)
+                writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)),
+                                  global_step)  # fmt: skip
 
         if global_step % args.eval_frequency < args.num_envs or global_step >= args.total_timesteps:
-            eval_returns = evaluate_and_log(global_step)
+            eval_returns = evaluate(agent.actor, eval_env, args.eval_episodes, device)
+            writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+
+        periodic = args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs
+        if periodic or signals.signum:
+            bad = first_nonfinite(agent)
+            if bad:  # never overwrite a good checkpoint with a broken agent
+                return not_finite(f"parameter {bad}")
+            save_checkpoint()
+        if signals.signum:
+            return stop(
+                f"{signal.Signals(signals.signum).name} at step {global_step}: checkpoint saved to {checkpoint_path}\n"
+                f"resume with: python {sys.argv[0]} --resume {run_dir}",
+                128 + signals.signum,
+            )
 
         now = time.time()
         if now - last_print >= PROGRESS_INTERVAL_S or global_step >= args.total_timesteps:
             last_print = now
-            sps = global_step / (now - start_time)
+            sps = (global_step - start_step) / (now - start_time)
             recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "-"
             last_eval = f"{eval_returns.mean():.1f}" if eval_returns is not None else "-"
             print(
@@ -564,21 +811,51 @@ def train(args: Args) -> dict:
             )
 
     if args.save_model:
-        model_path = os.path.join(run_dir, "model.pt")
+        model_path = os.path.join(run_dir, MODEL_FILE)
         save_atomic(
-            {"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict(), "args": dataclasses.asdict(args)},
+            {"args": dataclasses.asdict(args), "spaces": space_signature(obs_dim, action_space),
+             "agent": {"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict()}},
             model_path,
-        )
+        )  # fmt: skip
         print(f"model saved to {model_path}")
-    print(f"final evaluation: {eval_returns.mean():.1f} +- {eval_returns.std():.1f} over {len(eval_returns)} episodes")
-    envs.close()
-    eval_env.close()
-    writer.close()
-    return {"run_dir": run_dir, "eval_returns": eval_returns, "agent": agent, "replay_buffer": rb}
+    return stop(
+        f"final evaluation: {eval_returns.mean():.1f} +- {eval_returns.std():.1f} over {len(eval_returns)} episodes", 0
+    )
+
+
+def evaluate_checkpoint(args: Args) -> np.ndarray:
+    """Run `args.eval_episodes` deterministic episodes of a saved actor; with `capture_video`, record them all."""
+    checkpoint = load_checkpoint(args.eval_checkpoint)
+    saved = Args(**checkpoint["args"])
+    obs_dim, action_space = check_env(saved.env_id)
+    check_checkpoint_fits(checkpoint, args.eval_checkpoint, obs_dim, action_space)
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
+    actor.load_state_dict(checkpoint["agent"]["actor"])
+    env = make_env(saved.env_id, render=args.capture_video)
+    if args.capture_video:
+        video_dir = os.path.join(os.path.dirname(os.path.abspath(args.eval_checkpoint)), "videos")
+        env = gym.wrappers.RecordVideo(env, video_dir, name_prefix="checkpoint-eval", episode_trigger=lambda ep: True)
+    seed_env(env, args.seed + EVAL_SEED_OFFSET)
+    returns = evaluate(actor, env, args.eval_episodes, device)
+    env.close()
+    print(f"{saved.env_id}: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes "
+          f"(min {returns.min():.1f}, max {returns.max():.1f})")  # fmt: skip
+    return returns
+
+
+def main() -> int:
+    args = tyro.cli(Args)
+    try:
+        if args.eval_checkpoint:
+            check_args(args)
+            evaluate_checkpoint(args)
+            return 0
+        return train(args)["status"]
+    except UsageError as e:
+        print(f"ddpg.py: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
-    try:
-        train(tyro.cli(Args))
-    except UsageError as e:
-        sys.exit(f"ddpg.py: error: {e}")
+    sys.exit(main())

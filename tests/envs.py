@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 
 HORIZON = 5  # Counter-v0 is cut by its time limit after this many steps
+NAN_AFTER = 350  # NanReward-v0 returns NaN rewards after this many steps
 TERMINAL_STEP = 4  # TerminatingCounter-v0 reaches a terminal state after this many steps
 # Asymmetric bounds on purpose: an actor that assumed [-1, 1] or symmetric ranges would leave them.
 ACTION_LOW = np.array([0.0, -3.0], dtype=np.float32)
@@ -58,9 +59,23 @@ class UnboundedActionEnv(CounterEnv):
         self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
 
 
+class NanRewardEnv(CounterEnv):
+    """Rewards turn to NaN after NAN_AFTER steps of this env's life: the losses trained on them follow."""
+
+    def __init__(self):
+        super().__init__()
+        self.life_steps = 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.life_steps += 1
+        return obs, (float("nan") if self.life_steps > NAN_AFTER else reward), terminated, truncated, info
+
+
 gym.register("Counter-v0", entry_point=CounterEnv, max_episode_steps=HORIZON)
 gym.register(
     "TerminatingCounter-v0", entry_point=CounterEnv, kwargs={"terminal_step": TERMINAL_STEP}, max_episode_steps=50
 )
+gym.register("NanReward-v0", entry_point=NanRewardEnv, max_episode_steps=HORIZON)
 gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=HORIZON)
 gym.register("UnboundedAction-v0", entry_point=UnboundedActionEnv, max_episode_steps=HORIZON)

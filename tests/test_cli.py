@@ -63,8 +63,8 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     assert args.total_timesteps == 600 and args.hidden_size == 32
     obs_dim, action_space = ddpg.check_env(args.env_id)
     actor = ddpg.Actor(obs_dim, action_space, args.hidden_size)
-    actor.load_state_dict(saved["actor"])
-    ddpg.Critic(obs_dim, action_space.shape[0], args.hidden_size).load_state_dict(saved["critic"])
+    actor.load_state_dict(saved["agent"]["actor"])
+    ddpg.Critic(obs_dim, action_space.shape[0], args.hidden_size).load_state_dict(saved["agent"]["critic"])
     assert not any(name.endswith(".tmp") for name in os.listdir(run_dir))
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import ddpg
-from tests.envs import ACTION_HIGH, ACTION_LOW
+from tests.envs import ACTION_HIGH, ACTION_LOW, HORIZON
 
 ASYMMETRIC_BOX = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
 
@@ -253,17 +253,31 @@ def test_soft_update_arithmetic(tau):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The true next observation under autoreset
+# The env runner: true last observations, episode statistics, exact restore
 
 
-def test_true_next_obs_takes_final_obs_where_an_episode_ended():
-    next_obs = np.array([[0.0], [10.0], [20.0]])
-    final_obs = np.array([None, np.array([11.0]), None], dtype=object)
-    infos = {"final_obs": final_obs, "_final_obs": np.array([False, True, False])}
-    assert true_next_obs_list(next_obs, infos) == [0.0, 11.0, 20.0]
-    assert next_obs[1, 0] == 10.0  # the reset observation itself is kept for the next step
-    assert true_next_obs_list(next_obs, {}) == [0.0, 10.0, 20.0]
+def test_runner_returns_the_true_last_obs_and_resets_after():
+    runner = ddpg.EnvRunner("tests.envs:Counter-v0", num_envs=2, seed=0)
+    actions = np.ones((2, 2), dtype=np.float32) * [1.0, -2.0]
+    for t in range(1, HORIZON):
+        next_obs, _, _, truncations, finished = runner.step(actions)
+        assert next_obs[:, 0].tolist() == pytest.approx([t / HORIZON] * 2) and not truncations.any() and not finished
+    next_obs, rewards, terminations, truncations, finished = runner.step(actions)
+    assert next_obs[:, 0].tolist() == [1.0, 1.0]  # the true last observation, not the reset one
+    assert truncations.all() and not terminations.any()
+    assert finished == [(HORIZON, HORIZON), (HORIZON, HORIZON)]  # (return, length) of each finished episode
+    assert runner.obs[:, 0].tolist() == [0.0, 0.0]  # what the agent acts on next: the new episode's start
 
 
-def true_next_obs_list(next_obs, infos):
-    return ddpg.true_next_obs(next_obs, infos)[:, 0].tolist()
+def test_runner_state_replays_to_the_same_env_state():
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-2, 2, size=(450, 2, 1)).astype(np.float32)  # crosses the 200-step time limit before and after the restore
+    original = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=7)
+    for a in actions[:250]:
+        original.step(a)
+    restored = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=123)  # another seed: everything must come from state
+    restored.load_state_dict(original.state_dict())
+    np.testing.assert_array_equal(restored.obs, original.obs)
+    for a in actions[250:]:  # the same future: same observations, rewards and episode ends
+        for x, y in zip(original.step(a), restored.step(a)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -1,0 +1,183 @@
+"""Checkpoints: exact resume after a real signal, atomic writes, refusal of bad files, stop on non-finite values."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import ddpg
+from tests.conftest import ROOT
+from tests.envs import NAN_AFTER
+from tests.test_cli import SCRIPT, run_cli, scalars
+
+RUN = ["--total-timesteps", "2000", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
+       "--eval-frequency", "500", "--eval-episodes", "2", "--checkpoint-frequency", "400", "--save-model",
+       "--no-cuda"]  # fmt: skip
+FIRST_CHECKPOINT_STEP = 400
+POLL_S = 0.05
+
+
+def start_and_signal(cwd, exp_name, signum):
+    """Start a run, wait for its first periodic checkpoint, then send it `signum` mid-training."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, SCRIPT, *RUN, "--exp-name", exp_name], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not glob.glob(str(cwd / "runs" / f"*{exp_name}*" / ddpg.CHECKPOINT_FILE)):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(POLL_S)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=120)
+    (run_dir,) = glob.glob(str(cwd / "runs" / f"*{exp_name}*"))
+    return proc.returncode, stdout, run_dir
+
+
+def all_scalars(run_dir):
+    _, logged = scalars(run_dir)
+    return {tag: [(e.step, e.value) for e in events] for tag, events in logged.items()}
+
+
+def saved_weights(run_dir):
+    return torch.load(os.path.join(run_dir, ddpg.MODEL_FILE), weights_only=True)["agent"]
+
+
+def test_run_interrupted_by_sigint_and_resumed_equals_the_run_left_alone(tmp_path):
+    whole = run_cli(tmp_path, *RUN, "--exp-name", "whole")
+    assert whole.returncode == 0, whole.stderr
+    (whole_dir,) = glob.glob(str(tmp_path / "runs" / "*whole*"))
+
+    status, stdout, cut_dir = start_and_signal(tmp_path, "cut", signal.SIGINT)
+    assert status == 128 + signal.SIGINT
+    step = torch.load(os.path.join(cut_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"]
+    assert FIRST_CHECKPOINT_STEP < step < 2000  # stopped mid-run, after the periodic checkpoint
+    assert f"SIGINT at step {step}: checkpoint saved to {os.path.join('runs', os.path.basename(cut_dir))}" in stdout
+    assert f"--resume {os.path.join('runs', os.path.basename(cut_dir))}" in stdout
+    assert not os.path.exists(os.path.join(cut_dir, ddpg.MODEL_FILE))
+
+    resumed = run_cli(tmp_path, "--resume", os.path.join("runs", os.path.basename(cut_dir)))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming runs/{os.path.basename(cut_dir)} at step {step}/2000" in resumed.stdout
+
+    whole_weights, cut_weights = saved_weights(whole_dir), saved_weights(cut_dir)
+    for net in ("actor", "critic"):
+        for name, tensor in whole_weights[net].items():
+            assert torch.equal(tensor, cut_weights[net][name]), f"{net}.{name}"
+    whole_logs, cut_logs = all_scalars(whole_dir), all_scalars(cut_dir)
+    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/episodic_return", "losses/qf_loss"):
+        assert cut_logs[tag] == whole_logs[tag], tag  # same values at the same steps, none twice
+    for tag, events in cut_logs.items():
+        steps = [s for s, _ in events]
+        assert steps == sorted(set(steps)), tag
+
+
+def test_sigterm_checkpoint_is_evaluated_with_video(tmp_path):
+    status, stdout, run_dir = start_and_signal(tmp_path, "term", signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM and "SIGTERM at step" in stdout
+    path = os.path.join(run_dir, ddpg.CHECKPOINT_FILE)
+    result = run_cli(tmp_path, "--eval-checkpoint", path, "--eval-episodes", "3", "--capture-video", "--no-cuda")
+    assert result.returncode == 0, result.stderr
+    assert len(glob.glob(os.path.join(run_dir, "videos", "*.mp4"))) == 3
+
+    # the printed figures are those of the saved actor, evaluated the same way here
+    checkpoint = torch.load(path, weights_only=True)
+    obs_dim, action_space = ddpg.check_env("Pendulum-v1")
+    actor = ddpg.Actor(obs_dim, action_space, hidden_size=32)
+    actor.load_state_dict(checkpoint["agent"]["actor"])
+    env = ddpg.make_env("Pendulum-v1")
+    ddpg.seed_env(env, ddpg.Args().seed + ddpg.EVAL_SEED_OFFSET)
+    returns = ddpg.evaluate(actor, env, 3, torch.device("cpu"))
+    assert f"Pendulum-v1: {returns.mean():.1f} +- {returns.std():.1f} over 3 episodes" in result.stdout
+
+
+def test_a_crash_during_a_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch):
+    path = str(tmp_path / ddpg.CHECKPOINT_FILE)
+    ddpg.save_atomic({"global_step": 1}, path)
+    real_save = torch.save
+
+    def crash_midway(obj, f):
+        real_save(obj, f)
+        with open(f, "r+b") as file:
+            file.truncate(10)  # half-written
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(OSError):
+        ddpg.save_atomic({"global_step": 2}, path)
+    assert torch.load(path, weights_only=True) == {"global_step": 1}
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("ckpt")
+    result = run_cli(cwd, "--total-timesteps", "400", "--learning-starts", "300", "--batch-size", "64",
+                     "--hidden-size", "32", "--eval-episodes", "1", "--checkpoint-frequency", "400", "--no-cuda")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = glob.glob(str(cwd / "runs" / "*"))
+    return run_dir
+
+
+def altered_checkpoint(checkpoint_dir, tmp_path, change):
+    checkpoint = torch.load(os.path.join(checkpoint_dir, ddpg.CHECKPOINT_FILE), weights_only=True)
+    change(checkpoint)
+    run_dir = tmp_path / "altered"
+    run_dir.mkdir()
+    torch.save(checkpoint, run_dir / ddpg.CHECKPOINT_FILE)
+    return str(run_dir / ddpg.CHECKPOINT_FILE)
+
+
+def other_env(checkpoint):
+    checkpoint["args"]["env_id"] = "InvertedPendulum-v5"  # 4 observations, actions in [-3, 3]
+
+
+def other_size(checkpoint):
+    checkpoint["args"]["hidden_size"] = 64
+
+
+@pytest.mark.parametrize("change, message", [(other_env, "saved for spaces"), (other_size, "--hidden-size 64")])
+@pytest.mark.parametrize("mode", ["--eval-checkpoint", "--resume"])
+def test_checkpoint_for_other_env_or_sizes_is_refused(checkpoint_dir, tmp_path, change, message, mode):
+    path = altered_checkpoint(checkpoint_dir, tmp_path, change)
+    result = run_cli(tmp_path, mode, path if mode == "--eval-checkpoint" else os.path.dirname(path))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_damaged_checkpoint_is_refused(checkpoint_dir, tmp_path, damage):
+    data = open(os.path.join(checkpoint_dir, ddpg.CHECKPOINT_FILE), "rb").read()
+    content = {"garbage": b"not a checkpoint" * 100, "truncated": data[: len(data) // 2], "empty": b""}[damage]
+    path = tmp_path / ddpg.CHECKPOINT_FILE
+    path.write_bytes(content)
+    result = run_cli(tmp_path, "--eval-checkpoint", str(path))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a readable ddpg.py checkpoint" in lines[0], result.stderr
+
+
+def test_resume_of_a_directory_without_checkpoint_is_refused(tmp_path):
+    result = run_cli(tmp_path, "--resume", str(tmp_path))
+    assert result.returncode != 0 and f"no {ddpg.CHECKPOINT_FILE} in that directory" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(in_tmp, capsys):
+    args = ddpg.Args(env_id="tests.envs:NanReward-v0", cuda=False, total_timesteps=2000, learning_starts=100,
+                     batch_size=64, hidden_size=16, checkpoint_frequency=100, eval_frequency=100, eval_episodes=1)  # fmt: skip
+    out = ddpg.train(args)
+    assert out["status"] == 1
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert " is not finite; training stopped (the last good checkpoint is " in line
+    failed_at = int(line.split("step ")[1].split(":")[0])
+    assert NAN_AFTER < failed_at <= NAN_AFTER + ddpg.LOG_INTERVAL
+    checkpoint = torch.load(os.path.join(out["run_dir"], ddpg.CHECKPOINT_FILE), weights_only=True)
+    assert checkpoint["global_step"] < failed_at
+    assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["actor"].values())
+    assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["critic"].values())
