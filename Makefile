@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 ARGS ?= --env-id Pendulum-v1 --cuda
 
-.PHONY: install train test tensorboard clean
+.PHONY: install train test tensorboard clean bench pendulum-table
 
 install:  ## create .venv and install the pinned requirements
 	python3 -m venv $(VENV)
@@ -21,3 +21,9 @@ tensorboard:  ## watch the runs under runs/
 clean:  ## remove runs and caches (keeps runs/.gitkeep)
 	find runs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 	rm -rf .pytest_cache tests/__pycache__ __pycache__
+
+bench:  ## speed and memory against an eager baseline; writes benchmarks/results.md (~5 min on 2 cores)
+	$(PYTHON) benchmarks/bench.py
+
+pendulum-table:  ## the default command for seeds 1-5, as the README's table (~5 min on 2 cores)
+	$(PYTHON) benchmarks/pendulum.py --seeds 1 2 3 4 5

@@ -28,6 +28,9 @@ Where this file differs from the paper, and why (the README says more):
   (`policy_frequency`, a TD3 idea; 1 is the paper's setting).
 - Exploration noise is the paper's Ornstein-Uhlenbeck process (theta=0.15) by default, or Gaussian noise.
 
+Beyond Algorithm 1, a run can be stopped and resumed with the same result: `EnvRunner` and the checkpoint
+functions keep every state the loop depends on, and Ctrl-C writes a checkpoint before exiting.
+
 Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watch training.
 """
 
@@ -57,7 +60,7 @@ class Args:
     seed: int = 1
     """seed of python, numpy, torch and the environments"""
     torch_deterministic: bool = True
-    """make torch use deterministic algorithms (`torch.backends.cudnn.deterministic`)"""
+    """make cuDNN deterministic (`torch.backends.cudnn.deterministic`); CPU runs are deterministic anyway"""
     cuda: bool = True
     """train on the GPU when one is available (falls back to the CPU otherwise)"""
     capture_video: bool = False
@@ -79,8 +82,8 @@ class Args:
     """target smoothing coefficient: theta' <- tau * theta + (1 - tau) * theta'"""
     batch_size: int = 256
     """number of transitions sampled from the replay buffer per update"""
-    hidden_size: int = 256
-    """width of the two hidden layers of the actor and of the critic"""
+    hidden_size: int = 64
+    """width of the two hidden layers of the actor and of the critic (MuJoCo baselines use 256)"""
     noise_type: Literal["ou", "gaussian"] = "ou"
     """exploration noise: Ornstein-Uhlenbeck (the paper's) or independent Gaussian (TD3, CleanRL)"""
     exploration_noise: float = 0.2
@@ -249,10 +252,10 @@ class ReplayBuffer:
 
     def add(self, obs, actions, rewards, next_obs, terminations) -> None:
         """Store one transition per env; arguments are arrays with a leading (num_envs,) dimension."""
-        n = len(rewards)
-        idx = (self.pos + torch.arange(n)) % self.capacity
+        n, device = len(rewards), self.storage.obs.device
+        idx = (self.pos + torch.arange(n, device=device)) % self.capacity  # rows to write, wrapping around
         for store, value in zip(self.storage, (obs, actions, rewards, next_obs, terminations)):
-            store[idx.to(store.device)] = torch.as_tensor(value, dtype=torch.float32).to(store.device)
+            store[idx] = torch.as_tensor(value, dtype=torch.float32, device=device)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -571,8 +574,9 @@ def load_checkpoint(path: str) -> dict:
     """Read a checkpoint or saved model, refusing files that are damaged or not ours with one line."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        dataclasses.replace(Args(**checkpoint["args"]))  # its Args must still parse
-        checkpoint["spaces"], checkpoint["agent"]["actor"]  # noqa: B018 (both are required)
+        Args(**checkpoint["args"])  # the saved arguments must still be ours
+        if "spaces" not in checkpoint or "actor" not in checkpoint["agent"]:
+            raise KeyError("spaces or agent.actor")
     except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
         reason = (str(e).splitlines() or [""])[0]
         raise UsageError(f"{path}: not a readable ddpg.py checkpoint ({type(e).__name__}: {reason})") from None
@@ -672,7 +676,6 @@ def train(args: Args) -> dict:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.use_deterministic_algorithms(args.torch_deterministic)
 
     runner = EnvRunner(args.env_id, args.num_envs, args.seed)
     runner.envs.action_space.seed(args.seed)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -115,8 +114,8 @@ def test_a_crash_during_a_checkpoint_write_leaves_the_previous_one(tmp_path, mon
 @pytest.fixture(scope="module")
 def checkpoint_dir(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("ckpt")
-    result = run_cli(cwd, "--total-timesteps", "400", "--learning-starts", "300", "--batch-size", "64",
-                     "--hidden-size", "32", "--eval-episodes", "1", "--checkpoint-frequency", "400", "--no-cuda")  # fmt: skip
+    result = run_cli(cwd, "--total-timesteps", "400", "--learning-starts", "300", "--batch-size", "64", "--hidden-size",
+                     "32", "--eval-episodes", "1", "--checkpoint-frequency", "400", "--no-cuda")  # fmt: skip
     assert result.returncode == 0, result.stderr
     (run_dir,) = glob.glob(str(cwd / "runs" / "*"))
     return run_dir
@@ -169,7 +168,8 @@ def test_resume_of_a_directory_without_checkpoint_is_refused(tmp_path):
 
 def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(in_tmp, capsys):
     args = ddpg.Args(env_id="tests.envs:NanReward-v0", cuda=False, total_timesteps=2000, learning_starts=100,
-                     batch_size=64, hidden_size=16, checkpoint_frequency=100, eval_frequency=100, eval_episodes=1)  # fmt: skip
+                     batch_size=64, hidden_size=16, checkpoint_frequency=100, eval_frequency=100,
+                     eval_episodes=1)  # fmt: skip
     out = ddpg.train(args)
     assert out["status"] == 1
     err = capsys.readouterr().err

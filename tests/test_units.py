@@ -1,6 +1,5 @@
 """Unit tests of the pieces of ddpg.py, each against an answer known in advance."""
 
-import copy
 
 import gymnasium as gym
 import numpy as np
@@ -135,7 +134,9 @@ def set_actor_output(actor, value):
         actor.net[-1].bias.fill_(value)
 
 
-@pytest.mark.parametrize("pre_tanh, expected", [(50.0, ACTION_HIGH), (-50.0, ACTION_LOW), (0.0, (ACTION_LOW + ACTION_HIGH) / 2)])
+@pytest.mark.parametrize(
+    "pre_tanh, expected", [(50.0, ACTION_HIGH), (-50.0, ACTION_LOW), (0.0, (ACTION_LOW + ACTION_HIGH) / 2)]
+)
 def test_actor_maps_tanh_onto_asymmetric_bounds(pre_tanh, expected):
     actor = ddpg.Actor(3, ASYMMETRIC_BOX, hidden_size=16)
     set_actor_output(actor, pre_tanh)
@@ -271,7 +272,8 @@ def test_runner_returns_the_true_last_obs_and_resets_after():
 
 def test_runner_state_replays_to_the_same_env_state():
     rng = np.random.default_rng(0)
-    actions = rng.uniform(-2, 2, size=(450, 2, 1)).astype(np.float32)  # crosses the 200-step time limit before and after the restore
+    # 450 steps cross Pendulum's 200-step time limit before the restore (at 250) and after it
+    actions = rng.uniform(-2, 2, size=(450, 2, 1)).astype(np.float32)
     original = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=7)
     for a in actions[:250]:
         original.step(a)

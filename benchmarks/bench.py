@@ -1,0 +1,334 @@
+"""Speed and memory of ddpg.py on this machine, against a plain eager baseline, as a markdown report.
+
+    python benchmarks/bench.py            # about 5 minutes on 2 CPU cores; writes benchmarks/results.md
+    python benchmarks/bench.py --quick    # fewer repeats, for a smoke test
+
+What it measures, all in one process, on the current machine:
+1. the update: one full DDPG update (critic and actor, batch 256, 256x256 networks, HalfCheetah-v5 sizes), timed
+   for ddpg.py and for the baseline alternately (A B A B ...); FLOPs counted by torch; and the matmul rate of this
+   machine for exactly the matrix products the update performs (same shapes, same transposes, back to back), so
+   the update's achieved rate can be given as a fraction of what the matrix products alone reach;
+2. training-phase env steps per second (random warm-up of one batch, then one update per step, policy frequency 2,
+   1 env) for Pendulum-v1 and HalfCheetah-v5: `ddpg.train` against the baseline loop below, alternately;
+3. memory: what a 1M-transition HalfCheetah-v5 replay buffer allocates against the raw size of its data, and the
+   process's peak resident set size; the time and disk size of a checkpoint holding that buffer.
+
+The baseline is what a plain eager implementation does: a numpy replay buffer whose batches are converted to
+tensors at every sample, a Python loop over parameters for the soft update, torch's default Adam, and gradients
+computed for the critic's weights during the actor step. It uses the same networks as ddpg.py.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import ddpg  # noqa: E402
+from machine import describe  # noqa: E402
+
+HALFCHEETAH_OBS, HALFCHEETAH_ACT = 17, 6
+BATCH, HIDDEN, POLICY_FREQUENCY = 256, 256, 2  # the common MuJoCo settings
+BUFFER_1M = 1_000_000
+WARMUP_STEPS = 50  # training steps of the untimed warm-up run
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.md")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The baseline
+
+
+class NumpyBuffer:
+    """Replay buffer in numpy; every sampled batch is copied into new torch tensors."""
+
+    def __init__(self, capacity, obs_dim, act_dim):
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
+        self.rewards = np.zeros(capacity, dtype=np.float32)
+        self.terminations = np.zeros(capacity, dtype=np.float32)
+        self.capacity, self.pos, self.size = capacity, 0, 0
+
+    def add(self, obs, action, reward, next_obs, terminated):
+        i = self.pos
+        self.obs[i], self.actions[i], self.rewards[i], self.next_obs[i], self.terminations[i] = (
+            obs, action, reward, next_obs, terminated)  # fmt: skip
+        self.pos, self.size = (self.pos + 1) % self.capacity, min(self.size + 1, self.capacity)
+
+    def sample(self, n):
+        idx = np.random.randint(0, self.size, size=n)
+        return ddpg.Batch(*(torch.tensor(a[idx]) for a in (self.obs, self.actions, self.rewards, self.next_obs,
+                                                             self.terminations)))  # fmt: skip
+
+
+def baseline_agent(obs_dim, action_space):
+    act_dim = action_space.shape[0]
+    actor, target_actor = ddpg.Actor(obs_dim, action_space, HIDDEN), ddpg.Actor(obs_dim, action_space, HIDDEN)
+    critic, target_critic = ddpg.Critic(obs_dim, act_dim, HIDDEN), ddpg.Critic(obs_dim, act_dim, HIDDEN)
+    target_actor.load_state_dict(actor.state_dict())
+    target_critic.load_state_dict(critic.state_dict())
+    return ddpg.Agent(actor, critic, target_actor, target_critic, torch.optim.Adam(actor.parameters(), lr=3e-4),
+                      torch.optim.Adam(critic.parameters(), lr=3e-4))  # fmt: skip
+
+
+def baseline_update(agent, data, gamma, tau, update_actor):
+    with torch.no_grad():
+        y = data.rewards + gamma * (1 - data.terminations) * agent.target_critic(
+            data.next_obs, agent.target_actor(data.next_obs))  # fmt: skip
+    qf_loss = F.mse_loss(agent.critic(data.obs, data.actions), y)
+    agent.critic_optimizer.zero_grad()
+    qf_loss.backward()
+    agent.critic_optimizer.step()
+    if update_actor:
+        actor_loss = -agent.critic(data.obs, agent.actor(data.obs)).mean()
+        agent.actor_optimizer.zero_grad()
+        actor_loss.backward()  # also fills the critic's .grad, which the next critic step zeroes
+        agent.actor_optimizer.step()
+        for net, target in ((agent.actor, agent.target_actor), (agent.critic, agent.target_critic)):
+            for p, tp in zip(net.parameters(), target.parameters()):
+                tp.data.copy_(tau * p.data + (1 - tau) * tp.data)
+
+
+def baseline_train(env_id, total, learning_starts, seed=1):
+    """The baseline loop: random warm-up, then noisy actions and one update per step; one evaluation episode."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    env = gym.make(env_id)
+    obs_dim, space = env.observation_space.shape[0], env.action_space
+    agent, rb = baseline_agent(obs_dim, space), NumpyBuffer(total, obs_dim, space.shape[0])
+    scale = torch.tensor((space.high - space.low) / 2)
+    obs, _ = env.reset(seed=seed)
+    for step in range(total):
+        if step < learning_starts:
+            action = space.sample()
+        else:
+            with torch.no_grad():
+                a = agent.actor(torch.tensor(obs, dtype=torch.float32))
+                a = a + torch.randn_like(a) * 0.1 * scale
+            action = a.numpy().clip(space.low, space.high)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        rb.add(obs, action, reward, next_obs, terminated)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+        if step >= learning_starts:
+            baseline_update(agent, rb.sample(BATCH), 0.99, 0.005, update_actor=step % POLICY_FREQUENCY == 0)
+    ddpg.evaluate(agent.actor, env, 1, torch.device("cpu"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measurements
+
+
+def random_batch(obs_dim, act_dim):
+    return ddpg.Batch(torch.randn(BATCH, obs_dim), torch.rand(BATCH, act_dim) * 2 - 1, torch.randn(BATCH),
+                      torch.randn(BATCH, obs_dim), torch.zeros(BATCH))  # fmt: skip
+
+
+class RecordMatmuls(TorchDispatchMode):
+    """Records every matrix product (op, argument shapes and strides) that runs inside it."""
+
+    MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.MATMULS:
+            self.calls.append((func, [(a.shape, a.stride()) for a in args if isinstance(a, torch.Tensor)]))
+        return func(*args, **(kwargs or {}))
+
+
+def median_spread(values):
+    return statistics.median(values), min(values), max(values)
+
+
+def time_calls(fn, n):
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - start) / n
+
+
+def measure_update(repeats, n):
+    space = gym.spaces.Box(-1.0, 1.0, (HALFCHEETAH_ACT,), np.float32)
+    args = ddpg.Args(hidden_size=HIDDEN, batch_size=BATCH, learning_rate=3e-4)
+    fast = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
+    base = baseline_agent(HALFCHEETAH_OBS, space)
+    rb = ddpg.ReplayBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
+    rb.add(*(np.random.randn(100_000, d).astype(np.float32) for d in (HALFCHEETAH_OBS, HALFCHEETAH_ACT)),
+           np.random.randn(100_000), np.random.randn(100_000, HALFCHEETAH_OBS), np.zeros(100_000))  # fmt: skip
+    nb = NumpyBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT)
+    for name in ("obs", "actions", "rewards", "next_obs", "terminations"):
+        getattr(nb, name)[:] = getattr(rb.storage, name).numpy()
+    nb.size = 100_000
+
+    data = random_batch(HALFCHEETAH_OBS, HALFCHEETAH_ACT)
+    with FlopCounterMode(display=False) as counter:
+        ddpg.update(fast, data, 0.99, 0.005, update_actor=True)
+    flops = counter.get_total_flops()
+    with RecordMatmuls() as recorder:
+        ddpg.update(fast, data, 0.99, 0.005, update_actor=True)
+    operands = [(func, [torch.empty_strided(shape, stride).normal_() for shape, stride in shapes])
+                for func, shapes in recorder.calls]  # fmt: skip
+
+    def matmuls_only():
+        for func, tensors in operands:
+            func(*tensors)
+
+    def fast_update():
+        ddpg.update(fast, rb.sample(BATCH), 0.99, 0.005, update_actor=True)
+
+    def base_update():
+        baseline_update(base, nb.sample(BATCH), 0.99, 0.005, update_actor=True)
+
+    for fn in (matmuls_only, fast_update, base_update):  # warm-up
+        time_calls(fn, 20)
+    times = {"matmuls": [], "fast": [], "base": []}
+    for _ in range(repeats):  # alternate, so that a slow moment of the machine hits all three
+        times["matmuls"].append(time_calls(matmuls_only, n))
+        times["fast"].append(time_calls(fast_update, n))
+        times["base"].append(time_calls(base_update, n))
+    matmul_flops = sum(2 * _mnk(func, [t.shape for t in tensors]) for func, tensors in operands)
+    return {"flops": flops, "matmul_flops": matmul_flops, "num_matmuls": len(operands), "times": times}
+
+
+def _mnk(func, shapes):
+    a, b = shapes[-2], shapes[-1]  # addmm(bias, a, b) or mm(a, b)
+    return a[0] * a[1] * b[1]
+
+
+def measure_sps(env_id, repeats, steps):
+    """Training-phase steps per second, whole runs of ddpg.train and of the baseline loop, alternately."""
+    total = BATCH + steps
+    args = ddpg.Args(env_id=env_id, total_timesteps=total, learning_starts=BATCH, batch_size=BATCH,
+                     hidden_size=HIDDEN, policy_frequency=POLICY_FREQUENCY, learning_rate=3e-4,
+                     noise_type="gaussian", exploration_noise=0.1, eval_frequency=total, eval_episodes=1,
+                     checkpoint_frequency=0, buffer_size=total, cuda=False)  # fmt: skip
+    sps = {"fast": [], "base": []}
+    with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd):
+        with contextlib.redirect_stdout(io.StringIO()):  # warm-up: imports and first calls are paid here
+            ddpg.train(dataclasses.replace(args, total_timesteps=BATCH + WARMUP_STEPS))
+        baseline_train(env_id, BATCH + WARMUP_STEPS, BATCH)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                ddpg.train(args)
+            sps["fast"].append(total / (time.perf_counter() - start))
+            start = time.perf_counter()
+            baseline_train(env_id, total, BATCH)
+            sps["base"].append(total / (time.perf_counter() - start))
+    return sps
+
+
+def measure_memory():
+    data_bytes = BUFFER_1M * 4 * (2 * HALFCHEETAH_OBS + HALFCHEETAH_ACT + 2)
+    rb = ddpg.ReplayBuffer(BUFFER_1M, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
+    allocated = sum(t.untyped_storage().nbytes() for t in rb.storage)
+    for t in rb.storage:
+        t.normal_()  # touch every page, as a full buffer would
+    rb.pos, rb.size = 0, BUFFER_1M
+    space = gym.spaces.Box(-1.0, 1.0, (HALFCHEETAH_ACT,), np.float32)
+    agent = ddpg.make_agent(HALFCHEETAH_OBS, space, ddpg.Args(), torch.device("cpu"))
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, ddpg.CHECKPOINT_FILE)
+        start = time.perf_counter()
+        ddpg.save_atomic({"agent": agent.state_dict(), "replay_buffer": rb.state_dict()}, path)
+        save_s = time.perf_counter() - start
+        size = os.path.getsize(path)
+        start = time.perf_counter()
+        torch.load(path, weights_only=True)
+        load_s = time.perf_counter() - start
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
+    return {"data": data_bytes, "allocated": allocated, "save_s": save_s, "load_s": load_s, "size": size,
+            "peak_rss": peak_rss}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt(median, low, high, unit="", digits=2):
+    return f"{median:.{digits}f}{unit} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def report(update, sps, memory, repeats) -> str:
+    t = {k: median_spread([x * 1e3 for x in v]) for k, v in update["times"].items()}
+    matmul_rate = update["matmul_flops"] / (t["matmuls"][0] / 1e3) / 1e9
+    fast_rate = update["flops"] / (t["fast"][0] / 1e3) / 1e9
+    base_rate = update["flops"] / (t["base"][0] / 1e3) / 1e9
+    ratios = [b / f for b, f in zip(update["times"]["base"], update["times"]["fast"])]
+    lines = [
+        f"Machine: {describe()}.",
+        f"Command: `python benchmarks/bench.py`; medians over {repeats} alternating repeats, (min-max) after them.",
+        "",
+        f"### One full update (critic + actor + targets), batch {BATCH}, {HIDDEN}x{HIDDEN}, HalfCheetah-v5 sizes",
+        "",
+        f"{update['flops'] / 1e6:.0f} MFLOP per update, {update['matmul_flops'] / 1e6:.0f} MFLOP of it in "
+        f"{update['num_matmuls']} matrix products.",
+        "",
+        "| | time per update (ms) | achieved GFLOP/s | fraction of the matmul rate |",
+        "|---|---:|---:|---:|",
+        f"| the update's matrix products alone, back to back | {fmt(*t['matmuls'])} | {matmul_rate:.0f} | 100% |",
+        f"| ddpg.py `update` | {fmt(*t['fast'])} | {fast_rate:.0f} | {fast_rate / matmul_rate:.0%} |",
+        f"| eager baseline | {fmt(*t['base'])} | {base_rate:.0f} | {base_rate / matmul_rate:.0%} |",
+        "",
+        f"Baseline time / ddpg.py time, per repeat: median {fmt(*median_spread(ratios), unit='x')}.",
+        "",
+        f"### Training-phase env steps per second (policy frequency {POLICY_FREQUENCY}, 1 env, CPU)",
+        "",
+        "| env | ddpg.py `train` | eager baseline | ratio (median of repeats) |",
+        "|---|---:|---:|---:|",
+    ]
+    for env_id, runs in sps.items():
+        ratio = median_spread([f / b for f, b in zip(runs["fast"], runs["base"])])
+        lines.append(f"| {env_id} | {fmt(*median_spread(runs['fast']), digits=0)} | "
+                     f"{fmt(*median_spread(runs['base']), digits=0)} | {fmt(*ratio, unit='x')} |")  # fmt: skip
+    mib = 2**20
+    lines += [
+        "",
+        "### Memory and checkpoints (1M-transition HalfCheetah-v5 replay buffer)",
+        "",
+        "| | |",
+        "|---|---:|",
+        f"| raw data: 1M x (17 + 6 + 1 + 17 + 1) float32 | {memory['data'] / mib:.1f} MiB |",
+        f"| allocated by `ReplayBuffer` | {memory['allocated'] / mib:.1f} MiB |",
+        f"| checkpoint file (full buffer + networks + optimisers) | {memory['size'] / mib:.1f} MiB |",
+        f"| checkpoint write (atomic) / read | {memory['save_s']:.2f} s / {memory['load_s']:.2f} s |",
+        f"| peak RSS of this benchmark process | {memory['peak_rss'] / mib:.0f} MiB |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and steps (a smoke test)")
+    opts = parser.parse_args()
+    repeats, n_updates, steps = (2, 20, 300) if opts.quick else (7, 100, 2000)
+    update = measure_update(repeats, n_updates)
+    sps = {env_id: measure_sps(env_id, max(repeats // 2, 2), steps) for env_id in ("Pendulum-v1", "HalfCheetah-v5")}
+    memory = measure_memory()
+    text = report(update, sps, memory, repeats)
+    print(text)
+    if not opts.quick:
+        tmp = RESULTS + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, RESULTS)
+        print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Learning curves and a results table from the TensorBoard runs of a sweep.
+
+    python benchmarks/report.py --exp-name sweep            # reads runs/, writes benchmarks/results/
+
+For every environment among the runs named `<env_id>__<exp_name>__<seed>__<time>`, it writes a PNG with the mean
+and the spread (min to max) over seeds of `eval/episodic_return` against environment steps and against wall time,
+and one markdown table: final evaluation mean +- std over seeds, seeds, steps, median wall time, machine.
+Needs matplotlib (`pip install -r benchmarks/requirements.txt`).
+"""
+
+import argparse
+import glob
+import os
+from collections import defaultdict
+
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+EVAL_TAG = "eval/episodic_return"
+WALL_GRID_POINTS = 200  # points of the common wall-time axis the seeds' curves are interpolated onto
+
+
+def read_run(run_dir: str) -> dict:
+    """The evaluations of one run: steps, seconds since the run's first event, returns."""
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    start = min(events.Scalars(tag)[0].wall_time for tag in events.Tags()["scalars"])
+    evals = events.Scalars(EVAL_TAG)
+    return {
+        "steps": np.array([e.step for e in evals]),
+        "seconds": np.array([e.wall_time - start for e in evals]),
+        "returns": np.array([e.value for e in evals]),
+    }
+
+
+def find_runs(runs_dir: str, exp_name: str) -> dict[str, dict[int, dict]]:
+    """{env_id: {seed: run}} for the runs of `exp_name` that logged an evaluation."""
+    runs = defaultdict(dict)
+    for run_dir in sorted(glob.glob(os.path.join(runs_dir, f"*__{exp_name}__*__*"))):
+        env_id, name, seed, _ = os.path.basename(run_dir).rsplit("__", 3)
+        if name != exp_name or not os.path.isdir(run_dir):
+            continue
+        run = read_run(run_dir)
+        if len(run["steps"]):
+            runs[env_id][int(seed)] = run
+    return dict(runs)
+
+
+def by_steps(seeds: dict[int, dict]):
+    """Mean, min and max over seeds at the evaluation steps all seeds reached."""
+    common = sorted(set.intersection(*(set(run["steps"].tolist()) for run in seeds.values())))
+    table = np.array([[run["returns"][run["steps"] == s][0] for s in common] for run in seeds.values()])
+    return np.array(common), table.mean(0), table.min(0), table.max(0)
+
+
+def by_seconds(seeds: dict[int, dict]):
+    """Mean, min and max over seeds on a wall-time grid that every seed covers (linear interpolation)."""
+    end = min(run["seconds"][-1] for run in seeds.values())
+    grid = np.linspace(max(run["seconds"][0] for run in seeds.values()), end, WALL_GRID_POINTS)
+    table = np.array([np.interp(grid, run["seconds"], run["returns"]) for run in seeds.values()])
+    return grid, table.mean(0), table.min(0), table.max(0)
+
+
+def plot(env_id: str, seeds: dict[int, dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, (x, mean, low, high), label in ((axes[0], by_steps(seeds), "environment steps"),
+                                             (axes[1], by_seconds(seeds), "wall time (s)")):  # fmt: skip
+        ax.plot(x, mean, label=f"mean of {len(seeds)} seeds")
+        ax.fill_between(x, low, high, alpha=0.3, label="min to max")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("evaluation return (deterministic policy)")
+    axes[0].legend()
+    fig.suptitle(f"ddpg.py on {env_id}")
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def final_row(env_id: str, seeds: dict[int, dict]) -> dict:
+    finals = np.array([run["returns"][-1] for run in seeds.values()])
+    return {
+        "env_id": env_id,
+        "seeds": sorted(seeds),
+        "steps": sorted({int(run["steps"][-1]) for run in seeds.values()}),
+        "mean": float(finals.mean()),
+        "std": float(finals.std()),
+        "wall_minutes": float(np.median([run["seconds"][-1] for run in seeds.values()]) / 60),
+    }
+
+
+def markdown(rows: list[dict], machine: str) -> str:
+    lines = [
+        "| environment | seeds | env steps | final evaluation (mean +- std over seeds) | wall time per run (median) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        steps = ", ".join(str(s) for s in r["steps"])
+        lines.append(f"| {r['env_id']} | {', '.join(map(str, r['seeds']))} | {steps} | "
+                     f"{r['mean']:.1f} +- {r['std']:.1f} | {r['wall_minutes']:.1f} min |")  # fmt: skip
+    return "\n".join(lines) + f"\n\nMachine: {machine}\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exp-name", default="sweep")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    args = parser.parse_args()
+    runs = find_runs(args.runs_dir, args.exp_name)
+    if not runs:
+        raise SystemExit(f"report.py: error: no runs named *__{args.exp_name}__* with evaluations in {args.runs_dir}")
+    os.makedirs(args.out, exist_ok=True)
+    machine_file = os.path.join(args.runs_dir, "sweep-logs", f"{args.exp_name}.machine.txt")
+    machine = open(machine_file).read().strip() if os.path.exists(machine_file) else "not recorded"
+    rows = []
+    for env_id, seeds in sorted(runs.items()):
+        png = os.path.join(args.out, f"{args.exp_name}__{env_id}.png")
+        plot(env_id, seeds, png)
+        rows.append(final_row(env_id, seeds))
+        print(f"wrote {png}")
+    table_path = os.path.join(args.out, f"{args.exp_name}.md")
+    with open(f"{table_path}.tmp", "w") as f:
+        f.write(markdown(rows, machine))
+    os.replace(f"{table_path}.tmp", table_path)
+    print(open(table_path).read())
+    print(f"wrote {table_path}")
+
+
+if __name__ == "__main__":
+    main()

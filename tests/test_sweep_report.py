@@ -1,0 +1,56 @@
+"""The sweep runner and the report on a tiny sweep: two short Pendulum runs and one that fails."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import ROOT
+
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
+TINY = ["--total-timesteps", "500", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
+        "--eval-frequency", "250", "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def script(name, *args, cwd):
+    return subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], cwd=cwd, capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=ROOT))  # fmt: skip
+
+
+def test_sweep_survives_a_failed_run_skips_finished_ones_and_reports_logged_values(tmp_path):
+    pytest.importorskip("matplotlib")
+    sweep = script("sweep.py", "--envs", "Pendulum-v1", "NoSuchEnv-v0", "--seeds", "1", "2", "--jobs", "2",
+                   "--exp-name", "tiny", "--", *TINY, cwd=tmp_path)  # fmt: skip
+    assert sweep.returncode == 1  # some runs failed ...
+    assert "2 of 4 runs finished, 2 failed" in sweep.stdout  # ... but not the others
+    assert "NoSuchEnv-v0 seed 1: FAILED with exit status 2" in sweep.stdout
+    run_dirs = sorted((tmp_path / "runs").glob("Pendulum-v1__tiny__*"))
+    assert len(run_dirs) == 2 and all((d / "model.pt").exists() for d in run_dirs)
+
+    again = script("sweep.py", "--envs", "Pendulum-v1", "--seeds", "1", "2", "--exp-name", "tiny", "--", *TINY,
+                   cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0 and again.stdout.count("already finished") == 2
+    assert len(list((tmp_path / "runs").glob("Pendulum-v1__tiny__*"))) == 2  # nothing ran twice
+
+    out = tmp_path / "results"
+    report = script("report.py", "--exp-name", "tiny", "--out", str(out), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert (out / "tiny__Pendulum-v1.png").read_bytes().startswith(PNG_SIGNATURE)
+    table = (out / "tiny.md").read_text()
+
+    finals = []
+    for run_dir in run_dirs:
+        events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+        events.Reload()
+        evals = events.Scalars("eval/episodic_return")
+        assert [e.step for e in evals] == [250, 500]
+        finals.append(evals[-1].value)
+    row = next(line for line in table.splitlines() if line.startswith("| Pendulum-v1 "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "1, 2" and cells[2] == "500"
+    assert cells[3] == f"{np.mean(finals):.1f} +- {np.std(finals):.1f}"
+    assert "Machine: " in table and "not recorded" not in table
