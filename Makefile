@@ -3,11 +3,14 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 ARGS ?= --env-id Pendulum-v1 --cuda
 
-.PHONY: install train test tensorboard clean bench pendulum-table
+.PHONY: install install-bench train test tensorboard clean bench pendulum-table sweep report
 
 install:  ## create .venv and install the pinned requirements
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -r requirements.txt
+
+install-bench:  ## also install what benchmarks/report.py needs (matplotlib)
+	$(VENV)/bin/pip install -r benchmarks/requirements.txt
 
 train:  ## train DDPG; pass options with ARGS="--env-id HalfCheetah-v5 ..."
 	$(PYTHON) ddpg.py $(ARGS)
@@ -27,3 +30,12 @@ bench:  ## speed and memory against an eager baseline; writes benchmarks/results
 
 pendulum-table:  ## the default command for seeds 1-5, as the README's table (~5 min on 2 cores)
 	$(PYTHON) benchmarks/pendulum.py --seeds 1 2 3 4 5
+
+SWEEP_ENVS ?= HalfCheetah-v5 Hopper-v5 Walker2d-v5
+SWEEP_ARGS ?= --seeds 1 2 3 --jobs 1 --preset mujoco
+
+sweep:  ## envs x seeds as separate runs; re-running skips finished runs and resumes interrupted ones
+	$(PYTHON) benchmarks/sweep.py --envs $(SWEEP_ENVS) $(SWEEP_ARGS)
+
+report:  ## learning curves (PNG) and a results table from the sweep's runs, into benchmarks/results/
+	$(PYTHON) benchmarks/report.py

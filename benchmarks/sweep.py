@@ -81,8 +81,8 @@ def main() -> int:
             env_id, seed, action, command = queue.pop(0)
             log_path = os.path.join(log_dir, f"{env_id.replace('/', '_')}__{args.exp_name}__{seed}.log")
             log = open(log_path, "a")
-            proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *command],
-                                    cwd=os.path.dirname(runs_dir), env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *command], env=env,
+                                    cwd=os.path.dirname(runs_dir), stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
             running[proc] = (env_id, seed, action, log, log_path, time.time())
             print(f"{action} {env_id} seed {seed} (log: {log_path})", flush=True)
         for proc in [p for p in running if p.poll() is not None]:
