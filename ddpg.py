@@ -605,7 +605,10 @@ def first_nonfinite(agent: Agent) -> str | None:
 
 
 class SignalFlag:
-    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops."""
+    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops.
+
+    A second signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact).
+    """
 
     def __init__(self):
         self.signum = None
@@ -613,6 +616,7 @@ class SignalFlag:
 
     def handle(self, signum, frame) -> None:
         self.signum = signum
+        self.restore()
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():

@@ -29,7 +29,7 @@ def scalars(run_dir):
 
 
 def test_short_pendulum_run_logs_what_it_did(tmp_path):
-    result = run_cli(tmp_path, *SHORT_RUN, "--save-model", "--exp-name", "cli")
+    result = run_cli(tmp_path, *SHORT_RUN, "--save-model", "--capture-video", "--exp-name", "cli")
     assert result.returncode == 0, result.stderr
     (run_name,) = os.listdir(tmp_path / "runs")
     assert run_name.startswith("Pendulum-v1__cli__1__")
@@ -66,6 +66,8 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     actor.load_state_dict(saved["agent"]["actor"])
     ddpg.Critic(obs_dim, action_space.shape[0], args.hidden_size).load_state_dict(saved["agent"]["critic"])
     assert not any(name.endswith(".tmp") for name in os.listdir(run_dir))
+    # --capture-video: the first episode of each of the two evaluations (2 episodes each)
+    assert sorted(os.listdir(os.path.join(run_dir, "videos"))) == ["eval-episode-0.mp4", "eval-episode-2.mp4"]
 
 
 def test_help_shows_a_line_for_every_option(tmp_path):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ddpg
 from tests.envs import HORIZON, TERMINAL_STEP
@@ -68,18 +69,25 @@ def pendulum_args(seed, **overrides):
 
 
 def final_state(out):
+    """Final weights, final evaluation, and the training episodes' returns as logged."""
     agent = out["agent"]
-    return [p.detach().clone() for net in (agent.actor, agent.critic) for p in net.parameters()], out["eval_returns"]
+    events = EventAccumulator(out["run_dir"], size_guidance={"scalars": 0})
+    events.Reload()
+    episodes = [(e.step, e.value) for e in events.Scalars("charts/episodic_return")]
+    weights = [p.detach().clone() for net in (agent.actor, agent.critic) for p in net.parameters()]
+    return weights, out["eval_returns"], episodes
 
 
 def test_same_seed_gives_identical_runs_and_another_seed_does_not(in_tmp):
-    (weights_a, returns_a), (weights_b, returns_b) = (
-        final_state(ddpg.train(pendulum_args(seed=3, exp_name=name))) for name in ("a", "b")
+    (weights_a, eval_a, episodes_a), (weights_b, eval_b, episodes_b) = (
+        final_state(ddpg.train(pendulum_args(seed=3, exp_name=name, torch_deterministic=True))) for name in "ab"
     )
+    assert len(episodes_a) == 3  # 700 steps: three full 200-step episodes
+    assert episodes_a == episodes_b
     assert all(torch.equal(a, b) for a, b in zip(weights_a, weights_b))
-    np.testing.assert_array_equal(returns_a, returns_b)
-    weights_c, returns_c = final_state(ddpg.train(pendulum_args(seed=4, exp_name="c")))
-    assert not np.array_equal(returns_a, returns_c)
+    np.testing.assert_array_equal(eval_a, eval_b)
+    weights_c, eval_c, episodes_c = final_state(ddpg.train(pendulum_args(seed=4, exp_name="c")))
+    assert episodes_a != episodes_c and not np.array_equal(eval_a, eval_c)
     assert not all(torch.equal(a, c) for a, c in zip(weights_a, weights_c))
 
 
