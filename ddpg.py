@@ -646,7 +646,9 @@ def hyperparameter_table(args: Args) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(seconds))
+    """h:mm:ss, hours not wrapping at a day."""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -704,7 +706,7 @@ def train(args: Args) -> dict:
         set_rng_states(checkpoint["rng"], runner, eval_env)
         global_step, num_updates = checkpoint["global_step"], checkpoint["num_updates"]
         recent_returns = checkpoint["recent_returns"]
-        eval_returns = checkpoint["eval_returns"] and np.array(checkpoint["eval_returns"])
+        eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
         print(f"resuming {run_dir} at step {global_step}/{args.total_timesteps}")
 
     # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice

@@ -226,7 +226,7 @@ def test_update_without_actor_step_moves_only_the_critic():
     assert not all(torch.equal(a, b) for a, b in zip(params(agent.critic), critic))
 
 
-def test_update_with_actor_step_improves_q_of_the_policy():
+def test_descending_the_actor_loss_raises_q_of_the_policy():
     agent = small_agent()
     data = random_batch()
     before = ddpg.actor_loss(agent.actor, agent.critic, data.obs).item()
