@@ -4,7 +4,8 @@
 
 For every environment among the runs named `<env_id>__<exp_name>__<seed>__<time>`, it writes a PNG with the mean
 and the spread (min to max) over seeds of `eval/episodic_return` against environment steps and against wall time,
-and one markdown table: final evaluation mean +- std over seeds, seeds, steps, median wall time, machine.
+and one markdown table: the evaluation at the last step every seed reached (mean +- std over seeds), seeds, that
+step, median wall time to it, machine.
 Needs matplotlib (`pip install -r benchmarks/requirements.txt`).
 """
 
@@ -85,25 +86,27 @@ def plot(env_id: str, seeds: dict[int, dict], path: str) -> None:
 
 
 def final_row(env_id: str, seeds: dict[int, dict]) -> dict:
-    finals = np.array([run["returns"][-1] for run in seeds.values()])
+    """Evaluation at the last step every seed reached (the end of the runs, unless some are still going)."""
+    last = by_steps(seeds)[0][-1]
+    at_last = [run["steps"] == last for run in seeds.values()]
+    finals = np.array([run["returns"][mask][0] for run, mask in zip(seeds.values(), at_last)])
     return {
         "env_id": env_id,
         "seeds": sorted(seeds),
-        "steps": sorted({int(run["steps"][-1]) for run in seeds.values()}),
+        "steps": int(last),
         "mean": float(finals.mean()),
         "std": float(finals.std()),
-        "wall_minutes": float(np.median([run["seconds"][-1] for run in seeds.values()]) / 60),
+        "wall_minutes": float(np.median([run["seconds"][mask][0] for run, mask in zip(seeds.values(), at_last)]) / 60),
     }
 
 
 def markdown(rows: list[dict], machine: str) -> str:
     lines = [
-        "| environment | seeds | env steps | final evaluation (mean +- std over seeds) | wall time per run (median) |",
+        "| environment | seeds | env steps | evaluation there (mean +- std over seeds) | wall time to there (median) |",
         "|---|---|---:|---:|---:|",
     ]
     for r in rows:
-        steps = ", ".join(str(s) for s in r["steps"])
-        lines.append(f"| {r['env_id']} | {', '.join(map(str, r['seeds']))} | {steps} | "
+        lines.append(f"| {r['env_id']} | {', '.join(map(str, r['seeds']))} | {r['steps']} | "
                      f"{r['mean']:.1f} +- {r['std']:.1f} | {r['wall_minutes']:.1f} min |")  # fmt: skip
     return "\n".join(lines) + f"\n\nMachine: {machine}\n"
 
