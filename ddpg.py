@@ -166,7 +166,7 @@ class EnvRunner:
             seed_env(env, seed + i)
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
-        self.start_rng = [env.np_random.bit_generator.state for env in self.envs.envs]
+        self.start_rng = [None] * num_envs  # filled by _reset
         self.episode_actions = [[] for _ in range(num_envs)]
         self.obs = self._reset(np.ones(num_envs, dtype=bool))  # (num_envs, obs_dim): what the agent acts on
 
@@ -570,21 +570,22 @@ def space_signature(obs_dim: int, action_space: gym.spaces.Box) -> dict:
     return {"obs_dim": obs_dim, "action_low": action_space.low.tolist(), "action_high": action_space.high.tolist()}
 
 
-def load_checkpoint(path: str) -> dict:
-    """Read a checkpoint or saved model, refusing files that are damaged or not ours with one line."""
+def load_checkpoint(path: str) -> tuple[dict, Args]:
+    """Read a checkpoint or saved model and its arguments, refusing files that are damaged or not ours in one line."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        Args(**checkpoint["args"])  # the saved arguments must still be ours
+        saved = Args(**checkpoint["args"])  # the saved arguments must still be ours
         if "spaces" not in checkpoint or "actor" not in checkpoint["agent"]:
             raise KeyError("spaces or agent.actor")
     except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
         reason = (str(e).splitlines() or [""])[0]
         raise UsageError(f"{path}: not a readable ddpg.py checkpoint ({type(e).__name__}: {reason})") from None
-    return checkpoint
+    return checkpoint, saved
 
 
-def check_checkpoint_fits(checkpoint: dict, path: str, obs_dim: int, action_space: gym.spaces.Box) -> None:
-    saved = Args(**checkpoint["args"])
+def check_checkpoint_fits(
+    checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box
+) -> None:
     if checkpoint["spaces"] != space_signature(obs_dim, action_space):
         raise UsageError(
             f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
@@ -645,6 +646,11 @@ def hyperparameter_table(args: Args) -> str:
     return f"|param|value|\n|-|-|\n{rows}"
 
 
+def every(interval: int, global_step: int, num_envs: int) -> bool:
+    """True at the first step on or after each multiple of `interval` (global_step grows by num_envs at a time)."""
+    return global_step % interval < num_envs
+
+
 def format_seconds(seconds: float) -> str:
     """h:mm:ss, hours not wrapping at a day."""
     seconds = int(seconds)
@@ -664,11 +670,11 @@ def train(args: Args) -> dict:
     check_args(args)
     checkpoint = None
     if args.resume:
-        checkpoint = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
-        args = dataclasses.replace(Args(**checkpoint["args"]), resume=args.resume)
+        checkpoint, saved = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
+        args = dataclasses.replace(saved, resume=args.resume)
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
-        check_checkpoint_fits(checkpoint, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
+        check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
     act_dim = action_space.shape[0]
 
     use_cuda = args.cuda and torch.cuda.is_available()
@@ -765,7 +771,8 @@ def train(args: Args) -> dict:
         # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R. `terminations`, not `truncations`: a time-limit
         # cut is not a terminal state, and its target will bootstrap from the true last observation next_obs.
         rb.add(obs, actions, rewards, next_obs, terminations)
-        noise.reset(torch.as_tensor(terminations | truncations, device=device))
+        if finished:  # restart the noise of the envs whose episode ended
+            noise.reset(torch.as_tensor(terminations | truncations, device=device))
 
         if global_step >= args.learning_starts:
             # One gradient step per transition collected, as in Alg. 1, whatever the number of envs.
@@ -777,7 +784,7 @@ def train(args: Args) -> dict:
                     agent, data, args.gamma, args.tau, update_actor=num_updates % args.policy_frequency == 0
                 )
                 last_pi_loss = last_pi_loss if pi_loss is None else pi_loss
-            if global_step % LOG_INTERVAL < args.num_envs:
+            if every(LOG_INTERVAL, global_step, args.num_envs):
                 losses = {"losses/qf_loss": qf_loss, "losses/qf_values": qf_values, "losses/actor_loss": last_pi_loss}
                 for tag, value in losses.items():
                     if value is None:
@@ -789,11 +796,11 @@ def train(args: Args) -> dict:
                 writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)),
                                   global_step)  # fmt: skip
 
-        if global_step % args.eval_frequency < args.num_envs or global_step >= args.total_timesteps:
+        if every(args.eval_frequency, global_step, args.num_envs) or global_step >= args.total_timesteps:
             eval_returns = evaluate(agent.actor, eval_env, args.eval_episodes, device)
             writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
 
-        periodic = args.checkpoint_frequency and global_step % args.checkpoint_frequency < args.num_envs
+        periodic = args.checkpoint_frequency and every(args.checkpoint_frequency, global_step, args.num_envs)
         if periodic or signals.signum:
             bad = first_nonfinite(agent)
             if bad:  # never overwrite a good checkpoint with a broken agent
@@ -834,10 +841,9 @@ def train(args: Args) -> dict:
 
 def evaluate_checkpoint(args: Args) -> np.ndarray:
     """Run `args.eval_episodes` deterministic episodes of a saved actor; with `capture_video`, record them all."""
-    checkpoint = load_checkpoint(args.eval_checkpoint)
-    saved = Args(**checkpoint["args"])
+    checkpoint, saved = load_checkpoint(args.eval_checkpoint)
     obs_dim, action_space = check_env(saved.env_id)
-    check_checkpoint_fits(checkpoint, args.eval_checkpoint, obs_dim, action_space)
+    check_checkpoint_fits(checkpoint, saved, args.eval_checkpoint, obs_dim, action_space)
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
     actor.load_state_dict(checkpoint["agent"]["actor"])

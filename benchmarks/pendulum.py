@@ -14,7 +14,7 @@ import tempfile
 import time
 
 from machine import describe
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from report import read_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOLVED = -200.0
@@ -27,12 +27,10 @@ def run(seed: int, extra: list[str]) -> dict:
                        check=True, capture_output=True)  # fmt: skip
         wall = time.perf_counter() - start
         (run_name,) = os.listdir(os.path.join(cwd, "runs"))
-        events = EventAccumulator(os.path.join(cwd, "runs", run_name), size_guidance={"scalars": 0})
-        events.Reload()
-        evals = events.Scalars("eval/episodic_return")
-    first_solved = next((e.step for e in evals if e.value >= SOLVED), None)
-    return {"seed": seed, "final": evals[-1].value, "steps": evals[-1].step, "first_solved": first_solved,
-            "wall": wall}  # fmt: skip
+        evals = read_run(os.path.join(cwd, "runs", run_name))
+    first_solved = next((int(s) for s, r in zip(evals["steps"], evals["returns"]) if r >= SOLVED), None)
+    return {"seed": seed, "final": evals["returns"][-1], "steps": int(evals["steps"][-1]),
+            "first_solved": first_solved, "wall": wall}  # fmt: skip
 
 
 def main() -> None:
