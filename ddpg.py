@@ -29,18 +29,22 @@ Where this file differs from the paper, and why (the README says more):
 - Exploration noise is the paper's Ornstein-Uhlenbeck process (theta=0.15) by default, or Gaussian noise.
 
 Beyond Algorithm 1, a run can be stopped and resumed with the same result: `EnvRunner` and the checkpoint
-functions keep every state the loop depends on, and Ctrl-C writes a checkpoint before exiting.
+functions keep every state the loop depends on, and Ctrl-C writes a checkpoint before exiting. `--compile` and
+`--cudagraphs` run the same update and policy step with fewer kernel launches (`step_functions`).
 
 Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watch training.
 """
 
+import collections
 import dataclasses
+import functools
 import math
 import os
 import random
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -63,6 +67,10 @@ class Args:
     """make cuDNN deterministic (`torch.backends.cudnn.deterministic`); CPU runs are deterministic anyway"""
     cuda: bool = True
     """train on the GPU when one is available (falls back to the CPU otherwise)"""
+    compile: bool = False
+    """compile the four networks with torch.compile: fused kernels, fewer launches (README: measured speeds)"""
+    cudagraphs: bool = False
+    """on CUDA, record the update and the policy step once as CUDA graphs and replay them (one launch each)"""
     capture_video: bool = False
     """record the first episode of every evaluation as mp4 under the run directory's `videos/`"""
     save_model: bool = False
@@ -113,6 +121,8 @@ EVAL_SEED_OFFSET = 10_000  # the evaluation env is seeded apart from the trainin
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
+CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
+SPEED_OPTIONS = ("cuda", "compile", "cudagraphs")  # a resumed run takes these from its new command line
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory, with --save-model: the actor, the critic and the arguments
 
@@ -428,9 +438,10 @@ def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: t
     target_critic = Critic(obs_dim, act_dim, args.hidden_size).to(device)
     target_actor.load_state_dict(actor.state_dict())
     target_critic.load_state_dict(critic.state_dict())
-    # fused=True: one kernel updates all parameters instead of several per tensor.
-    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, fused=True)
-    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=args.learning_rate, fused=True)
+    # fused=True: one kernel updates all parameters instead of several per tensor. capturable=True (for
+    # --cudagraphs) lets a CUDA graph record the step; the fused kernel computes the same either way.
+    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True, capturable=args.cudagraphs)
+    actor_optimizer, critic_optimizer = adam(actor.parameters()), adam(critic.parameters())
     return Agent(actor, critic, target_actor, target_critic, actor_optimizer, critic_optimizer)
 
 
@@ -485,6 +496,66 @@ def evaluate(actor: Actor, env: gym.Env, num_episodes: int, device: torch.device
 # Checks of the command line and of the environment
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Fast paths (--compile, --cudagraphs): the same update and policy step, run with fewer kernel launches
+
+
+class CudaGraph:
+    """Calls `fn(inputs, **options)` through a CUDA graph: recorded once, then replayed with a single launch.
+
+    A replay runs the recorded kernels on the recorded memory, so each call copies its `inputs` (a tensor, or a
+    tuple of tensors such as a Batch) into the recorded input tensors and returns the recorded outputs, refilled.
+    A graph has no branches: one is recorded per value of `options` (e.g. `update_actor`). The first
+    CUDA_GRAPH_WARMUP calls run `fn` normally, on a side stream as recording requires, so that what is made lazily
+    (Adam's moments, cuBLAS workspaces) exists before recording; they are real calls, not rehearsals.
+    """
+
+    def __init__(self, fn):
+        self.fn, self.graphs, self.calls = fn, {}, collections.Counter()
+
+    def __call__(self, inputs, **options):
+        key = tuple(sorted(options.items()))
+        if key not in self.graphs and self.calls[key] < CUDA_GRAPH_WARMUP:
+            self.calls[key] += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*capturable=True")  # Adam: "not recorded this time"
+                outputs = self.fn(inputs, **options)
+            torch.cuda.current_stream().wait_stream(side)
+            return outputs
+        if key not in self.graphs:
+            recorded_inputs = inputs.clone() if torch.is_tensor(inputs) else type(inputs)(*map(torch.clone, inputs))
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                outputs = self.fn(recorded_inputs, **options)
+            self.graphs[key] = graph, recorded_inputs, outputs
+        graph, recorded_inputs, outputs = self.graphs[key]
+        for recorded, value in zip(as_tuple(recorded_inputs), as_tuple(inputs)):
+            recorded.copy_(value)
+        graph.replay()
+        return outputs
+
+
+def as_tuple(inputs: torch.Tensor | tuple) -> tuple:
+    return (inputs,) if torch.is_tensor(inputs) else tuple(inputs)
+
+
+def step_functions(agent: Agent, noise: OUNoise | GaussianNoise, args: Args):
+    """The loop's `learn(data, update_actor=...)` (= `update`) and `act(obs)` (= `explore`), sped up as asked.
+
+    --compile has torch.compile trace each network's forward (and so its backward) into fused kernels; the first
+    calls compile, which takes seconds. --cudagraphs then removes the per-kernel launch cost that bounds small
+    networks on a GPU. The maths is the same in all cases.
+    """
+    if args.compile:
+        for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic):
+            net.compile(dynamic=False)  # in place: parameters and state_dict stay those of the module
+    learn = functools.partial(update, agent, gamma=args.gamma, tau=args.tau)
+    act = functools.partial(explore, agent.actor, noise=noise)
+    return (CudaGraph(learn), CudaGraph(act)) if args.cudagraphs else (learn, act)
+
+
 def check_args(args: Args) -> None:
     """Every impossible number is refused here, before any environment or run directory exists."""
     positive = ["total_timesteps", "buffer_size", "batch_size", "hidden_size", "policy_frequency", "num_envs",
@@ -511,6 +582,8 @@ def check_args(args: Args) -> None:
         raise UsageError(
             f"--learning-starts ({args.learning_starts}) must be below --total-timesteps ({args.total_timesteps})"
         )
+    if args.cudagraphs and not (args.cuda and torch.cuda.is_available()):
+        raise UsageError("--cudagraphs needs a CUDA GPU (and --cuda); none is available")
     if args.resume and not os.path.isfile(os.path.join(args.resume, CHECKPOINT_FILE)):
         raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
     if args.eval_checkpoint and not os.path.isfile(args.eval_checkpoint):
@@ -671,7 +744,7 @@ def train(args: Args) -> dict:
     checkpoint = None
     if args.resume:
         checkpoint, saved = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
-        args = dataclasses.replace(saved, resume=args.resume)
+        args = dataclasses.replace(saved, resume=args.resume, **{name: getattr(args, name) for name in SPEED_OPTIONS})
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
         check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
@@ -702,6 +775,7 @@ def train(args: Args) -> dict:
     agent = make_agent(obs_dim, action_space, args, device)
     rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
     noise = make_noise(args, act_dim, device)
+    learn, act = step_functions(agent, noise, args)
     global_step, num_updates = 0, 0  # env steps summed over envs; gradient updates
     recent_returns, eval_returns = [], None
     if checkpoint:
@@ -756,7 +830,7 @@ def train(args: Args) -> dict:
             actions = runner.envs.action_space.sample()
         else:
             obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            actions = explore(agent.actor, obs_tensor, noise).cpu().numpy()  # host sync point: the env needs it
+            actions = act(obs_tensor).cpu().numpy()  # host sync point: the env needs the action
             if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
                 return not_finite("the actor's action")
 
@@ -780,9 +854,7 @@ def train(args: Args) -> dict:
                 # Alg. 1: sample a random minibatch of N transitions from R
                 data = rb.sample(args.batch_size)
                 num_updates += 1
-                qf_loss, qf_values, pi_loss = update(
-                    agent, data, args.gamma, args.tau, update_actor=num_updates % args.policy_frequency == 0
-                )
+                qf_loss, qf_values, pi_loss = learn(data, update_actor=num_updates % args.policy_frequency == 0)
                 last_pi_loss = last_pi_loss if pi_loss is None else pi_loss
             if every(LOG_INTERVAL, global_step, args.num_envs):
                 losses = {"losses/qf_loss": qf_loss, "losses/qf_values": qf_values, "losses/actor_loss": last_pi_loss}

@@ -1,15 +1,17 @@
 """Speed and memory of ddpg.py on this machine, against a plain eager baseline, as a markdown report.
 
-    python benchmarks/bench.py            # about 5 minutes on 2 CPU cores; writes benchmarks/results.md
+    python benchmarks/bench.py            # about 8 minutes on 2 CPU cores; writes benchmarks/results.md
     python benchmarks/bench.py --quick    # fewer repeats, for a smoke test
 
 What it measures, all in one process, on the current machine:
 1. the update: one full DDPG update (critic and actor, batch 256, 256x256 networks, HalfCheetah-v5 sizes), timed
-   for ddpg.py and for the baseline alternately (A B A B ...); FLOPs counted by torch; and the matmul rate of this
-   machine for exactly the matrix products the update performs (same shapes, same transposes, back to back), so
-   the update's achieved rate can be given as a fraction of what the matrix products alone reach;
+   for ddpg.py, ddpg.py with its networks compiled (--compile) and the baseline alternately (A B C A B C ...);
+   FLOPs counted by torch; and the matmul rate of this machine for exactly the matrix products the update
+   performs (same shapes, same transposes, back to back), so the update's achieved rate can be given as a
+   fraction of what the matrix products alone reach;
 2. training-phase env steps per second (random warm-up of one batch, then one update per step, policy frequency 2,
-   1 env) for Pendulum-v1 and HalfCheetah-v5: `ddpg.train` against the baseline loop below, alternately;
+   1 env) for Pendulum-v1 and HalfCheetah-v5: `ddpg.train`, with and without --compile, against the baseline loop
+   below, alternately; where a GPU is present, also HalfCheetah-v5 on it with --cuda, --compile and --cudagraphs;
 3. memory: what a 1M-transition HalfCheetah-v5 replay buffer allocates against the raw size of its data, and the
    process's peak resident set size; the time and disk size of a checkpoint holding that buffer.
 
@@ -45,6 +47,11 @@ HALFCHEETAH_OBS, HALFCHEETAH_ACT = 17, 6
 BATCH, HIDDEN, POLICY_FREQUENCY = 256, 256, 2  # the common MuJoCo settings
 BUFFER_1M = 1_000_000
 WARMUP_STEPS = 50  # training steps of the untimed warm-up run
+# What the training-phase SPS tables compare: ddpg.Args changes per variant (None: the baseline loop)
+CPU_VARIANTS = {"ddpg.py": {}, "ddpg.py --compile": {"compile": True}, "eager baseline": None}
+GPU_VARIANTS = {"--cuda": {"cuda": True}, "--cuda --compile": {"cuda": True, "compile": True},
+                "--cuda --cudagraphs": {"cuda": True, "cudagraphs": True},
+                "--cuda --compile --cudagraphs": {"cuda": True, "compile": True, "cudagraphs": True}}  # fmt: skip
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.md")
 
 
@@ -167,6 +174,8 @@ def measure_update(repeats, n):
     space = gym.spaces.Box(-1.0, 1.0, (HALFCHEETAH_ACT,), np.float32)
     args = ddpg.Args(hidden_size=HIDDEN, batch_size=BATCH, learning_rate=3e-4)
     fast = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
+    compiled = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
+    ddpg.step_functions(compiled, None, dataclasses.replace(args, compile=True))  # compiles its networks in place
     base = baseline_agent(HALFCHEETAH_OBS, space)
     rb = ddpg.ReplayBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
     rb.add(*(np.random.randn(100_000, d).astype(np.float32) for d in (HALFCHEETAH_OBS, HALFCHEETAH_ACT)),
@@ -189,19 +198,18 @@ def measure_update(repeats, n):
         for func, tensors in operands:
             func(*tensors)
 
-    def fast_update():
-        ddpg.update(fast, rb.sample(BATCH), 0.99, 0.005, update_actor=True)
-
-    def base_update():
-        baseline_update(base, nb.sample(BATCH), 0.99, 0.005, update_actor=True)
-
-    for fn in (matmuls_only, fast_update, base_update):  # warm-up
+    calls = {
+        "matmuls": matmuls_only,
+        "fast": lambda: ddpg.update(fast, rb.sample(BATCH), 0.99, 0.005, update_actor=True),
+        "compiled": lambda: ddpg.update(compiled, rb.sample(BATCH), 0.99, 0.005, update_actor=True),
+        "base": lambda: baseline_update(base, nb.sample(BATCH), 0.99, 0.005, update_actor=True),
+    }
+    for fn in calls.values():  # warm-up (and compilation)
         time_calls(fn, 20)
-    times = {"matmuls": [], "fast": [], "base": []}
-    for _ in range(repeats):  # alternate, so that a slow moment of the machine hits all three
-        times["matmuls"].append(time_calls(matmuls_only, n))
-        times["fast"].append(time_calls(fast_update, n))
-        times["base"].append(time_calls(base_update, n))
+    times = {name: [] for name in calls}
+    for _ in range(repeats):  # alternate, so that a slow moment of the machine hits all of them
+        for name, fn in calls.items():
+            times[name].append(time_calls(fn, n))
     matmul_flops = sum(2 * _mnk(func, [t.shape for t in tensors]) for func, tensors in operands)
     return {"flops": flops, "matmul_flops": matmul_flops, "num_matmuls": len(operands), "times": times}
 
@@ -211,26 +219,33 @@ def _mnk(func, shapes):
     return a[0] * a[1] * b[1]
 
 
-def measure_sps(env_id, repeats, steps):
-    """Training-phase steps per second, whole runs of ddpg.train and of the baseline loop, alternately."""
+def measure_sps(env_id, repeats, steps, variants):
+    """Training-phase steps per second of whole runs, one of each variant in turn per repeat (A B C A B C ...).
+
+    `variants` maps a name to the ddpg.Args fields it changes, or to None for the baseline loop (CPU only).
+    """
     total = BATCH + steps
     args = ddpg.Args(env_id=env_id, total_timesteps=total, learning_starts=BATCH, batch_size=BATCH,
                      hidden_size=HIDDEN, policy_frequency=POLICY_FREQUENCY, learning_rate=3e-4,
                      noise_type="gaussian", exploration_noise=0.1, eval_frequency=total, eval_episodes=1,
                      checkpoint_frequency=0, buffer_size=total, cuda=False)  # fmt: skip
-    sps = {"fast": [], "base": []}
-    with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd):
-        with contextlib.redirect_stdout(io.StringIO()):  # warm-up: imports and first calls are paid here
-            ddpg.train(dataclasses.replace(args, total_timesteps=BATCH + WARMUP_STEPS))
-        baseline_train(env_id, BATCH + WARMUP_STEPS, BATCH)
-        for _ in range(repeats):
-            start = time.perf_counter()
+
+    def run(changes, total_timesteps):
+        if changes is None:
+            baseline_train(env_id, total_timesteps, BATCH)
+        else:
             with contextlib.redirect_stdout(io.StringIO()):
-                ddpg.train(args)
-            sps["fast"].append(total / (time.perf_counter() - start))
-            start = time.perf_counter()
-            baseline_train(env_id, total, BATCH)
-            sps["base"].append(total / (time.perf_counter() - start))
+                ddpg.train(dataclasses.replace(args, total_timesteps=total_timesteps, **changes))
+
+    sps = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd):
+        for changes in variants.values():  # warm-up: imports, first calls and compilation are paid here
+            run(changes, BATCH + WARMUP_STEPS)
+        for _ in range(repeats):
+            for name, changes in variants.items():
+                start = time.perf_counter()
+                run(changes, total)
+                sps[name].append(total / (time.perf_counter() - start))
     return sps
 
 
@@ -266,11 +281,23 @@ def fmt(median, low, high, unit="", digits=2):
     return f"{median:.{digits}f}{unit} ({low:.{digits}f}-{high:.{digits}f})"
 
 
-def report(update, sps, memory, repeats) -> str:
+def sps_table(sps, reference) -> list[str]:
+    """Markdown rows: steps per second of every variant per env, and each variant's ratio to `reference`."""
+    names = list(next(iter(sps.values())))
+    others = [name for name in names if name != reference]
+    lines = ["| env | " + " | ".join(names) + " | " + " | ".join(f"{n} / {reference}" for n in others) + " |",
+             "|---|" + "---:|" * (len(names) + len(others))]  # fmt: skip
+    for env_id, runs in sps.items():
+        ratios = [median_spread([a / b for a, b in zip(runs[name], runs[reference])]) for name in others]
+        lines.append(f"| {env_id} | " + " | ".join(fmt(*median_spread(runs[n]), digits=0) for n in names) + " | "
+                     + " | ".join(fmt(*r, unit="x") for r in ratios) + " |")  # fmt: skip
+    return lines
+
+
+def report(update, sps, gpu_sps, memory, repeats) -> str:
     t = {k: median_spread([x * 1e3 for x in v]) for k, v in update["times"].items()}
     matmul_rate = update["matmul_flops"] / (t["matmuls"][0] / 1e3) / 1e9
-    fast_rate = update["flops"] / (t["fast"][0] / 1e3) / 1e9
-    base_rate = update["flops"] / (t["base"][0] / 1e3) / 1e9
+    rate = {k: update["flops"] / (t[k][0] / 1e3) / 1e9 for k in ("fast", "compiled", "base")}
     ratios = [b / f for b, f in zip(update["times"]["base"], update["times"]["fast"])]
     lines = [
         f"Machine: {describe()}.",
@@ -284,20 +311,21 @@ def report(update, sps, memory, repeats) -> str:
         "| | time per update (ms) | achieved GFLOP/s | fraction of the matmul rate for these shapes |",
         "|---|---:|---:|---:|",
         f"| the update's matrix products alone, back to back | {fmt(*t['matmuls'])} | {matmul_rate:.0f} | 100% |",
-        f"| ddpg.py `update` | {fmt(*t['fast'])} | {fast_rate:.0f} | {fast_rate / matmul_rate:.0%} |",
-        f"| eager baseline | {fmt(*t['base'])} | {base_rate:.0f} | {base_rate / matmul_rate:.0%} |",
+    ]
+    for key, label in (("fast", "ddpg.py `update`"), ("compiled", "ddpg.py `update`, `--compile`"),
+                       ("base", "eager baseline")):  # fmt: skip
+        lines.append(f"| {label} | {fmt(*t[key])} | {rate[key]:.0f} | {rate[key] / matmul_rate:.0%} |")
+    lines += [
         "",
         f"Baseline time / ddpg.py time, per repeat: median {fmt(*median_spread(ratios), unit='x')}.",
         "",
         f"### Training-phase env steps per second (policy frequency {POLICY_FREQUENCY}, 1 env, CPU)",
         "",
-        "| env | ddpg.py `train` | eager baseline | ratio (median of repeats) |",
-        "|---|---:|---:|---:|",
+        *sps_table(sps, reference="eager baseline"),
     ]
-    for env_id, runs in sps.items():
-        ratio = median_spread([f / b for f, b in zip(runs["fast"], runs["base"])])
-        lines.append(f"| {env_id} | {fmt(*median_spread(runs['fast']), digits=0)} | "
-                     f"{fmt(*median_spread(runs['base']), digits=0)} | {fmt(*ratio, unit='x')} |")  # fmt: skip
+    if gpu_sps:
+        lines += ["", f"### Training-phase env steps per second on the GPU ({torch.cuda.get_device_name()})", "",
+                  *sps_table(gpu_sps, reference="--cuda")]  # fmt: skip
     mib = 2**20
     lines += [
         "",
@@ -321,9 +349,13 @@ def main() -> None:
     opts = parser.parse_args()
     repeats, n_updates, steps = (2, 20, 300) if opts.quick else (7, 100, 2000)
     update = measure_update(repeats, n_updates)
-    sps = {env_id: measure_sps(env_id, max(repeats // 2, 2), steps) for env_id in ("Pendulum-v1", "HalfCheetah-v5")}
+    sps_repeats = max(repeats // 2, 2)
+    sps = {env: measure_sps(env, sps_repeats, steps, CPU_VARIANTS) for env in ("Pendulum-v1", "HalfCheetah-v5")}
+    gpu_sps = {}
+    if torch.cuda.is_available():
+        gpu_sps["HalfCheetah-v5"] = measure_sps("HalfCheetah-v5", sps_repeats, steps, GPU_VARIANTS)
     memory = measure_memory()
-    text = report(update, sps, memory, repeats)
+    text = report(update, sps, gpu_sps, memory, repeats)
     print(text)
     if not opts.quick:
         tmp = RESULTS + ".tmp"

@@ -100,6 +100,7 @@ BAD_INPUTS = [
     (["--batch-size", "512", "--buffer-size", "300"], "--batch-size (512) must not exceed --buffer-size (300)"),
     (["--batch-size", "512", "--learning-starts", "100"], "must not exceed --learning-starts (100)"),
     (["--learning-starts", "20000"], "--learning-starts (20000) must be below --total-timesteps"),
+    (["--cudagraphs", "--no-cuda"], "--cudagraphs needs a CUDA GPU"),
 ]
 
 

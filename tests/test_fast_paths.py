@@ -1,0 +1,71 @@
+"""--compile and --cudagraphs compute what the plain eager update and policy step compute."""
+
+import shutil
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import ddpg
+from tests.envs import ACTION_HIGH, ACTION_LOW
+
+OBS_DIM = 3
+BOX = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
+# Enough calls that each kind of update (with and without the actor step) is recorded and then replayed.
+CALLS = 2 * (ddpg.CUDA_GRAPH_WARMUP + 2)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# torch.compile on the CPU generates C++ and builds it with the system's compiler
+needs_compiler = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="needs a C++ compiler")
+
+
+def batches(device, n=CALLS, batch_size=32):
+    g = torch.Generator().manual_seed(0)
+    return [
+        ddpg.Batch(*(x.to(device) for x in (
+            torch.randn(batch_size, OBS_DIM, generator=g), torch.rand(batch_size, 2, generator=g),
+            torch.randn(batch_size, generator=g), torch.randn(batch_size, OBS_DIM, generator=g),
+            (torch.rand(batch_size, generator=g) < 0.3).float(),
+        )))
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def run_steps(device: str, **speed_options):
+    """Losses of CALLS updates from one fixed start, the final weights, and the actions for CALLS observations."""
+    args = ddpg.Args(hidden_size=32, learning_rate=1e-2, tau=0.1, exploration_noise=0.0, **speed_options)
+    torch.manual_seed(0)
+    agent = ddpg.make_agent(OBS_DIM, BOX, args, torch.device(device))
+    noise = ddpg.make_noise(args, BOX.shape[0], torch.device(device))
+    learn, act = ddpg.step_functions(agent, noise, args)
+    losses = []
+    for i, data in enumerate(batches(device)):
+        qf_loss, qf_values, pi_loss = learn(data, update_actor=i % 2 == 1)
+        losses.append([qf_loss.item(), qf_values.item(), None if pi_loss is None else pi_loss.item()])
+    weights = [p.detach().cpu().clone() for net in (agent.actor, agent.critic, agent.target_actor,
+                                                   agent.target_critic) for p in net.parameters()]  # fmt: skip
+    actions = [act(data.obs[:1]).cpu().clone() for data in batches(device)]  # new inputs at every call
+    return losses, weights, actions
+
+
+def assert_close(fast, eager):
+    (fast_losses, fast_weights, fast_actions), (losses, weights, actions) = fast, eager
+    assert [x is None for row in fast_losses for x in row] == [x is None for row in losses for x in row]
+    np.testing.assert_allclose(np.array(fast_losses, dtype=float), np.array(losses, dtype=float), rtol=1e-5, atol=1e-6)
+    for a, b in zip(fast_weights + fast_actions, weights + actions, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_compiler
+def test_compile_gives_the_same_updates_and_actions():
+    eager = run_steps("cpu")
+    assert len({row[0] for row in eager[0]}) == CALLS  # the updates did move: every loss differs
+    assert_close(run_steps("cpu", compile=True), eager)
+
+
+@needs_cuda
+@pytest.mark.parametrize("speed_options", [dict(cudagraphs=True), dict(compile=True, cudagraphs=True)])
+def test_cuda_graphs_give_the_same_updates_and_actions(speed_options):
+    eager = run_steps("cuda")
+    fast = run_steps("cuda", **speed_options)
+    assert_close(fast, eager)
