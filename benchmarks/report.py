@@ -16,22 +16,36 @@ from collections import defaultdict
 
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 EVAL_TAG = "eval/episodic_return"
 WALL_GRID_POINTS = 200  # points of the common wall-time axis the seeds' curves are interpolated onto
 
 
 def read_run(run_dir: str) -> dict:
-    """The evaluations of one run: steps, seconds since the run's first event, returns."""
+    """The evaluations of one run: steps, seconds of the run's processes up to each, returns."""
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     events.Reload()
-    start = min(events.Scalars(tag)[0].wall_time for tag in events.Tags()["scalars"])
     evals = events.Scalars(EVAL_TAG)
     return {
         "steps": np.array([e.step for e in evals]),
-        "seconds": np.array([e.wall_time - start for e in evals]),
+        "seconds": running_seconds(run_dir, [e.wall_time for e in evals]),
         "returns": np.array([e.value for e in evals]),
     }
+
+
+def running_seconds(run_dir: str, wall_times: list[float]) -> np.ndarray:
+    """Seconds the run's processes had been running at each wall time, from the first process's start.
+
+    Every process of a run (the first, and each `--resume`) writes its own events file, so the time between one
+    file's last logged value and the next file's first, when no process ran, is left out.
+    """
+    spans = []
+    for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
+        times = [event.wall_time for event in EventFileLoader(path).Load() if event.HasField("summary")]
+        if times:
+            spans.append((min(times), max(times)))
+    return np.array([sum(max(0.0, min(t, end) - begin) for begin, end in spans) for t in wall_times])
 
 
 def find_runs(runs_dir: str, exp_name: str) -> dict[str, dict[int, dict]]:

@@ -54,3 +54,20 @@ def test_sweep_survives_a_failed_run_skips_finished_ones_and_reports_logged_valu
     assert cells[1] == "1, 2" and cells[2] == "500"
     assert cells[3] == f"{np.mean(finals):.1f} +- {np.std(finals):.1f}"
     assert "Machine: " in table and "not recorded" not in table
+
+
+def test_wall_time_leaves_out_the_time_between_a_run_and_its_resumption(tmp_path):
+    sys.path.insert(0, BENCHMARKS)
+    from report import read_run
+    from torch.utils.tensorboard import SummaryWriter
+
+    # first process: steps 1-2 from t=1000 to t=1010; resumed 500 s later: step 3 at t=1530 (20 s after its start)
+    for events in ([(1, 1000.0), (2, 1010.0)], [(3, 1510.0), (3, 1530.0)]):
+        writer = SummaryWriter(str(tmp_path))
+        for step, wall_time in events:
+            tag = "eval/episodic_return" if wall_time != 1510.0 else "charts/SPS"
+            writer.add_scalar(tag, -step, step, walltime=wall_time)
+        writer.close()
+    run = read_run(str(tmp_path))
+    assert run["steps"].tolist() == [1, 2, 3]
+    np.testing.assert_allclose(run["seconds"], [0.0, 10.0, 30.0])
