@@ -493,10 +493,6 @@ def evaluate(actor: Actor, env: gym.Env, num_episodes: int, device: torch.device
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Checks of the command line and of the environment
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Fast paths (--compile, --cudagraphs): the same update and policy step, run with fewer kernel launches
 
 
@@ -554,6 +550,10 @@ def step_functions(agent: Agent, noise: OUNoise | GaussianNoise, args: Args):
     learn = functools.partial(update, agent, gamma=args.gamma, tau=args.tau)
     act = functools.partial(explore, agent.actor, noise=noise)
     return (CudaGraph(learn), CudaGraph(act)) if args.cudagraphs else (learn, act)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checks of the command line and of the environment
 
 
 def check_args(args: Args) -> None:
