@@ -13,6 +13,7 @@ Console output of each run goes to `runs/sweep-logs/`.
 import argparse
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +45,17 @@ def plan(runs_dir: str, env_id: str, exp_name: str, seed: int, options: list[str
     if resumable:
         return "resume", ["--resume", os.path.relpath(resumable[-1], os.path.dirname(runs_dir))]
     return "start", ["--env-id", env_id, "--seed", str(seed), "--exp-name", exp_name, "--save-model", *options]
+
+
+def outcome(returncode: int, action: str, minutes: float, log_path: str) -> str:
+    """How a run ended, in words: finished, interrupted by a signal (its checkpoint is kept), or failed."""
+    if returncode == 0:
+        return f"finished ({action}, {minutes:.1f} min)"
+    if returncode - 128 in (signal.SIGINT, signal.SIGTERM):  # ddpg.py checkpointed and exited with 128 + signum
+        return f"interrupted by {signal.Signals(returncode - 128).name} after {minutes:.1f} min, checkpoint kept"
+    with open(log_path) as f:
+        tail = " | ".join(line.strip() for line in f.readlines()[-TAIL_LINES:])
+    return f"FAILED with exit status {returncode} after {minutes:.1f} min: {tail}"
 
 
 def main() -> int:
@@ -88,13 +100,7 @@ def main() -> int:
         for proc in [p for p in running if p.poll() is not None]:
             env_id, seed, action, log, log_path, start = running.pop(proc)
             log.close()
-            minutes = (time.time() - start) / 60
-            if proc.returncode == 0:
-                results[(env_id, seed)] = f"finished ({action}, {minutes:.1f} min)"
-            else:
-                with open(log_path) as f:
-                    tail = " | ".join(line.strip() for line in f.readlines()[-TAIL_LINES:])
-                results[(env_id, seed)] = f"FAILED with exit status {proc.returncode} after {minutes:.1f} min: {tail}"
+            results[(env_id, seed)] = outcome(proc.returncode, action, (time.time() - start) / 60, log_path)
             print(f"{env_id} seed {seed}: {results[(env_id, seed)]}", flush=True)
         time.sleep(POLL_S if running else 0)
 
@@ -102,8 +108,11 @@ def main() -> int:
     for (env_id, seed), result in sorted(results.items()):
         print(f"  {env_id} seed {seed}: {result}")
     failed = sum(result.startswith("FAILED") for result in results.values())
-    print(f"{len(results) - failed} of {len(results)} runs finished" + (f", {failed} failed" if failed else ""))
-    return 1 if failed else 0
+    stopped = sum(result.startswith("interrupted") for result in results.values())
+    print(f"{len(results) - failed - stopped} of {len(results)} runs finished"
+          + (f", {stopped} interrupted (run the same command again to resume them)" if stopped else "")
+          + (f", {failed} failed" if failed else ""))  # fmt: skip
+    return 1 if failed or stopped else 0
 
 
 if __name__ == "__main__":

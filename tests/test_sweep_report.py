@@ -71,3 +71,16 @@ def test_wall_time_leaves_out_the_time_between_a_run_and_its_resumption(tmp_path
     run = read_run(str(tmp_path))
     assert run["steps"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(run["seconds"], [0.0, 10.0, 30.0])
+
+
+def test_sweep_tells_an_interrupted_run_from_a_failed_one(tmp_path):
+    sys.path.insert(0, BENCHMARKS)
+    from sweep import outcome
+
+    log = tmp_path / "run.log"
+    log.write_text("step 100/1000\nTraceback (most recent call last):\nValueError: boom\n")
+    assert outcome(0, "resume", 2.0, str(log)) == "finished (resume, 2.0 min)"
+    assert outcome(143, "start", 2.0, str(log)) == "interrupted by SIGTERM after 2.0 min, checkpoint kept"
+    assert outcome(130, "start", 2.0, str(log)).startswith("interrupted by SIGINT")
+    failed = outcome(1, "start", 2.0, str(log))
+    assert failed.startswith("FAILED with exit status 1") and "ValueError: boom" in failed
