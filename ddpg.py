@@ -41,6 +41,7 @@ import functools
 import math
 import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -122,7 +123,6 @@ LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a lo
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
-SPEED_OPTIONS = ("cuda", "compile", "cudagraphs")  # a resumed run takes these from its new command line
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory, with --save-model: the actor, the critic and the arguments
 
@@ -500,7 +500,7 @@ class CudaGraph:
     """Calls `fn(inputs, **options)` through a CUDA graph: recorded once, then replayed with a single launch.
 
     A replay runs the recorded kernels on the recorded memory, so each call copies its `inputs` (a tensor, or a
-    tuple of tensors such as a Batch) into the recorded input tensors and returns the recorded outputs, refilled.
+    NamedTuple of tensors such as a Batch) into the recorded input tensors and returns the recorded outputs, refilled.
     A graph has no branches: one is recorded per value of `options` (e.g. `update_actor`). The first
     CUDA_GRAPH_WARMUP calls run `fn` normally, on a side stream as recording requires, so that what is made lazily
     (Adam's moments, cuBLAS workspaces) exists before recording; they are real calls, not rehearsals.
@@ -584,10 +584,17 @@ def check_args(args: Args) -> None:
         )
     if args.cudagraphs and not (args.cuda and torch.cuda.is_available()):
         raise UsageError("--cudagraphs needs a CUDA GPU (and --cuda); none is available")
+    if args.compile and find_cpp_compiler() is None:
+        raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
     if args.resume and not os.path.isfile(os.path.join(args.resume, CHECKPOINT_FILE)):
         raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
     if args.eval_checkpoint and not os.path.isfile(args.eval_checkpoint):
         raise UsageError(f"--eval-checkpoint {args.eval_checkpoint}: no such file")
+
+
+def find_cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile would build its kernels with, if there is one on PATH."""
+    return shutil.which("g++") or shutil.which("clang++")
 
 
 def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
@@ -744,7 +751,8 @@ def train(args: Args) -> dict:
     checkpoint = None
     if args.resume:
         checkpoint, saved = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
-        args = dataclasses.replace(saved, resume=args.resume, **{name: getattr(args, name) for name in SPEED_OPTIONS})
+        args = dataclasses.replace(saved, resume=args.resume)
+        check_args(args)  # the saved options must suit this machine too (--cudagraphs needs a GPU)
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
         check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)

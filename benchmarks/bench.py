@@ -34,6 +34,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
+import torch._dynamo
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
@@ -42,6 +43,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from machine import describe  # noqa: E402
 
 import ddpg  # noqa: E402
+
+# One process compiles networks of several sizes (--compile variants): allow more compiled versions per forward than
+# torch's default 8, past which it would silently time uncompiled networks, and fail loudly if even that is hit.
+torch._dynamo.config.recompile_limit = 64
+torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 HALFCHEETAH_OBS, HALFCHEETAH_ACT = 17, 6
 BATCH, HIDDEN, POLICY_FREQUENCY = 256, 256, 2  # the common MuJoCo settings

@@ -35,7 +35,8 @@ def read_run(run_dir: str) -> dict:
 
 
 def running_seconds(run_dir: str, wall_times: list[float]) -> np.ndarray:
-    """Seconds the run's processes had been running at each wall time, from the first process's start.
+    """Seconds the run's processes had been running at each wall time, counted from each process's first logged
+    value to its last (the seconds before a process logs anything are not counted).
 
     Every process of a run (the first, and each `--resume`) writes its own events file, so the time between one
     file's last logged value and the next file's first, when no process ran, is left out.

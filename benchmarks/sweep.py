@@ -7,7 +7,8 @@ Every run is an ordinary `python ddpg.py` process writing its usual run director
 `--exp-name`, default `sweep`) with `--save-model`. A run whose directory already holds `model.pt` is finished and
 skipped; one that holds only `checkpoint.pt` (interrupted, or stopped with the machine) is continued with
 `--resume`. A run that fails does not stop the others; the summary at the end names it and shows its last lines.
-Console output of each run goes to `runs/sweep-logs/`.
+Ctrl-C reaches the runs too: each writes its checkpoint and exits, no further run starts, and the same command
+resumes them all later. Console output of each run goes to `runs/sweep-logs/`.
 """
 
 import argparse
@@ -51,11 +52,33 @@ def outcome(returncode: int, action: str, minutes: float, log_path: str) -> str:
     """How a run ended, in words: finished, interrupted by a signal (its checkpoint is kept), or failed."""
     if returncode == 0:
         return f"finished ({action}, {minutes:.1f} min)"
-    if returncode - 128 in (signal.SIGINT, signal.SIGTERM):  # ddpg.py checkpointed and exited with 128 + signum
-        return f"interrupted by {signal.Signals(returncode - 128).name} after {minutes:.1f} min, checkpoint kept"
+    # ddpg.py writes a checkpoint and exits with 128 + signum; killed before its handler was set (or by a second
+    # signal) the status is -signum, and the last checkpoint is kept either way
+    signum = returncode - 128 if returncode > 128 else -returncode
+    if signum in (signal.SIGINT, signal.SIGTERM):
+        return f"interrupted by {signal.Signals(signum).name} after {minutes:.1f} min, checkpoint kept"
     with open(log_path) as f:
         tail = " | ".join(line.strip() for line in f.readlines()[-TAIL_LINES:])
     return f"FAILED with exit status {returncode} after {minutes:.1f} min: {tail}"
+
+
+def launch_and_poll(queue: list, running: dict, results: dict, jobs: int, runs_dir: str, exp_name: str, env: dict):
+    """Start queued runs while fewer than `jobs` run, record the runs that ended, wait a moment."""
+    log_dir = os.path.join(runs_dir, "sweep-logs")
+    while queue and len(running) < jobs:
+        env_id, seed, action, command = queue.pop(0)
+        log_path = os.path.join(log_dir, f"{env_id.replace('/', '_')}__{exp_name}__{seed}.log")
+        log = open(log_path, "a")
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *command], env=env,
+                                cwd=os.path.dirname(runs_dir), stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        running[proc] = (env_id, seed, action, log, log_path, time.time())
+        print(f"{action} {env_id} seed {seed} (log: {log_path})", flush=True)
+    for proc in [p for p in running if p.poll() is not None]:
+        env_id, seed, action, log, log_path, start = running.pop(proc)
+        log.close()
+        results[(env_id, seed)] = outcome(proc.returncode, action, (time.time() - start) / 60, log_path)
+        print(f"{env_id} seed {seed}: {results[(env_id, seed)]}", flush=True)
+    time.sleep(POLL_S if running else 0)
 
 
 def main() -> int:
@@ -89,20 +112,13 @@ def main() -> int:
                 queue.append((env_id, seed, action, command))
     running = {}
     while queue or running:
-        while queue and len(running) < args.jobs:
-            env_id, seed, action, command = queue.pop(0)
-            log_path = os.path.join(log_dir, f"{env_id.replace('/', '_')}__{args.exp_name}__{seed}.log")
-            log = open(log_path, "a")
-            proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *command], env=env,
-                                    cwd=os.path.dirname(runs_dir), stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-            running[proc] = (env_id, seed, action, log, log_path, time.time())
-            print(f"{action} {env_id} seed {seed} (log: {log_path})", flush=True)
-        for proc in [p for p in running if p.poll() is not None]:
-            env_id, seed, action, log, log_path, start = running.pop(proc)
-            log.close()
-            results[(env_id, seed)] = outcome(proc.returncode, action, (time.time() - start) / 60, log_path)
-            print(f"{env_id} seed {seed}: {results[(env_id, seed)]}", flush=True)
-        time.sleep(POLL_S if running else 0)
+        try:
+            launch_and_poll(queue, running, results, args.jobs, runs_dir, args.exp_name, env)
+        except KeyboardInterrupt:  # Ctrl-C reached the runs too: they write their checkpoints and exit
+            print("interrupted: starting no more runs, waiting for the running ones to write checkpoints", flush=True)
+            for env_id, seed, _, _ in queue:
+                results[(env_id, seed)] = "interrupted before it started"
+            queue.clear()
 
     print("\nsweep summary:")
     for (env_id, seed), result in sorted(results.items()):

@@ -2,6 +2,13 @@ import os
 import sys
 
 import pytest
+import torch._dynamo
+
+# torch.compile keeps at most `recompile_limit` compiled versions of a forward per process, shared by all instances;
+# past it, it would silently run uncompiled. The suite compiles networks of several sizes in one process: allow
+# more versions, and fail loudly rather than test an uncompiled network.
+torch._dynamo.config.recompile_limit = 64
+torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

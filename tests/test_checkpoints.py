@@ -181,3 +181,13 @@ def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(in_tmp
     assert checkpoint["global_step"] < failed_at
     assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["actor"].values())
     assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["critic"].values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_resume_of_a_cudagraphs_run_without_a_gpu_is_refused(checkpoint_dir, tmp_path):
+    path = altered_checkpoint(checkpoint_dir, tmp_path, lambda checkpoint: checkpoint["args"].update(cudagraphs=True))
+    result = run_cli(tmp_path, "--resume", os.path.dirname(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--cudagraphs needs a CUDA GPU" in lines[0], result.stderr
+

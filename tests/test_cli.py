@@ -104,11 +104,21 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("cli_args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_is_one_line_without_traceback_or_run_dir(tmp_path, cli_args, message):
-    result = run_cli(tmp_path, *cli_args)
+def assert_refused_in_one_line(result, message, cwd):
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    assert not (tmp_path / "runs").exists()
+    assert not (cwd / "runs").exists()
+
+
+@pytest.mark.parametrize("cli_args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_without_traceback_or_run_dir(tmp_path, cli_args, message):
+    assert_refused_in_one_line(run_cli(tmp_path, *cli_args), message, tmp_path)
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_any_work(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, PATH=str(tmp_path))  # a PATH on which there is no compiler
+    result = subprocess.run([sys.executable, SCRIPT, "--compile", "--no-cuda"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)  # fmt: skip
+    assert_refused_in_one_line(result, "--compile needs a C++ compiler", tmp_path)

@@ -82,5 +82,6 @@ def test_sweep_tells_an_interrupted_run_from_a_failed_one(tmp_path):
     assert outcome(0, "resume", 2.0, str(log)) == "finished (resume, 2.0 min)"
     assert outcome(143, "start", 2.0, str(log)) == "interrupted by SIGTERM after 2.0 min, checkpoint kept"
     assert outcome(130, "start", 2.0, str(log)).startswith("interrupted by SIGINT")
+    assert outcome(-15, "start", 2.0, str(log)).startswith("interrupted by SIGTERM")  # killed before its handler
     failed = outcome(1, "start", 2.0, str(log))
     assert failed.startswith("FAILED with exit status 1") and "ValueError: boom" in failed
