@@ -7,8 +7,8 @@ Every run is an ordinary `python ddpg.py` process writing its usual run director
 `--exp-name`, default `sweep`) with `--save-model`. A run whose directory already holds `model.pt` is finished and
 skipped; one that holds only `checkpoint.pt` (interrupted, or stopped with the machine) is continued with
 `--resume`. A run that fails does not stop the others; the summary at the end names it and shows its last lines.
-Ctrl-C reaches the runs too: each writes its checkpoint and exits, no further run starts, and the same command
-resumes them all later. Console output of each run goes to `runs/sweep-logs/`.
+Ctrl-C reaches the runs too: each writes its checkpoint and exits, no further run starts (nor after any run is
+interrupted), and the same command resumes them all later. Console output of each run goes to `runs/sweep-logs/`.
 """
 
 import argparse
@@ -114,7 +114,10 @@ def main() -> int:
     while queue or running:
         try:
             launch_and_poll(queue, running, results, args.jobs, runs_dir, args.exp_name, env)
+            stop = any(result.startswith("interrupted") for result in results.values())
         except KeyboardInterrupt:  # Ctrl-C reached the runs too: they write their checkpoints and exit
+            stop = True
+        if stop and queue:  # someone is stopping the sweep: start nothing more
             print("interrupted: starting no more runs, waiting for the running ones to write checkpoints", flush=True)
             for env_id, seed, _, _ in queue:
                 results[(env_id, seed)] = "interrupted before it started"

@@ -1,8 +1,10 @@
 """The sweep runner and the report on a tiny sweep: two short Pendulum runs and one that fails."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -85,3 +87,24 @@ def test_sweep_tells_an_interrupted_run_from_a_failed_one(tmp_path):
     assert outcome(-15, "start", 2.0, str(log)).startswith("interrupted by SIGTERM")  # killed before its handler
     failed = outcome(1, "start", 2.0, str(log))
     assert failed.startswith("FAILED with exit status 1") and "ValueError: boom" in failed
+
+
+def test_ctrl_c_stops_the_sweep_keeping_every_started_run_resumable(tmp_path):
+    sweep = subprocess.Popen(
+        [sys.executable, os.path.join(BENCHMARKS, "sweep.py"), "--envs", "Pendulum-v1", "--seeds", "1", "2", "3",
+         "--jobs", "2", "--exp-name", "stop", "--", *TINY, "--total-timesteps", "20000"],
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while len(list((tmp_path / "runs").glob("Pendulum-v1__stop__*/events.out.tfevents.*"))) < 2:
+        assert time.time() < deadline, "the first two runs did not start"
+        time.sleep(0.2)
+    time.sleep(2)  # into their training loops
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the sweep and its runs all get SIGINT
+    out, _ = sweep.communicate(timeout=60)
+    assert sweep.returncode == 1
+    assert "seed 1: interrupted by SIGINT" in out and "seed 2: interrupted by SIGINT" in out
+    assert "seed 3: interrupted before it started" in out
+    started = sorted((tmp_path / "runs").glob("Pendulum-v1__stop__*"))
+    assert len(started) == 2 and all((d / "checkpoint.pt").exists() for d in started)
