@@ -750,12 +750,13 @@ def train(args: Args) -> dict:
     check_args(args)
     checkpoint = None
     if args.resume:
-        checkpoint, saved = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
+        resume_path = os.path.join(args.resume, CHECKPOINT_FILE)
+        checkpoint, saved = load_checkpoint(resume_path)
         args = dataclasses.replace(saved, resume=args.resume)
         check_args(args)  # the saved options must suit this machine too (--cudagraphs needs a GPU)
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
-        check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
+        check_checkpoint_fits(checkpoint, args, resume_path, obs_dim, action_space)
     act_dim = action_space.shape[0]
 
     use_cuda = args.cuda and torch.cuda.is_available()

@@ -51,6 +51,7 @@ torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 HALFCHEETAH_OBS, HALFCHEETAH_ACT = 17, 6
 BATCH, HIDDEN, POLICY_FREQUENCY = 256, 256, 2  # the common MuJoCo settings
+GAMMA, TAU, LEARNING_RATE, EXPLORATION_NOISE = 0.99, 0.005, 3e-4, 0.1  # the common MuJoCo settings, too
 BUFFER_1M = 1_000_000
 WARMUP_STEPS = 50  # training steps of the untimed warm-up run
 # What the training-phase SPS tables compare: ddpg.Args changes per variant (None: the baseline loop)
@@ -94,8 +95,9 @@ def baseline_agent(obs_dim, action_space):
     critic, target_critic = ddpg.Critic(obs_dim, act_dim, HIDDEN), ddpg.Critic(obs_dim, act_dim, HIDDEN)
     target_actor.load_state_dict(actor.state_dict())
     target_critic.load_state_dict(critic.state_dict())
-    return ddpg.Agent(actor, critic, target_actor, target_critic, torch.optim.Adam(actor.parameters(), lr=3e-4),
-                      torch.optim.Adam(critic.parameters(), lr=3e-4))  # fmt: skip
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=LEARNING_RATE)
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=LEARNING_RATE)
+    return ddpg.Agent(actor, critic, target_actor, target_critic, actor_optimizer, critic_optimizer)
 
 
 def baseline_update(agent, data, gamma, tau, update_actor):
@@ -131,13 +133,13 @@ def baseline_train(env_id, total, learning_starts, seed=1):
         else:
             with torch.no_grad():
                 a = agent.actor(torch.tensor(obs, dtype=torch.float32))
-                a = a + torch.randn_like(a) * 0.1 * scale
+                a = a + torch.randn_like(a) * EXPLORATION_NOISE * scale
             action = a.numpy().clip(space.low, space.high)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         rb.add(obs, action, reward, next_obs, terminated)
         obs = env.reset()[0] if terminated or truncated else next_obs
         if step >= learning_starts:
-            baseline_update(agent, rb.sample(BATCH), 0.99, 0.005, update_actor=step % POLICY_FREQUENCY == 0)
+            baseline_update(agent, rb.sample(BATCH), GAMMA, TAU, update_actor=step % POLICY_FREQUENCY == 0)
     ddpg.evaluate(agent.actor, env, 1, torch.device("cpu"))
 
 
@@ -178,7 +180,7 @@ def time_calls(fn, n):
 
 def measure_update(repeats, n):
     space = gym.spaces.Box(-1.0, 1.0, (HALFCHEETAH_ACT,), np.float32)
-    args = ddpg.Args(hidden_size=HIDDEN, batch_size=BATCH, learning_rate=3e-4)
+    args = ddpg.Args(hidden_size=HIDDEN, batch_size=BATCH, learning_rate=LEARNING_RATE)
     fast = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
     compiled = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
     ddpg.step_functions(compiled, None, dataclasses.replace(args, compile=True))  # compiles its networks in place
@@ -187,16 +189,16 @@ def measure_update(repeats, n):
     rb.add(*(np.random.randn(100_000, d).astype(np.float32) for d in (HALFCHEETAH_OBS, HALFCHEETAH_ACT)),
            np.random.randn(100_000), np.random.randn(100_000, HALFCHEETAH_OBS), np.zeros(100_000))  # fmt: skip
     nb = NumpyBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT)
-    for name in ("obs", "actions", "rewards", "next_obs", "terminations"):
+    for name in ddpg.Batch._fields:
         getattr(nb, name)[:] = getattr(rb.storage, name).numpy()
     nb.size = 100_000
 
     data = random_batch(HALFCHEETAH_OBS, HALFCHEETAH_ACT)
     with FlopCounterMode(display=False) as counter:
-        ddpg.update(fast, data, 0.99, 0.005, update_actor=True)
+        ddpg.update(fast, data, GAMMA, TAU, update_actor=True)
     flops = counter.get_total_flops()
     with RecordMatmuls() as recorder:
-        ddpg.update(fast, data, 0.99, 0.005, update_actor=True)
+        ddpg.update(fast, data, GAMMA, TAU, update_actor=True)
     operands = [(func, [torch.empty_strided(shape, stride).normal_() for shape, stride in shapes])
                 for func, shapes in recorder.calls]  # fmt: skip
 
@@ -206,9 +208,9 @@ def measure_update(repeats, n):
 
     calls = {
         "matmuls": matmuls_only,
-        "fast": lambda: ddpg.update(fast, rb.sample(BATCH), 0.99, 0.005, update_actor=True),
-        "compiled": lambda: ddpg.update(compiled, rb.sample(BATCH), 0.99, 0.005, update_actor=True),
-        "base": lambda: baseline_update(base, nb.sample(BATCH), 0.99, 0.005, update_actor=True),
+        "fast": lambda: ddpg.update(fast, rb.sample(BATCH), GAMMA, TAU, update_actor=True),
+        "compiled": lambda: ddpg.update(compiled, rb.sample(BATCH), GAMMA, TAU, update_actor=True),
+        "base": lambda: baseline_update(base, nb.sample(BATCH), GAMMA, TAU, update_actor=True),
     }
     for fn in calls.values():  # warm-up (and compilation)
         time_calls(fn, 20)
@@ -232,9 +234,10 @@ def measure_sps(env_id, repeats, steps, variants):
     """
     total = BATCH + steps
     args = ddpg.Args(env_id=env_id, total_timesteps=total, learning_starts=BATCH, batch_size=BATCH,
-                     hidden_size=HIDDEN, policy_frequency=POLICY_FREQUENCY, learning_rate=3e-4,
-                     noise_type="gaussian", exploration_noise=0.1, eval_frequency=total, eval_episodes=1,
-                     checkpoint_frequency=0, buffer_size=total, cuda=False)  # fmt: skip
+                     hidden_size=HIDDEN, policy_frequency=POLICY_FREQUENCY, learning_rate=LEARNING_RATE,
+                     gamma=GAMMA, tau=TAU, noise_type="gaussian", exploration_noise=EXPLORATION_NOISE,
+                     eval_frequency=total, eval_episodes=1, checkpoint_frequency=0, buffer_size=total,
+                     cuda=False)  # fmt: skip
 
     def run(changes, total_timesteps):
         if changes is None:
@@ -264,7 +267,7 @@ def measure_memory():
     rb.pos, rb.size = 0, BUFFER_1M
     space = gym.spaces.Box(-1.0, 1.0, (HALFCHEETAH_ACT,), np.float32)
     agent = ddpg.make_agent(HALFCHEETAH_OBS, space, ddpg.Args(hidden_size=HIDDEN), torch.device("cpu"))
-    ddpg.update(agent, rb.sample(BATCH), 0.99, 0.005, update_actor=True)  # so that Adam holds its moments
+    ddpg.update(agent, rb.sample(BATCH), GAMMA, TAU, update_actor=True)  # so that Adam holds its moments
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, ddpg.CHECKPOINT_FILE)
         start = time.perf_counter()

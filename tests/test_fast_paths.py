@@ -1,15 +1,14 @@
 """--compile and --cudagraphs compute what the plain eager update and policy step compute."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import ddpg
-from tests.envs import ACTION_HIGH, ACTION_LOW
+from tests.test_units import ASYMMETRIC_BOX as BOX
+from tests.test_units import random_batch
 
 OBS_DIM = 3
-BOX = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
 # Enough calls that each kind of update (with and without the actor step) is recorded and then replayed.
 CALLS = 2 * (ddpg.CUDA_GRAPH_WARMUP + 2)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -17,16 +16,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 needs_compiler = pytest.mark.skipif(ddpg.find_cpp_compiler() is None, reason="needs a C++ compiler")
 
 
-def batches(device, n=CALLS, batch_size=32):
-    g = torch.Generator().manual_seed(0)
-    return [
-        ddpg.Batch(*(x.to(device) for x in (
-            torch.randn(batch_size, OBS_DIM, generator=g), torch.rand(batch_size, 2, generator=g),
-            torch.randn(batch_size, generator=g), torch.randn(batch_size, OBS_DIM, generator=g),
-            (torch.rand(batch_size, generator=g) < 0.3).float(),
-        )))
-        for _ in range(n)
-    ]  # fmt: skip
+def batches(device, n=CALLS):
+    return [ddpg.Batch(*(x.to(device) for x in random_batch(obs_dim=OBS_DIM, seed=i))) for i in range(n)]
 
 
 def run_steps(device: str, **speed_options):
