@@ -101,6 +101,8 @@ BAD_INPUTS = [
     (["--batch-size", "512", "--learning-starts", "100"], "must not exceed --learning-starts (100)"),
     (["--learning-starts", "20000"], "--learning-starts (20000) must be below --total-timesteps"),
     (["--cudagraphs", "--no-cuda"], "--cudagraphs needs a CUDA GPU"),
+    (["--threads", "0"], "--threads must be positive"),
+    (["--threads", "-2"], "--threads must be positive"),
 ]
 
 
