@@ -27,10 +27,13 @@ Where this file differs from the paper, and why (the README says more):
 - One learning rate for both networks, Adam; the actor may be updated less often than the critic
   (`policy_frequency`, a TD3 idea; 1 is the paper's setting).
 - Exploration noise is the paper's Ornstein-Uhlenbeck process (theta=0.15) by default, or Gaussian noise.
+- The update of step t comes before the environment step, not after storing transition t: it samples R as it was
+  before t, and a_{t+1} is still chosen by the updated actor. The update needs nothing from the env step, so a GPU
+  computes it while the CPU steps the environment, and a step costs max(env, update) instead of their sum.
 
-Beyond Algorithm 1, a run can be stopped and resumed with the same result: `EnvRunner` and the checkpoint
-functions keep every state the loop depends on, and Ctrl-C writes a checkpoint before exiting. `--compile` and
-`--cudagraphs` run the same update and policy step with fewer kernel launches (`step_functions`).
+The first part of the file is the algorithm, end to end, down to `train`. After the divider comes engineering a
+first reading may skip: the fast paths (CUDA graphs, one host-device copy each way per step), checkpoints and exact
+resume, checks of the command line, logging and the console.
 
 Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watch training.
 """
@@ -38,6 +41,7 @@ Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watc
 import collections
 import dataclasses
 import functools
+import importlib.util
 import math
 import os
 import random
@@ -68,16 +72,16 @@ class Args:
     """make cuDNN deterministic (`torch.backends.cudnn.deterministic`); CPU runs are deterministic anyway"""
     cuda: bool = True
     """train on the GPU when one is available (falls back to the CPU otherwise)"""
+    cudagraphs: bool = True
+    """on CUDA, record the update and the store-and-act step once as CUDA graphs and replay them (no effect on CPU)"""
     compile: bool = False
     """compile the four networks with torch.compile: fused kernels, fewer launches (README: measured speeds)"""
-    cudagraphs: bool = False
-    """on CUDA, record the update and the policy step once as CUDA graphs and replay them (one launch each)"""
     threads: int | None = None
-    """CPU threads torch uses (default: min(4, available cores); more is slower for networks this small)"""
+    """CPU threads torch uses (None: min(4, available cores); more is slower for networks this small)"""
     capture_video: bool = False
     """record the first episode of every evaluation as mp4 under the run directory's `videos/`"""
-    save_model: bool = False
-    """write the networks and these arguments to `model.pt` in the run directory at the end"""
+    save_model: bool = True
+    """write the actor, the critic and these arguments to `model.pt` in the run directory at the end"""
 
     env_id: str = "Pendulum-v1"
     """gymnasium id of the environment (continuous `Box` actions, flat `Box` observations)"""
@@ -108,30 +112,27 @@ class Args:
     eval_frequency: int = 2_000
     """evaluate the deterministic policy every this many environment steps (and at the end)"""
     eval_episodes: int = 10
-    """number of episodes per evaluation"""
+    """number of episodes per evaluation, run side by side"""
     checkpoint_frequency: int = 50_000
     """write a checkpoint to resume from every this many environment steps (0: only when interrupted)"""
     resume: str | None = None
     """run directory to go on with, from its checkpoint and with its saved arguments"""
     eval_checkpoint: str | None = None
-    """instead of training, evaluate the actor of this checkpoint or saved model for --eval-episodes episodes"""
+    """instead of training, evaluate the actor of this run directory, checkpoint or saved model"""
 
 
 # Named constants of the algorithm and of the logging.
 OU_THETA = 0.15  # mean-reversion rate of the Ornstein-Uhlenbeck noise (the paper's value)
 FINAL_LAYER_INIT = 3e-3  # output layers start uniform in [-3e-3, 3e-3], so first Q values and actions are ~0
-EVAL_SEED_OFFSET = 10_000  # the evaluation env is seeded apart from the training envs
+EVAL_SEED_OFFSET = 10_000  # the evaluation envs are seeded apart from the training envs
+SAMPLE_RANGE = 2**62  # replay indices are drawn in [0, 2^62) and taken modulo the fill level: bias below 1e-12
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
 MAX_DEFAULT_THREADS = 4  # measured on 16 cores: 4 threads ran HalfCheetah 3x faster than 16 (README: speed)
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
-MODEL_FILE = "model.pt"  # in the run directory, with --save-model: the actor, the critic and the arguments
-
-
-class UsageError(Exception):
-    """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
+MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -140,6 +141,9 @@ class UsageError(Exception):
 
 def make_env(env_id: str, render: bool = False) -> gym.Env:
     """One environment; `render` makes it produce rgb frames for video."""
+    if render:  # draw off screen, without SDL's and pygame's console messages
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     return gym.make(env_id, render_mode="rgb_array") if render else gym.make(env_id)
 
 
@@ -148,27 +152,12 @@ def seed_env(env: gym.Env, seed: int) -> None:
     env.np_random, _ = gym.utils.seeding.np_random(seed)
 
 
-def check_spaces(env: gym.Env) -> None:
-    """DDPG needs a flat continuous observation and a bounded continuous action."""
-    obs_space, act_space = env.observation_space, env.action_space
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise UsageError(f"--env-id {env.spec.id}: observation space must be a flat Box, got {obs_space}")
-    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
-        raise UsageError(f"--env-id {env.spec.id}: action space must be a continuous 1-D Box, got {act_space}")
-    if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
-        raise UsageError(f"--env-id {env.spec.id}: action bounds must be finite, got {act_space}")
-
-
 class EnvRunner:
-    """The training envs, stepped together (a gymnasium vector env), and what it takes to put them back exactly.
+    """The training envs, stepped together (a gymnasium vector env), with each running episode's return and length.
 
     Finished envs are reset by `step` itself, *after* it has read their true last observation. (gymnasium's
     default autoreset would instead hand back the next episode's first observation in its place: storing that as
     s_{t+1} teaches the critic a jump that never happens.)
-
-    For checkpoints it keeps, per env, the running episode's return and length, the state of the env's random
-    number generator just before the reset that began the episode, and the actions taken since. Simulators are
-    deterministic given these, so replaying them restores an env mid-episode (`load_state_dict`).
     """
 
     def __init__(self, env_id: str, num_envs: int, seed: int):
@@ -177,16 +166,13 @@ class EnvRunner:
         )
         for i, env in enumerate(self.envs.envs):
             seed_env(env, seed + i)
+        self.envs.action_space.seed(seed)  # the uniformly random actions of the first steps
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
-        self.start_rng = [None] * num_envs  # filled by _reset
-        self.episode_actions = [[] for _ in range(num_envs)]
-        self.obs = self._reset(np.ones(num_envs, dtype=bool))  # (num_envs, obs_dim): what the agent acts on
+        self.obs = self.reset(np.ones(num_envs, dtype=bool))  # (num_envs, obs_dim): what the agent acts on
 
-    def _reset(self, mask: np.ndarray) -> np.ndarray:
-        for i in np.flatnonzero(mask):
-            self.start_rng[i] = self.envs.envs[i].np_random.bit_generator.state
-            self.episode_actions[i] = []
+    def reset(self, mask: np.ndarray) -> np.ndarray:
+        """Start a new episode in the envs where `mask` is True; returns every env's current observation."""
         self.episode_returns[mask], self.episode_lengths[mask] = 0.0, 0
         obs, _ = self.envs.reset(options={"reset_mask": mask})
         return obs
@@ -198,40 +184,29 @@ class EnvRunner:
         the first observation of a new episode where one ended.
         """
         next_obs, rewards, terminations, truncations, _ = self.envs.step(actions)
-        for i, action in enumerate(actions):
-            self.episode_actions[i].append(action)
         self.episode_returns += rewards
         self.episode_lengths += 1
         done = terminations | truncations
         finished = [(self.episode_returns[i], int(self.episode_lengths[i])) for i in np.flatnonzero(done)]
-        self.obs = self._reset(done) if done.any() else next_obs
+        self.obs = self.reset(done) if done.any() else next_obs
         return next_obs, rewards, terminations, truncations, finished
-
-    def state_dict(self) -> dict:
-        return {
-            "episode_returns": self.episode_returns.tolist(),
-            "episode_lengths": self.episode_lengths.tolist(),
-            "start_rng": self.start_rng,
-            "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions],
-            "obs": torch.as_tensor(self.obs),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Rewind each env's generator to its episode's start, reset, and replay the episode's actions."""
-        for env, rng in zip(self.envs.envs, state["start_rng"]):
-            env.np_random.bit_generator.state = rng
-        self.obs = self._reset(np.ones(self.envs.num_envs, dtype=bool))
-        for i, (env, actions) in enumerate(zip(self.envs.envs, state["episode_actions"])):
-            for action in actions.numpy():
-                self.obs[i], *_ = env.step(action)
-                self.episode_actions[i].append(action)
-        if not np.array_equal(self.obs, state["obs"].numpy()):
-            print("warning: the environment did not replay to the saved state (is it deterministic?)")
-        self.episode_returns[:] = state["episode_returns"]
-        self.episode_lengths[:] = state["episode_lengths"]
 
     def close(self) -> None:
         self.envs.close()
+
+
+def make_eval_envs(env_id: str, num_episodes: int, seed: int, videos: int = 0, video_dir: str = "",
+                   name_prefix: str = "eval") -> list[gym.Env]:  # fmt: skip
+    """One env per evaluation episode, seeded apart from the training envs; the first `videos` of them record mp4s."""
+    envs = []
+    for i in range(num_episodes):
+        env = make_env(env_id, render=i < videos)
+        if i < videos:
+            prefix = name_prefix if videos == 1 else f"{name_prefix}-{i}"
+            env = gym.wrappers.RecordVideo(env, video_dir, name_prefix=prefix, episode_trigger=lambda episode: True)
+        seed_env(env, seed + EVAL_SEED_OFFSET + i)
+        envs.append(env)
+    return envs
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -247,43 +222,58 @@ class Batch(NamedTuple):
 
 
 class ReplayBuffer:
-    """Fixed-size store of transitions as preallocated tensors on the training device.
+    """Fixed-size store of transitions: one preallocated tensor on the training device, a row per transition.
 
-    Adding writes rows in place and wraps around when full (the oldest transitions are overwritten); sampling
-    draws indices uniformly on the device, so a batch never leaves it.
+    A row holds s_t, a_t, r_t, s_{t+1} and terminated side by side, so a transition is stored with one write and a
+    minibatch is gathered with one read. Adding writes rows in place and wraps around when full (the oldest
+    transitions are overwritten). The write position and the fill level are tensors on the device too: storing and
+    sampling never wait for the host, and a recorded CUDA graph reads their current values (a Python int would be
+    frozen at the value it had when the graph was recorded).
     """
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.capacity, self.pos, self.size = capacity, 0, 0
-        self.storage = Batch(
-            obs=torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device),
-            actions=torch.zeros((capacity, act_dim), dtype=torch.float32, device=device),
-            rewards=torch.zeros(capacity, dtype=torch.float32, device=device),
-            next_obs=torch.zeros((capacity, obs_dim), dtype=torch.float32, device=device),
-            terminations=torch.zeros(capacity, dtype=torch.float32, device=device),
-        )
+        self.capacity, self.obs_dim, self.act_dim = capacity, obs_dim, act_dim
+        self.width = 2 * obs_dim + act_dim + 2  # s, a, r, s', terminated
+        self.data = torch.zeros((capacity, self.width), dtype=torch.float32, device=device)
+        self.storage = self.fields(self.data)  # named views of the columns
+        self.pos = torch.zeros((), dtype=torch.int64, device=device)  # next row to write
+        self.size = torch.zeros((), dtype=torch.int64, device=device)  # rows filled
 
-    def add(self, obs, actions, rewards, next_obs, terminations) -> None:
-        """Store one transition per env; arguments are arrays with a leading (num_envs,) dimension."""
-        n, device = len(rewards), self.storage.obs.device
-        idx = (self.pos + torch.arange(n, device=device)) % self.capacity  # rows to write, wrapping around
-        for store, value in zip(self.storage, (obs, actions, rewards, next_obs, terminations)):
-            store[idx] = torch.as_tensor(value, dtype=torch.float32, device=device)
-        self.pos = (self.pos + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
+    def fields(self, rows: torch.Tensor) -> Batch:
+        """Views of the columns of packed rows (n, width), named as a Batch."""
+        o, a = self.obs_dim, self.act_dim
+        return Batch(rows[:, :o], rows[:, o : o + a], rows[:, o + a], rows[:, o + a + 1 : 2 * o + a + 1], rows[:, -1])
+
+    def add(self, rows: torch.Tensor) -> None:
+        """Store one transition per env: `rows` (num_envs, width), packed as in `fields`."""
+        idx = (self.pos + torch.arange(len(rows), device=self.data.device)) % self.capacity  # wraps around
+        self.data[idx] = rows
+        self.pos.copy_((self.pos + len(rows)) % self.capacity)
+        self.size.copy_((self.size + len(rows)).clamp(max=self.capacity))
 
     def sample(self, batch_size: int) -> Batch:
-        idx = torch.randint(0, self.size, (batch_size,), device=self.storage.obs.device)
-        return Batch(*(store[idx] for store in self.storage))
+        """Rows drawn uniformly from the filled ones, on the device: large random integers modulo the fill level."""
+        idx = torch.randint(SAMPLE_RANGE, (batch_size,), device=self.data.device) % self.size
+        return self.fields(self.data[idx])
 
     def state_dict(self) -> dict:
-        """The filled rows only: a checkpoint early in a run stays small."""
-        return {"pos": self.pos, "size": self.size, **{k: v[: self.size] for k, v in self.storage._asdict().items()}}
+        """The filled rows only, by field: a checkpoint early in a run stays small."""
+        size = int(self.size)
+        return {"pos": int(self.pos), "size": size, **{k: v[:size] for k, v in self.storage._asdict().items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.pos, self.size = state["pos"], state["size"]
-        for name, store in self.storage._asdict().items():
-            store[: self.size] = state[name]
+        self.pos.fill_(state["pos"])
+        self.size.fill_(state["size"])
+        for name, column in self.storage._asdict().items():
+            column[: state["size"]] = state[name]
+
+
+class Staged(NamedTuple):
+    """What one env step hands to the device: views of one packed tensor (num_envs, rb.width + 1 + obs_dim)."""
+
+    transitions: torch.Tensor  # (num_envs, rb.width) rows for R: s_t, a_t, r_t, s_{t+1}, terminated
+    done: torch.Tensor  # (num_envs,) 1.0 where the episode ended (terminated or truncated), else 0.0
+    obs: torch.Tensor  # (num_envs, obs_dim) what to act on next: s_{t+1}, or a new episode's first observation
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -307,8 +297,8 @@ class OUNoise:
         return self.state
 
     def reset(self, done: torch.Tensor) -> None:
-        """Restart the process of the envs where `done` (bool, (num_envs,)) is True."""
-        self.state.masked_fill_(done.unsqueeze(-1), 0.0)
+        """Restart the process of the envs where `done` ((num_envs,), 1.0 where an episode ended, else 0.0) is 1."""
+        self.state.mul_(1.0 - done.unsqueeze(-1))
 
     def state_dict(self) -> dict:
         return {"state": self.state}
@@ -429,7 +419,11 @@ class Agent:
 
     def load_state_dict(self, state: dict) -> None:
         for field in dataclasses.fields(self):
-            getattr(self, field.name).load_state_dict(state[field.name])
+            part = getattr(self, field.name)
+            own = [group["capturable"] for group in getattr(part, "param_groups", [])]
+            part.load_state_dict(state[field.name])
+            for group, capturable in zip(getattr(part, "param_groups", []), own):
+                group["capturable"] = capturable  # this machine's setting, not the saved one (graphs need CUDA)
 
 
 def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: torch.device) -> Agent:
@@ -441,9 +435,10 @@ def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: t
     target_critic = Critic(obs_dim, act_dim, args.hidden_size).to(device)
     target_actor.load_state_dict(actor.state_dict())
     target_critic.load_state_dict(critic.state_dict())
-    # fused=True: one kernel updates all parameters instead of several per tensor. capturable=True (for
-    # --cudagraphs) lets a CUDA graph record the step; the fused kernel computes the same either way.
-    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True, capturable=args.cudagraphs)
+    # fused=True: one kernel updates all parameters instead of several per tensor. capturable=True (CUDA graphs)
+    # lets a graph record the step; the fused kernel computes the same either way.
+    capturable = uses_cuda_graphs(args, device)
+    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True, capturable=capturable)
     actor_optimizer, critic_optimizer = adam(actor.parameters()), adam(critic.parameters())
     return Agent(actor, critic, target_actor, target_critic, actor_optimizer, critic_optimizer)
 
@@ -473,6 +468,15 @@ def update(agent: Agent, data: Batch, gamma: float, tau: float, update_actor: bo
     return qf_loss.detach(), q.detach().mean(), pi_loss.detach()
 
 
+def learn(agent: Agent, rb: ReplayBuffer, batch_size: int, gamma: float, tau: float, update_actor: bool):
+    """Alg. 1: sample a random minibatch of N transitions from R, and update the networks from it."""
+    return update(agent, rb.sample(batch_size), gamma, tau, update_actor)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Acting: exploration during training, the deterministic policy in evaluation
+
+
 def explore(actor: Actor, obs: torch.Tensor, noise: OUNoise | GaussianNoise) -> torch.Tensor:
     """a_t = mu(s_t) + N_t, with the noise scaled to the action range and the result clipped into the box."""
     with torch.no_grad():
@@ -480,39 +484,123 @@ def explore(actor: Actor, obs: torch.Tensor, noise: OUNoise | GaussianNoise) -> 
         return actions.clamp_(actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale)
 
 
-def evaluate(actor: Actor, env: gym.Env, num_episodes: int, device: torch.device) -> np.ndarray:
-    """Returns of `num_episodes` episodes of the deterministic policy mu(s), without noise."""
-    returns = np.zeros(num_episodes)
-    for episode in range(num_episodes):
-        obs, _ = env.reset()
-        done = False
-        while not done:
-            with torch.no_grad():
-                action = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
-            obs, reward, terminated, truncated, _ = env.step(action)
-            returns[episode] += reward
-            done = terminated or truncated
+def store_and_act(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, act: bool) -> torch.Tensor | None:
+    """Alg. 1: store the step's transitions in R; then, when `act`, select a_{t+1} = mu(s_{t+1}) + N_{t+1}.
+
+    Everything the device does between two env steps apart from the update, in one call (one CUDA graph).
+    """
+    rb.add(staged.transitions)
+    noise.reset(staged.done)  # a new episode starts with fresh noise
+    return explore(actor, staged.obs, noise) if act else None
+
+
+def evaluate(actor: Actor, envs: list[gym.Env], device: torch.device) -> np.ndarray:
+    """Return of one episode in each env of the deterministic policy mu(s), without noise, run side by side:
+    one actor call per step for all episodes (episodes that ended are no longer stepped)."""
+    obs = np.stack([env.reset()[0] for env in envs])  # (episodes, obs_dim)
+    returns, running = np.zeros(len(envs)), np.ones(len(envs), dtype=bool)
+    while running.any():
+        with torch.no_grad():
+            actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+        for i in np.flatnonzero(running):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[i])
+            returns[i] += reward
+            running[i] = not (terminated or truncated)
     return returns
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Fast paths (--compile, --cudagraphs): the same update and policy step, run with fewer kernel launches
+# Training
+
+
+def train(args: Args) -> dict:
+    """Run DDPG as `args` says (or go on with the run `args.resume`).
+
+    Returns the run directory, the final evaluation's returns, the agent, the replay buffer, and the exit status
+    (0; 128 + the signal number when interrupted; 1 when a loss, a parameter or an action went non-finite).
+    """
+    args, checkpoint, obs_dim, action_space, device = prepare(args)  # checks; a resumed run's own arguments
+    act_dim = action_space.shape[0]
+    seed_everything(args.seed, args.torch_deterministic)
+    runner = ResumableEnvRunner(args.env_id, args.num_envs, args.seed)  # an EnvRunner that checkpoints restore
+
+    # Alg. 1: initialise critic Q and actor mu, the targets Q' <- Q and mu' <- mu, and the replay buffer R
+    agent = make_agent(obs_dim, action_space, args, device)
+    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+    noise = make_noise(args, act_dim, device)
+    link = HostDeviceLink(args.num_envs, rb, device)  # one copy to the device and one back per env step
+    learn_step, device_step = step_functions(agent, rb, noise, link.staged, args, device)
+    spaces = space_signature(obs_dim, action_space)
+    run = Run(args, checkpoint, device, spaces, agent, rb, noise, runner, link)  # run dir, logs, checkpoints, Ctrl-C
+
+    while run.global_step < args.total_timesteps:
+        learning = run.global_step >= args.learning_starts
+        # Alg. 1: select action a_t = mu(s_t) + N_t: the device chose it at the end of the previous step
+        # (`store_and_act`); the host waits for it here. Uniformly random actions while the buffer fills.
+        actions = link.actions() if learning else runner.envs.action_space.sample()
+        if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
+            return run.not_finite("the actor's action")
+
+        # Alg. 1: sample a minibatch from R; set y_i; update the critic, the actor and the targets. One update per
+        # transition collected. Queued before the env step, so a GPU computes it while the CPU steps the envs.
+        for _ in range(args.num_envs if learning else 0):
+            run.num_updates += 1
+            run.keep_losses(learn_step(update_actor=run.num_updates % args.policy_frequency == 0))
+
+        # Alg. 1: execute action a_t and observe reward r_t and new state s_{t+1}
+        obs = runner.obs
+        next_obs, rewards, terminations, truncations, finished = runner.step(actions)
+        run.global_step += args.num_envs
+
+        # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R; then select a_{t+1}. `terminations`, not
+        # `truncations`: a time-limit cut is not terminal, and its target bootstraps from the true last obs next_obs.
+        link.send(obs, actions, rewards, next_obs, terminations, terminations | truncations, runner.obs)
+        next_actions = device_step(act=run.global_step >= args.learning_starts)
+        if next_actions is not None:
+            link.receive(next_actions)
+
+        # Bookkeeping, one line each (below the divider): logs, evaluation, checkpoint, Ctrl-C, console.
+        run.log_episodes(finished)
+        if bad := run.log_losses():
+            return run.not_finite(bad)
+        if run.evaluation_due():
+            run.log_evaluation(evaluate(agent.actor, run.eval_envs, device))
+        if run.checkpoint_due() and (bad := run.save_checkpoint()):
+            return run.not_finite(bad)
+        if run.signals.signum:
+            return run.interrupted()
+        run.print_progress()
+    return run.finish()
+
+
+# ================================================================================================================
+# Engineering. DDPG is all above; what follows can be skipped on a first reading: the fast paths, checkpoints and
+# resume, checks of the command line and of the environment, logging and the console, and `main`.
+# ================================================================================================================
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fast paths: CUDA graphs, torch.compile, one host-device copy each way per env step
+
+
+def uses_cuda_graphs(args: Args, device: torch.device) -> bool:
+    return args.cudagraphs and device.type == "cuda"
 
 
 class CudaGraph:
-    """Calls `fn(inputs, **options)` through a CUDA graph: recorded once, then replayed with a single launch.
+    """Calls `fn(**options)` through a CUDA graph: recorded once, then replayed with a single launch.
 
-    A replay runs the recorded kernels on the recorded memory, so each call copies its `inputs` (a tensor, or a
-    NamedTuple of tensors such as a Batch) into the recorded input tensors and returns the recorded outputs, refilled.
-    A graph has no branches: one is recorded per value of `options` (e.g. `update_actor`). The first
-    CUDA_GRAPH_WARMUP calls run `fn` normally, on a side stream as recording requires, so that what is made lazily
-    (Adam's moments, cuBLAS workspaces) exists before recording; they are real calls, not rehearsals.
+    A replay runs the recorded kernels on the recorded memory, so `fn` reads its inputs from tensors that stay in
+    place (the replay buffer, the staged step) and the outputs it returns are the recorded ones, refilled. A graph
+    has no branches: one is recorded per value of `options` (e.g. `update_actor`). The first CUDA_GRAPH_WARMUP calls
+    run `fn` normally, on a side stream as recording requires, so that what is made lazily (Adam's moments, cuBLAS
+    workspaces) exists before recording; they are real calls, not rehearsals. Random numbers drawn inside (minibatch
+    indices, noise) come from the default CUDA generator, which hands each replay fresh ones.
     """
 
     def __init__(self, fn):
         self.fn, self.graphs, self.calls = fn, {}, collections.Counter()
 
-    def __call__(self, inputs, **options):
+    def __call__(self, **options):
         key = tuple(sorted(options.items()))
         if key not in self.graphs and self.calls[key] < CUDA_GRAPH_WARMUP:
             self.calls[key] += 1
@@ -520,54 +608,122 @@ class CudaGraph:
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*capturable=True")  # Adam: "not recorded this time"
-                outputs = self.fn(inputs, **options)
+                outputs = self.fn(**options)
             torch.cuda.current_stream().wait_stream(side)
             return outputs
         if key not in self.graphs:
-            recorded_inputs = inputs.clone() if torch.is_tensor(inputs) else type(inputs)(*map(torch.clone, inputs))
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
-                outputs = self.fn(recorded_inputs, **options)
-            self.graphs[key] = graph, recorded_inputs, outputs
-        graph, recorded_inputs, outputs = self.graphs[key]
-        for recorded, value in zip(as_tuple(recorded_inputs), as_tuple(inputs)):
-            recorded.copy_(value)
+                outputs = self.fn(**options)
+            self.graphs[key] = graph, outputs
+        graph, outputs = self.graphs[key]
         graph.replay()
         return outputs
 
 
-def as_tuple(inputs: torch.Tensor | tuple) -> tuple:
-    return (inputs,) if torch.is_tensor(inputs) else tuple(inputs)
+def step_functions(agent: Agent, rb: ReplayBuffer, noise, staged: Staged, args: Args, device: torch.device):
+    """The loop's `learn_step(update_actor=...)` (= `learn`) and `device_step(act=...)` (= `store_and_act`).
 
-
-def step_functions(agent: Agent, noise: OUNoise | GaussianNoise, args: Args):
-    """The loop's `learn(data, update_actor=...)` (= `update`) and `act(obs)` (= `explore`), sped up as asked.
-
-    --compile has torch.compile trace each network's forward (and so its backward) into fused kernels; the first
-    calls compile, which takes seconds. --cudagraphs then removes the per-kernel launch cost that bounds small
-    networks on a GPU. The maths is the same in all cases.
+    On CUDA each is a CUDA graph (unless --no-cudagraphs): small networks are bound by kernel launches there, and
+    a replay launches all of a step's kernels at once. --compile has torch.compile trace each network's forward (and
+    so its backward) into fused kernels; the first calls compile, which takes seconds. The maths is the same.
     """
     if args.compile:
-        for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic):
-            net.compile(dynamic=False)  # in place: parameters and state_dict stay those of the module
-    learn = functools.partial(update, agent, gamma=args.gamma, tau=args.tau)
-    act = functools.partial(explore, agent.actor, noise=noise)
-    return (CudaGraph(learn), CudaGraph(act)) if args.cudagraphs else (learn, act)
+        compile_networks(agent)
+    learn_step = functools.partial(learn, agent, rb, args.batch_size, args.gamma, args.tau)
+    device_step = functools.partial(store_and_act, rb, noise, agent.actor, staged)
+    if uses_cuda_graphs(args, device):
+        return CudaGraph(learn_step), CudaGraph(device_step)
+    return learn_step, device_step
+
+
+def compile_networks(agent: Agent) -> None:
+    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic):
+        net.compile(dynamic=False)  # in place: parameters and state_dict stay those of the module
+
+
+class HostDeviceLink:
+    """The one copy each way per env step between the environments (host) and the training device.
+
+    To the device: each env's transition, episode end and next observation, packed into one row of a page-locked
+    (pinned) host tensor and sent with one asynchronous copy. From the device: the next actions, copied
+    asynchronously into pinned memory and waited for only when the envs need them. On the CPU the staged tensor is
+    the host tensor itself, and nothing is copied.
+    """
+
+    def __init__(self, num_envs: int, rb: ReplayBuffer, device: torch.device):
+        cuda = device.type == "cuda"
+        self.host = torch.zeros((num_envs, rb.width + 1 + rb.obs_dim), pin_memory=cuda)
+        self.device_rows = self.host.to(device)  # the same tensor on the CPU
+        rows = self.device_rows
+        self.staged = Staged(rows[:, : rb.width], rows[:, rb.width], rows[:, rb.width + 1 :])
+        self.host_actions = torch.zeros((num_envs, rb.act_dim), pin_memory=cuda)
+        self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
+
+    def send(self, *columns: np.ndarray) -> None:
+        """Pack (num_envs,) and (num_envs, d) arrays side by side into the staged rows; start their copy."""
+        if self.sent:
+            self.sent.synchronize()  # the previous copy has left the pinned rows before they are overwritten
+        np.concatenate([np.reshape(c, (len(c), -1)) for c in columns], axis=1, out=self.host.numpy())
+        if self.sent:
+            self.device_rows.copy_(self.host, non_blocking=True)
+            self.sent.record()
+
+    def receive(self, actions: torch.Tensor) -> None:
+        """Start copying the device's actions to the host."""
+        self.host_actions.copy_(actions, non_blocking=True)
+        if self.received:
+            self.received.record()
+
+    def actions(self) -> np.ndarray:
+        """The actions received, once they have arrived (a host sync point on CUDA)."""
+        if self.received:
+            self.received.synchronize()
+        return self.host_actions.numpy().copy()
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Checks of the command line and of the environment
+# Checks of the command line and of the environment; setting up a run
+
+
+def prepare(args: Args):
+    """Check everything, before any environment or run directory exists; set the thread count; pick the device.
+
+    With --resume, the run goes on with its saved arguments (the thread count excepted: it belongs to this machine).
+    Returns (args, checkpoint or None, obs_dim, action_space, device).
+    """
+    check_args(args)
+    checkpoint = None
+    if args.resume:
+        checkpoint, saved = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
+        args = dataclasses.replace(saved, resume=args.resume, threads=args.threads)
+        check_args(args)  # the saved options must suit this machine too
+    obs_dim, action_space = check_env(args.env_id)
+    if checkpoint:
+        check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
+    torch.set_num_threads(num_threads(args))
+    if args.cuda and not torch.cuda.is_available():
+        print("no CUDA device available: training on the CPU")
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    return args, checkpoint, obs_dim, action_space, device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = deterministic
 
 
 def check_args(args: Args) -> None:
     """Every impossible number is refused here, before any environment or run directory exists."""
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be positive, got {args.threads}")
     positive = ["total_timesteps", "buffer_size", "batch_size", "hidden_size", "policy_frequency", "num_envs",
                 "eval_frequency", "eval_episodes", "learning_rate"]  # fmt: skip
     for name in positive:
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be positive, got {args.threads}")
     if not 0.0 < args.tau <= 1.0:
         raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
     if not 0.0 <= args.gamma <= 1.0:
@@ -587,14 +743,14 @@ def check_args(args: Args) -> None:
         raise UsageError(
             f"--learning-starts ({args.learning_starts}) must be below --total-timesteps ({args.total_timesteps})"
         )
-    if args.cudagraphs and not (args.cuda and torch.cuda.is_available()):
-        raise UsageError("--cudagraphs needs a CUDA GPU (and --cuda); none is available")
     if args.compile and find_cpp_compiler() is None:
         raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:
+        raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
     if args.resume and not os.path.isfile(os.path.join(args.resume, CHECKPOINT_FILE)):
         raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
-    if args.eval_checkpoint and not os.path.isfile(args.eval_checkpoint):
-        raise UsageError(f"--eval-checkpoint {args.eval_checkpoint}: no such file")
+    if args.eval_checkpoint:
+        saved_file(args.eval_checkpoint)
 
 
 def num_threads(args: Args) -> int:
@@ -608,20 +764,75 @@ def find_cpp_compiler() -> str | None:
 
 
 def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
-    """Make the environment once to check its id and spaces; returns (obs_dim, action_space)."""
+    """Make the environment once to check its id and spaces; returns (obs_dim, action_space).
+
+    DDPG needs a flat continuous observation and a bounded continuous action.
+    """
     try:
         env = make_env(env_id)
     except (gym.error.Error, ModuleNotFoundError) as e:
         raise UsageError(f"--env-id {env_id}: {str(e).splitlines()[0]}") from None
-    try:
-        check_spaces(env)
-        return env.observation_space.shape[0], env.action_space
-    finally:
-        env.close()
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise UsageError(f"--env-id {env_id}: observation space must be a flat Box, got {obs_space}")
+    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
+        raise UsageError(f"--env-id {env_id}: action space must be a continuous 1-D Box, got {act_space}")
+    if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
+        raise UsageError(f"--env-id {env_id}: action bounds must be finite, got {act_space}")
+    return obs_space.shape[0], act_space
+
+
+class UsageError(Exception):
+    """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Checkpoints: everything a run needs to go on exactly where it stopped
+
+
+class ResumableEnvRunner(EnvRunner):
+    """An EnvRunner that can be put back exactly: per env, the state of its random number generator just before the
+    reset that began the running episode, and the actions taken since. Simulators are deterministic given these,
+    so replaying them restores an env mid-episode (`load_state_dict`)."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int):
+        self.start_rng, self.episode_actions = [None] * num_envs, [[] for _ in range(num_envs)]
+        super().__init__(env_id, num_envs, seed)
+
+    def reset(self, mask: np.ndarray) -> np.ndarray:
+        for i in np.flatnonzero(mask):
+            self.start_rng[i] = self.envs.envs[i].np_random.bit_generator.state
+            self.episode_actions[i] = []
+        return super().reset(mask)
+
+    def step(self, actions: np.ndarray):
+        for i, action in enumerate(actions):
+            self.episode_actions[i].append(action)
+        return super().step(actions)
+
+    def state_dict(self) -> dict:
+        return {
+            "episode_returns": self.episode_returns.tolist(),
+            "episode_lengths": self.episode_lengths.tolist(),
+            "start_rng": self.start_rng,
+            "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions],
+            "obs": torch.as_tensor(self.obs),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Rewind each env's generator to its episode's start, reset, and replay the episode's actions."""
+        for env, rng in zip(self.envs.envs, state["start_rng"]):
+            env.np_random.bit_generator.state = rng
+        self.obs = self.reset(np.ones(self.envs.num_envs, dtype=bool))
+        for i, (env, actions) in enumerate(zip(self.envs.envs, state["episode_actions"])):
+            for action in actions.numpy():
+                self.obs[i], *_ = env.step(action)
+                self.episode_actions[i].append(action)
+        if not np.array_equal(self.obs, state["obs"].numpy()):
+            print("warning: the environment did not replay to the saved state (is it deterministic?)")
+        self.episode_returns[:] = state["episode_returns"]
+        self.episode_lengths[:] = state["episode_lengths"]
 
 
 def save_atomic(obj: dict, path: str) -> None:
@@ -631,7 +842,7 @@ def save_atomic(obj: dict, path: str) -> None:
     os.replace(tmp, path)  # atomic on POSIX and Windows
 
 
-def rng_states(runner: EnvRunner, eval_env: gym.Env) -> dict:
+def rng_states(runner: EnvRunner, eval_envs: list[gym.Env]) -> dict:
     """Every random number generator the run draws from (numpy arrays as lists: weights_only refuses them)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
@@ -640,11 +851,11 @@ def rng_states(runner: EnvRunner, eval_env: gym.Env) -> dict:
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "action_space": runner.envs.action_space.np_random.bit_generator.state,
-        "eval_env": eval_env.np_random.bit_generator.state,
+        "eval_envs": [env.np_random.bit_generator.state for env in eval_envs],
     }
 
 
-def set_rng_states(states: dict, runner: EnvRunner, eval_env: gym.Env) -> None:
+def set_rng_states(states: dict, runner: EnvRunner, eval_envs: list[gym.Env]) -> None:
     random.setstate(states["python"])
     kind, keys, pos, has_gauss, cached = states["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
@@ -652,12 +863,26 @@ def set_rng_states(states: dict, runner: EnvRunner, eval_env: gym.Env) -> None:
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
     runner.envs.action_space.np_random.bit_generator.state = states["action_space"]
-    eval_env.np_random.bit_generator.state = states["eval_env"]
+    # checkpoints written before evaluations ran side by side hold the state of a single evaluation env
+    for env, state in zip(eval_envs, states.get("eval_envs") or [states["eval_env"]]):
+        env.np_random.bit_generator.state = state
 
 
 def space_signature(obs_dim: int, action_space: gym.spaces.Box) -> dict:
     """What a checkpoint's networks were built for; another environment with other spaces is refused."""
     return {"obs_dim": obs_dim, "action_low": action_space.low.tolist(), "action_high": action_space.high.tolist()}
+
+
+def saved_file(path: str) -> str:
+    """The file to evaluate: `path` itself, or a run directory's model.pt (else its checkpoint.pt)."""
+    if os.path.isdir(path):
+        for name in (MODEL_FILE, CHECKPOINT_FILE):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise UsageError(f"--eval-checkpoint {path}: no {MODEL_FILE} or {CHECKPOINT_FILE} in that directory")
+    if not os.path.isfile(path):
+        raise UsageError(f"--eval-checkpoint {path}: no such file or directory")
+    return path
 
 
 def load_checkpoint(path: str) -> tuple[dict, Args]:
@@ -715,7 +940,157 @@ class SignalFlag:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Run directory and console
+# The run's bookkeeping: directory, TensorBoard, evaluation envs, checkpoints, signals and the console
+
+
+class Run:
+    """Everything of a training run that is not DDPG itself; `train` calls one method per task.
+
+    It owns the counters the loop advances (`global_step`: env steps summed over envs; `num_updates`), and restores
+    them, with the agent, the buffer, the noise, the envs and the random generators, from a checkpoint.
+    """
+
+    def __init__(self, args: Args, checkpoint, device, spaces: dict, agent, rb, noise, runner, link: HostDeviceLink):
+        self.args, self.device, self.spaces, self.runner, self.link = args, device, spaces, runner, link
+        self.parts = {"agent": agent, "replay_buffer": rb, "noise": noise, "envs": runner}  # saved by state_dict
+        self.run_dir = args.resume or make_run_dir(args)
+        self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
+        self.global_step, self.num_updates = 0, 0
+        self.recent_returns, self.eval_returns, self.losses = [], None, {}
+        video_prefix = f"eval-resumed-{checkpoint['global_step']}" if checkpoint else "eval"
+        self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, videos=int(args.capture_video),
+                                        video_dir=os.path.join(self.run_dir, "videos"), name_prefix=video_prefix)  # fmt: skip
+        if checkpoint:
+            self.restore(checkpoint)
+        # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice
+        self.writer = SummaryWriter(self.run_dir, purge_step=self.global_step + 1 if checkpoint else None)
+        if not checkpoint:
+            self.writer.add_text("hyperparameters", hyperparameter_table(args))
+        self.signals = SignalFlag()
+        self.start_time = self.last_print = time.time()
+        self.start_step = self.global_step
+
+    def restore(self, checkpoint: dict) -> None:
+        for name, part in self.parts.items():
+            part.load_state_dict(checkpoint[name])
+        set_rng_states(checkpoint["rng"], self.runner, self.eval_envs)
+        self.global_step, self.num_updates = checkpoint["global_step"], checkpoint["num_updates"]
+        self.recent_returns = checkpoint["recent_returns"]
+        self.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
+        if checkpoint.get("next_actions") is not None:  # chosen on the device before the checkpoint was written
+            self.link.receive(checkpoint["next_actions"].to(self.device))
+        elif self.global_step >= self.args.learning_starts:  # a checkpoint from before actions were chosen ahead
+            agent, noise = self.parts["agent"], self.parts["noise"]
+            self.link.receive(explore(agent.actor, torch.as_tensor(self.runner.obs, dtype=torch.float32, device=self.device), noise))
+        print(f"resuming {self.run_dir} at step {self.global_step}/{self.args.total_timesteps}")
+
+    def log_episodes(self, finished: list) -> None:
+        for episode_return, episode_length in finished:
+            self.recent_returns = (self.recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
+            self.writer.add_scalar("charts/episodic_return", episode_return, self.global_step)
+            self.writer.add_scalar("charts/episodic_length", episode_length, self.global_step)
+
+    def keep_losses(self, losses: tuple) -> None:
+        """The latest loss tensors of an update (the actor's from the last update that had an actor step)."""
+        for tag, value in zip(("losses/qf_loss", "losses/qf_values", "losses/actor_loss"), losses):
+            if value is not None:
+                self.losses[tag] = value
+
+    def log_losses(self) -> str | None:
+        """Every LOG_INTERVAL steps, log the losses and SPS; returns the name of a non-finite loss, if any."""
+        if not (self.losses and every(LOG_INTERVAL, self.global_step, self.args.num_envs)):
+            return None
+        for tag, tensor in self.losses.items():
+            value = tensor.item()  # host sync point, once per LOG_INTERVAL steps
+            if not math.isfinite(value):
+                return tag
+            self.writer.add_scalar(tag, value, self.global_step)
+        self.writer.add_scalar("charts/SPS", int(self.sps()), self.global_step)
+        return None
+
+    def evaluation_due(self) -> bool:
+        return every(self.args.eval_frequency, self.global_step, self.args.num_envs) or self.done()
+
+    def log_evaluation(self, returns: np.ndarray) -> None:
+        self.eval_returns = returns
+        self.writer.add_scalar("eval/episodic_return", returns.mean(), self.global_step)
+
+    def checkpoint_due(self) -> bool:
+        frequency = self.args.checkpoint_frequency
+        return bool(frequency and every(frequency, self.global_step, self.args.num_envs)) or bool(self.signals.signum)
+
+    def save_checkpoint(self) -> str | None:
+        """Write the checkpoint; returns the name of a non-finite parameter instead, if any (never overwrite a
+        good checkpoint with a broken agent)."""
+        bad = first_nonfinite(self.parts["agent"])
+        if bad:
+            return f"parameter {bad}"
+        learning = self.global_step >= self.args.learning_starts
+        save_atomic(
+            {"args": dataclasses.asdict(self.args), "spaces": self.spaces, "global_step": self.global_step,
+             "num_updates": self.num_updates, **{name: part.state_dict() for name, part in self.parts.items()},
+             "rng": rng_states(self.runner, self.eval_envs), "recent_returns": self.recent_returns,
+             "eval_returns": None if self.eval_returns is None else self.eval_returns.tolist(),
+             "next_actions": torch.as_tensor(self.link.actions()) if learning else None},
+            self.checkpoint_path,
+        )  # fmt: skip
+        return None
+
+    def done(self) -> bool:
+        return self.global_step >= self.args.total_timesteps
+
+    def sps(self) -> float:
+        return (self.global_step - self.start_step) / max(time.time() - self.start_time, 1e-9)
+
+    def print_progress(self) -> None:
+        now = time.time()
+        if now - self.last_print < PROGRESS_INTERVAL_S and not self.done():
+            return
+        self.last_print, sps = now, self.sps()
+        recent = f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-"
+        last_eval = f"{self.eval_returns.mean():.1f}" if self.eval_returns is not None else "-"
+        print(
+            f"step {self.global_step}/{self.args.total_timesteps} | SPS {sps:.0f} | return {recent} | eval {last_eval} "
+            f"| elapsed {format_seconds(now - self.start_time)} "
+            f"| left {format_seconds((self.args.total_timesteps - self.global_step) / max(sps, 1e-9))}",
+            flush=True,
+        )
+
+    def stop(self, message: str, status: int, stream=sys.stdout) -> dict:
+        self.writer.close()
+        self.runner.close()
+        for env in self.eval_envs:
+            env.close()
+        self.signals.restore()
+        print(message, file=stream, flush=True)
+        return {"run_dir": self.run_dir, "eval_returns": self.eval_returns, "agent": self.parts["agent"],
+                "replay_buffer": self.parts["replay_buffer"], "status": status}  # fmt: skip
+
+    def not_finite(self, quantity: str) -> dict:
+        kept = (f"the last good checkpoint is {self.checkpoint_path}" if os.path.exists(self.checkpoint_path)
+                else "no checkpoint")  # fmt: skip
+        message = f"ddpg.py: error: step {self.global_step}: {quantity} is not finite; training stopped ({kept})"
+        return self.stop(message, 1, sys.stderr)
+
+    def interrupted(self) -> dict:
+        signum = self.signals.signum
+        return self.stop(
+            f"{signal.Signals(signum).name} at step {self.global_step}: checkpoint saved to {self.checkpoint_path}\n"
+            f"resume with: python {sys.argv[0]} --resume {self.run_dir}",
+            128 + signum,
+        )
+
+    def finish(self) -> dict:
+        if self.args.save_model:
+            agent, model_path = self.parts["agent"], os.path.join(self.run_dir, MODEL_FILE)
+            save_atomic(
+                {"args": dataclasses.asdict(self.args), "spaces": self.spaces,
+                 "agent": {"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict()}},
+                model_path,
+            )  # fmt: skip
+            print(f"model saved to {model_path}")
+        returns = self.eval_returns
+        return self.stop(f"final evaluation: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes", 0)
 
 
 def make_run_dir(args: Args) -> str:
@@ -748,205 +1123,25 @@ def format_seconds(seconds: float) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Training
-
-
-def train(args: Args) -> dict:
-    """Run DDPG as `args` says (or go on with the run `args.resume`).
-
-    Returns the run directory, the final evaluation's returns, the agent, the replay buffer, and the exit status
-    (0; 128 + the signal number when interrupted; 1 when a loss or parameter went non-finite).
-    """
-    check_args(args)
-    checkpoint = None
-    if args.resume:
-        resume_path = os.path.join(args.resume, CHECKPOINT_FILE)
-        checkpoint, saved = load_checkpoint(resume_path)
-        # the run's own options, except the thread count, which belongs to this machine
-        args = dataclasses.replace(saved, resume=args.resume, threads=args.threads)
-        check_args(args)  # the saved options must suit this machine too (--cudagraphs needs a GPU)
-    obs_dim, action_space = check_env(args.env_id)
-    if checkpoint:
-        check_checkpoint_fits(checkpoint, args, resume_path, obs_dim, action_space)
-    act_dim = action_space.shape[0]
-
-    torch.set_num_threads(num_threads(args))
-    use_cuda = args.cuda and torch.cuda.is_available()
-    if args.cuda and not use_cuda:
-        print("no CUDA device available: training on the CPU")
-    device = torch.device("cuda" if use_cuda else "cpu")
-
-    run_dir = args.resume or make_run_dir(args)
-    checkpoint_path = os.path.join(run_dir, CHECKPOINT_FILE)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-
-    runner = EnvRunner(args.env_id, args.num_envs, args.seed)
-    runner.envs.action_space.seed(args.seed)
-    eval_env = make_env(args.env_id, render=args.capture_video)
-    if args.capture_video:  # the first episode of every evaluation
-        prefix = f"eval-resumed-{checkpoint['global_step']}" if checkpoint else "eval"
-        eval_env = gym.wrappers.RecordVideo(eval_env, os.path.join(run_dir, "videos"), name_prefix=prefix,
-                                           episode_trigger=lambda ep: ep % args.eval_episodes == 0)  # fmt: skip
-    seed_env(eval_env, args.seed + EVAL_SEED_OFFSET)
-
-    # Alg. 1: initialise critic, actor, their targets, and the replay buffer R
-    agent = make_agent(obs_dim, action_space, args, device)
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
-    noise = make_noise(args, act_dim, device)
-    learn, act = step_functions(agent, noise, args)
-    global_step, num_updates = 0, 0  # env steps summed over envs; gradient updates
-    recent_returns, eval_returns = [], None
-    if checkpoint:
-        agent.load_state_dict(checkpoint["agent"])
-        rb.load_state_dict(checkpoint["replay_buffer"])
-        noise.load_state_dict(checkpoint["noise"])
-        runner.load_state_dict(checkpoint["envs"])
-        set_rng_states(checkpoint["rng"], runner, eval_env)
-        global_step, num_updates = checkpoint["global_step"], checkpoint["num_updates"]
-        recent_returns = checkpoint["recent_returns"]
-        eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
-        print(f"resuming {run_dir} at step {global_step}/{args.total_timesteps}")
-
-    # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice
-    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if checkpoint else None)
-    if not checkpoint:
-        writer.add_text("hyperparameters", hyperparameter_table(args))
-
-    def save_checkpoint() -> None:
-        save_atomic(
-            {
-                "args": dataclasses.asdict(args), "spaces": space_signature(obs_dim, action_space),
-                "global_step": global_step, "num_updates": num_updates, "agent": agent.state_dict(),
-                "replay_buffer": rb.state_dict(), "noise": noise.state_dict(), "envs": runner.state_dict(),
-                "rng": rng_states(runner, eval_env), "recent_returns": recent_returns,
-                "eval_returns": None if eval_returns is None else eval_returns.tolist(),
-            },
-            checkpoint_path,
-        )  # fmt: skip
-
-    def stop(message: str, status: int, stream=sys.stdout) -> dict:
-        writer.close()
-        runner.close()
-        eval_env.close()
-        signals.restore()
-        print(message, file=stream, flush=True)
-        return {"run_dir": run_dir, "eval_returns": eval_returns, "agent": agent, "replay_buffer": rb,
-                "status": status}  # fmt: skip
-
-    def not_finite(quantity: str) -> dict:
-        kept = f"the last good checkpoint is {checkpoint_path}" if os.path.exists(checkpoint_path) else "no checkpoint"
-        return stop(f"ddpg.py: error: step {global_step}: {quantity} is not finite; training stopped ({kept})", 1,
-                    sys.stderr)  # fmt: skip
-
-    signals = SignalFlag()
-    start_time = last_print = time.time()
-    start_step, last_pi_loss = global_step, None
-    while global_step < args.total_timesteps:
-        obs = runner.obs
-        # Alg. 1: select action a_t = mu(s_t) + N_t (uniformly random actions while the buffer fills)
-        if global_step < args.learning_starts:
-            actions = runner.envs.action_space.sample()
-        else:
-            obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            actions = act(obs_tensor).cpu().numpy()  # host sync point: the env needs the action
-            if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
-                return not_finite("the actor's action")
-
-        # Alg. 1: execute action a_t and observe reward r_t and new state s_{t+1}
-        next_obs, rewards, terminations, truncations, finished = runner.step(actions)
-        global_step += args.num_envs
-        for episode_return, episode_length in finished:
-            recent_returns = (recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
-            writer.add_scalar("charts/episodic_return", episode_return, global_step)
-            writer.add_scalar("charts/episodic_length", episode_length, global_step)
-
-        # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R. `terminations`, not `truncations`: a time-limit
-        # cut is not a terminal state, and its target will bootstrap from the true last observation next_obs.
-        rb.add(obs, actions, rewards, next_obs, terminations)
-        if finished:  # restart the noise of the envs whose episode ended
-            noise.reset(torch.as_tensor(terminations | truncations, device=device))
-
-        if global_step >= args.learning_starts:
-            # One gradient step per transition collected, as in Alg. 1, whatever the number of envs.
-            for _ in range(args.num_envs):
-                # Alg. 1: sample a random minibatch of N transitions from R
-                data = rb.sample(args.batch_size)
-                num_updates += 1
-                qf_loss, qf_values, pi_loss = learn(data, update_actor=num_updates % args.policy_frequency == 0)
-                last_pi_loss = last_pi_loss if pi_loss is None else pi_loss
-            if every(LOG_INTERVAL, global_step, args.num_envs):
-                losses = {"losses/qf_loss": qf_loss, "losses/qf_values": qf_values, "losses/actor_loss": last_pi_loss}
-                for tag, value in losses.items():
-                    if value is None:
-                        continue
-                    value = value.item()  # host sync point, once per LOG_INTERVAL steps
-                    if not math.isfinite(value):
-                        return not_finite(tag)
-                    writer.add_scalar(tag, value, global_step)
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)),
-                                  global_step)  # fmt: skip
-
-        if every(args.eval_frequency, global_step, args.num_envs) or global_step >= args.total_timesteps:
-            eval_returns = evaluate(agent.actor, eval_env, args.eval_episodes, device)
-            writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
-
-        periodic = args.checkpoint_frequency and every(args.checkpoint_frequency, global_step, args.num_envs)
-        if periodic or signals.signum:
-            bad = first_nonfinite(agent)
-            if bad:  # never overwrite a good checkpoint with a broken agent
-                return not_finite(f"parameter {bad}")
-            save_checkpoint()
-        if signals.signum:
-            return stop(
-                f"{signal.Signals(signals.signum).name} at step {global_step}: checkpoint saved to {checkpoint_path}\n"
-                f"resume with: python {sys.argv[0]} --resume {run_dir}",
-                128 + signals.signum,
-            )
-
-        now = time.time()
-        if now - last_print >= PROGRESS_INTERVAL_S or global_step >= args.total_timesteps:
-            last_print = now
-            sps = (global_step - start_step) / (now - start_time)
-            recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "-"
-            last_eval = f"{eval_returns.mean():.1f}" if eval_returns is not None else "-"
-            print(
-                f"step {global_step}/{args.total_timesteps} | SPS {sps:.0f} | return {recent} | eval {last_eval} "
-                f"| elapsed {format_seconds(now - start_time)} "
-                f"| left {format_seconds((args.total_timesteps - global_step) / sps)}",
-                flush=True,
-            )
-
-    if args.save_model:
-        model_path = os.path.join(run_dir, MODEL_FILE)
-        save_atomic(
-            {"args": dataclasses.asdict(args), "spaces": space_signature(obs_dim, action_space),
-             "agent": {"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict()}},
-            model_path,
-        )  # fmt: skip
-        print(f"model saved to {model_path}")
-    return stop(
-        f"final evaluation: {eval_returns.mean():.1f} +- {eval_returns.std():.1f} over {len(eval_returns)} episodes", 0
-    )
+# Evaluating a saved agent, and the command line
 
 
 def evaluate_checkpoint(args: Args) -> np.ndarray:
     """Run `args.eval_episodes` deterministic episodes of a saved actor; with `capture_video`, record them all."""
-    checkpoint, saved = load_checkpoint(args.eval_checkpoint)
+    path = saved_file(args.eval_checkpoint)
+    checkpoint, saved = load_checkpoint(path)
     obs_dim, action_space = check_env(saved.env_id)
-    check_checkpoint_fits(checkpoint, saved, args.eval_checkpoint, obs_dim, action_space)
+    check_checkpoint_fits(checkpoint, saved, path, obs_dim, action_space)
+    torch.set_num_threads(num_threads(args))
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
     actor.load_state_dict(checkpoint["agent"]["actor"])
-    env = make_env(saved.env_id, render=args.capture_video)
-    if args.capture_video:
-        video_dir = os.path.join(os.path.dirname(os.path.abspath(args.eval_checkpoint)), "videos")
-        env = gym.wrappers.RecordVideo(env, video_dir, name_prefix="checkpoint-eval", episode_trigger=lambda ep: True)
-    seed_env(env, args.seed + EVAL_SEED_OFFSET)
-    returns = evaluate(actor, env, args.eval_episodes, device)
-    env.close()
+    video_dir = os.path.join(os.path.dirname(os.path.abspath(path)), "videos")
+    videos = args.eval_episodes if args.capture_video else 0
+    envs = make_eval_envs(saved.env_id, args.eval_episodes, args.seed, videos, video_dir, "checkpoint-eval")
+    returns = evaluate(actor, envs, device)
+    for env in envs:
+        env.close()
     print(f"{saved.env_id}: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes "
           f"(min {returns.min():.1f}, max {returns.max():.1f})")  # fmt: skip
     return returns

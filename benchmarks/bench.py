@@ -1,7 +1,7 @@
 """Speed and memory of ddpg.py on this machine, against a plain eager baseline, as a markdown report.
 
-    python benchmarks/bench.py            # about 8 minutes on 2 CPU cores; writes benchmarks/results.md
-    python benchmarks/bench.py --quick    # fewer repeats, for a smoke test
+    python benchmarks/bench.py            # about 10 minutes on 2 CPU cores; writes benchmarks/results.md
+    python benchmarks/bench.py --quick    # fewer repeats, for a smoke test; writes nothing
 
 What it measures, all in one process, on the current machine:
 1. the update: one full DDPG update (critic and actor, batch 256, 256x256 networks, HalfCheetah-v5 sizes), timed
@@ -11,8 +11,12 @@ What it measures, all in one process, on the current machine:
    fraction of what the matrix products alone reach;
 2. training-phase env steps per second (random warm-up of one batch, then one update per step, policy frequency 2,
    1 env) for Pendulum-v1 and HalfCheetah-v5: `ddpg.train`, with and without --compile, against the baseline loop
-   below, alternately; where a GPU is present, also HalfCheetah-v5 on it with --cuda, --compile and --cudagraphs;
-3. memory: what a 1M-transition HalfCheetah-v5 replay buffer allocates against the raw size of its data, and the
+   below, alternately; HalfCheetah-v5 for --threads 1, 2, 4, ... up to the core count;
+3. where a GPU is present: HalfCheetah-v5 steps per second of the env alone (random actions, no learning: the
+   roof), and of `ddpg.train` with --cuda (CUDA graphs, the default), --cuda --no-cudagraphs, --cuda --compile and
+   the CPU path; the peak GPU memory of 1M-buffer runs of two lengths (equal when memory stays flat); and the wall
+   time of the README's first command, `python ddpg.py --env-id Pendulum-v1`, with --cuda and with --no-cuda;
+4. memory: what a 1M-transition HalfCheetah-v5 replay buffer allocates against the raw size of its data, and the
    process's peak resident set size; the time and disk size of a checkpoint holding that buffer.
 
 The baseline is what a plain eager implementation does: a numpy replay buffer whose batches are converted to
@@ -23,10 +27,12 @@ computed for the critic's weights during the actor step. It uses the same networ
 import argparse
 import contextlib
 import dataclasses
+import gc
 import io
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,9 +62,9 @@ BUFFER_1M = 1_000_000
 WARMUP_STEPS = 50  # training steps of the untimed warm-up run
 # What the training-phase SPS tables compare: ddpg.Args changes per variant (None: the baseline loop)
 CPU_VARIANTS = {"ddpg.py": {}, "ddpg.py --compile": {"compile": True}, "eager baseline": None}
-GPU_VARIANTS = {"--cuda": {"cuda": True}, "--cuda --compile": {"cuda": True, "compile": True},
-                "--cuda --cudagraphs": {"cuda": True, "cudagraphs": True},
-                "--cuda --compile --cudagraphs": {"cuda": True, "compile": True, "cudagraphs": True}}  # fmt: skip
+GPU_VARIANTS = {"--cuda": {"cuda": True}, "--cuda --no-cudagraphs": {"cuda": True, "cudagraphs": False},
+                "--cuda --compile": {"cuda": True, "compile": True}, "--no-cuda": {}}  # fmt: skip
+ENV_ONLY = "env only (random actions)"  # a variant of the GPU table: the env stepped alone, the roof
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.md")
 
 
@@ -140,7 +146,7 @@ def baseline_train(env_id, total, learning_starts, seed=1):
         obs = env.reset()[0] if terminated or truncated else next_obs
         if step >= learning_starts:
             baseline_update(agent, rb.sample(BATCH), GAMMA, TAU, update_actor=step % POLICY_FREQUENCY == 0)
-    ddpg.evaluate(agent.actor, env, 1, torch.device("cpu"))
+    ddpg.evaluate(agent.actor, [env], torch.device("cpu"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -183,11 +189,10 @@ def measure_update(repeats, n):
     args = ddpg.Args(hidden_size=HIDDEN, batch_size=BATCH, learning_rate=LEARNING_RATE)
     fast = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
     compiled = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
-    ddpg.step_functions(compiled, None, dataclasses.replace(args, compile=True))  # compiles its networks in place
+    ddpg.compile_networks(compiled)
     base = baseline_agent(HALFCHEETAH_OBS, space)
     rb = ddpg.ReplayBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
-    rb.add(*(np.random.randn(100_000, d).astype(np.float32) for d in (HALFCHEETAH_OBS, HALFCHEETAH_ACT)),
-           np.random.randn(100_000), np.random.randn(100_000, HALFCHEETAH_OBS), np.zeros(100_000))  # fmt: skip
+    rb.add(torch.randn(100_000, rb.width))
     nb = NumpyBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT)
     for name in ddpg.Batch._fields:
         getattr(nb, name)[:] = getattr(rb.storage, name).numpy()
@@ -242,6 +247,8 @@ def measure_sps(env_id, repeats, steps, variants):
     def run(changes, total_timesteps):
         if changes is None:
             baseline_train(env_id, total_timesteps, BATCH)
+        elif changes == ENV_ONLY:
+            env_only(env_id, total_timesteps)
         else:
             with contextlib.redirect_stdout(io.StringIO()):
                 ddpg.train(dataclasses.replace(args, total_timesteps=total_timesteps, **changes))
@@ -258,13 +265,50 @@ def measure_sps(env_id, repeats, steps, variants):
     return sps
 
 
+def env_only(env_id, steps):
+    """The training env stepped with uniformly random actions, nothing learned: what no learner can exceed."""
+    runner = ddpg.EnvRunner(env_id, num_envs=1, seed=1)
+    for _ in range(steps):
+        runner.step(runner.envs.action_space.sample())
+    runner.close()
+
+
+def measure_gpu_memory(steps):
+    """Peak GPU memory of HalfCheetah-v5 runs with a 1M-transition buffer, for two run lengths (flat: equal)."""
+    args = ddpg.Args(env_id="HalfCheetah-v5", learning_starts=BATCH, batch_size=BATCH, hidden_size=HIDDEN,
+                     policy_frequency=POLICY_FREQUENCY, eval_episodes=1, checkpoint_frequency=0, save_model=False,
+                     buffer_size=BUFFER_1M, cuda=True)  # fmt: skip
+    peaks = {}
+    with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd), contextlib.redirect_stdout(io.StringIO()):
+        for total in (BATCH + steps, BATCH + 2 * steps):
+            gc.collect()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            ddpg.train(dataclasses.replace(args, total_timesteps=total, eval_frequency=total))
+            peaks[total] = torch.cuda.max_memory_allocated() - before
+    return peaks
+
+
+def measure_pendulum_wall(repeats):
+    """Wall time of the README's first command, whole processes, with --cuda and --no-cuda alternately."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ddpg.py")
+    walls = {"--cuda": [], "--no-cuda": []}
+    for _ in range(repeats):
+        for flag in walls:
+            with tempfile.TemporaryDirectory() as cwd:
+                start = time.perf_counter()
+                subprocess.run([sys.executable, script, "--env-id", "Pendulum-v1", flag], cwd=cwd, check=True,
+                               capture_output=True)  # fmt: skip
+                walls[flag].append(time.perf_counter() - start)
+    return walls
+
+
 def measure_memory():
     data_bytes = BUFFER_1M * 4 * (2 * HALFCHEETAH_OBS + HALFCHEETAH_ACT + 2)
     rb = ddpg.ReplayBuffer(BUFFER_1M, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
-    allocated = sum(t.untyped_storage().nbytes() for t in rb.storage)
-    for t in rb.storage:
-        t.normal_()  # touch every page, as a full buffer would
-    rb.pos, rb.size = 0, BUFFER_1M
+    allocated = rb.data.untyped_storage().nbytes()
+    rb.add(torch.randn(BUFFER_1M, rb.width))  # touch every page, as a full buffer would
     space = gym.spaces.Box(-1.0, 1.0, (HALFCHEETAH_ACT,), np.float32)
     agent = ddpg.make_agent(HALFCHEETAH_OBS, space, ddpg.Args(hidden_size=HIDDEN), torch.device("cpu"))
     ddpg.update(agent, rb.sample(BATCH), GAMMA, TAU, update_actor=True)  # so that Adam holds its moments
@@ -303,7 +347,7 @@ def sps_table(sps, reference) -> list[str]:
     return lines
 
 
-def report(update, sps, gpu_sps, memory, repeats) -> str:
+def report(update, sps, threads_sps, gpu, memory, repeats) -> str:
     t = {k: median_spread([x * 1e3 for x in v]) for k, v in update["times"].items()}
     matmul_rate = update["matmul_flops"] / (t["matmuls"][0] / 1e3) / 1e9
     rate = {k: update["flops"] / (t[k][0] / 1e3) / 1e9 for k in ("fast", "compiled", "base")}
@@ -331,10 +375,24 @@ def report(update, sps, gpu_sps, memory, repeats) -> str:
         f"### Training-phase env steps per second (policy frequency {POLICY_FREQUENCY}, 1 env, CPU)",
         "",
         *sps_table(sps, reference="eager baseline"),
+        "",
+        f"### CPU threads (`--threads N`; the default is min({ddpg.MAX_DEFAULT_THREADS}, cores))",
+        "",
+        *sps_table(threads_sps, reference="--threads 1"),
     ]
-    if gpu_sps:
-        lines += ["", f"### Training-phase env steps per second on the GPU ({torch.cuda.get_device_name()})", "",
-                  *sps_table(gpu_sps, reference="--cuda")]  # fmt: skip
+    if gpu:
+        mib, walls = 2**20, {flag: median_spread(times) for flag, times in gpu["pendulum"].items()}
+        ratios = median_spread([c / n for c, n in zip(gpu["pendulum"]["--cuda"], gpu["pendulum"]["--no-cuda"])])
+        lines += [
+            "", f"### On the GPU ({torch.cuda.get_device_name()}): training-phase env steps per second", "",
+            *sps_table(gpu["sps"], reference=ENV_ONLY), "",
+            "Peak GPU memory (`torch.cuda.max_memory_allocated`), HalfCheetah-v5, 1M-transition buffer: "
+            + ", ".join(f"{peak / mib:.1f} MiB after {steps} steps" for steps, peak in gpu["memory"].items()) + ".",
+            "",
+            "`python ddpg.py --env-id Pendulum-v1` (10k steps), whole process: "
+            + ", ".join(f"`{flag}` {fmt(*wall, unit=' s', digits=1)}" for flag, wall in walls.items())
+            + f"; `--cuda` / `--no-cuda` {fmt(*ratios, unit='x')}.",
+        ]  # fmt: skip
     mib = 2**20
     lines += [
         "",
@@ -360,11 +418,16 @@ def main() -> None:
     update = measure_update(repeats, n_updates)
     sps_repeats = max(repeats // 2, 2)
     sps = {env: measure_sps(env, sps_repeats, steps, CPU_VARIANTS) for env in ("Pendulum-v1", "HalfCheetah-v5")}
-    gpu_sps = {}
+    counts = [2**k for k in range(len(os.sched_getaffinity(0)).bit_length()) if 2**k <= len(os.sched_getaffinity(0))]
+    threads = {f"--threads {n}": {"threads": n} for n in counts}
+    threads_sps = {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, threads)}
+    gpu = {}
     if torch.cuda.is_available():
-        gpu_sps["HalfCheetah-v5"] = measure_sps("HalfCheetah-v5", sps_repeats, steps, GPU_VARIANTS)
+        variants = {ENV_ONLY: ENV_ONLY, **GPU_VARIANTS}
+        gpu = {"sps": {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, variants)},
+               "memory": measure_gpu_memory(steps), "pendulum": measure_pendulum_wall(sps_repeats)}  # fmt: skip
     memory = measure_memory()
-    text = report(update, sps, gpu_sps, memory, repeats)
+    text = report(update, sps, threads_sps, gpu, memory, repeats)
     print(text)
     if not opts.quick:
         tmp = RESULTS + ".tmp"

@@ -9,7 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ddpg
-from tests.conftest import ROOT
+from tests.conftest import ROOT, subprocess_env
 
 SCRIPT = os.path.join(ROOT, "ddpg.py")
 PENDULUM_MAX_STEP_COST = 16.2736044  # pi^2 + 0.1 * 8^2 + 0.001 * 2^2: a Pendulum return lies in [-200 * this, 0]
@@ -18,8 +18,8 @@ SHORT_RUN = ["--total-timesteps", "600", "--learning-starts", "300", "--batch-si
 
 
 def run_cli(cwd, *cli_args):
-    env = dict(os.environ, PYTHONPATH=ROOT)  # lets --env-id tests.envs:... import the test envs
-    return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=subprocess_env(), capture_output=True,
+                          text=True)  # fmt: skip
 
 
 def scalars(run_dir):
@@ -29,8 +29,9 @@ def scalars(run_dir):
 
 
 def test_short_pendulum_run_logs_what_it_did(tmp_path):
-    result = run_cli(tmp_path, *SHORT_RUN, "--save-model", "--capture-video", "--exp-name", "cli")
+    result = run_cli(tmp_path, *SHORT_RUN, "--capture-video", "--exp-name", "cli")  # model.pt is saved by default
     assert result.returncode == 0, result.stderr
+    assert "error" not in (result.stdout + result.stderr).lower()  # no alarming console noise (SDL, pygame)
     (run_name,) = os.listdir(tmp_path / "runs")
     assert run_name.startswith("Pendulum-v1__cli__1__")
     run_dir = str(tmp_path / "runs" / run_name)
@@ -45,9 +46,9 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     evals = logged["eval/episodic_return"]
     assert [e.step for e in evals] == [300, 600]
     assert f"final evaluation: {evals[-1].value:.1f}" in result.stdout
-    # updates from step 300 on, losses every 100 steps
+    # updates once the buffer holds 300 transitions (the first at step 301), losses every 100 steps
     for tag in ("losses/qf_loss", "losses/qf_values", "losses/actor_loss", "charts/SPS"):
-        assert [e.step for e in logged[tag]] == [300, 400, 500, 600], tag
+        assert [e.step for e in logged[tag]] == [400, 500, 600], tag
     assert all(e.value >= 0 for e in logged["losses/qf_loss"])
     assert all(e.value > 0 for e in logged["charts/SPS"])
     # the console shows progress
@@ -67,7 +68,13 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     ddpg.Critic(obs_dim, action_space.shape[0], args.hidden_size).load_state_dict(saved["agent"]["critic"])
     assert not any(name.endswith(".tmp") for name in os.listdir(run_dir))
     # --capture-video: the first episode of each of the two evaluations (2 episodes each)
-    assert sorted(os.listdir(os.path.join(run_dir, "videos"))) == ["eval-episode-0.mp4", "eval-episode-2.mp4"]
+    assert sorted(os.listdir(os.path.join(run_dir, "videos"))) == ["eval-episode-0.mp4", "eval-episode-1.mp4"]
+
+    # the run directory itself can be evaluated: its model.pt is the one loaded
+    evaluated = run_cli(tmp_path, "--eval-checkpoint", run_dir, "--eval-episodes", "2", "--no-cuda")
+    assert evaluated.returncode == 0, evaluated.stderr
+    returns = ddpg.evaluate(actor, ddpg.make_eval_envs("Pendulum-v1", num_episodes=2, seed=1), torch.device("cpu"))
+    assert f"Pendulum-v1: {returns.mean():.1f} +- {returns.std():.1f} over 2 episodes" in evaluated.stdout
 
 
 def test_help_shows_a_line_for_every_option(tmp_path):
@@ -100,9 +107,9 @@ BAD_INPUTS = [
     (["--batch-size", "512", "--buffer-size", "300"], "--batch-size (512) must not exceed --buffer-size (300)"),
     (["--batch-size", "512", "--learning-starts", "100"], "must not exceed --learning-starts (100)"),
     (["--learning-starts", "20000"], "--learning-starts (20000) must be below --total-timesteps"),
-    (["--cudagraphs", "--no-cuda"], "--cudagraphs needs a CUDA GPU"),
     (["--threads", "0"], "--threads must be positive"),
     (["--threads", "-2"], "--threads must be positive"),
+    (["--eval-checkpoint", "no/such/run"], "--eval-checkpoint no/such/run: no such file or directory"),
 ]
 
 
@@ -120,7 +127,25 @@ def test_bad_input_is_one_line_without_traceback_or_run_dir(tmp_path, cli_args, 
 
 
 def test_compile_without_a_cpp_compiler_is_refused_before_any_work(tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, PATH=str(tmp_path))  # a PATH on which there is no compiler
+    env = subprocess_env(PATH=str(tmp_path))  # a PATH on which there is no compiler
     result = subprocess.run([sys.executable, SCRIPT, "--compile", "--no-cuda"], cwd=tmp_path, env=env,
                             capture_output=True, text=True)  # fmt: skip
     assert_refused_in_one_line(result, "--compile needs a C++ compiler", tmp_path)
+
+
+def test_missing_moviepy_is_one_line_naming_it(tmp_path):
+    fake = tmp_path / "fake"  # a moviepy that cannot be found: a None entry in sys.modules hides the package
+    fake.mkdir()
+    (fake / "sitecustomize.py").write_text("import sys\nsys.modules['moviepy'] = None\n")
+    env = subprocess_env()
+    env["PYTHONPATH"] = f"{fake}{os.pathsep}{env['PYTHONPATH']}"
+    for cli_args in (["--capture-video"], ["--eval-checkpoint", str(tmp_path), "--capture-video"]):
+        result = subprocess.run([sys.executable, SCRIPT, *cli_args, "--no-cuda"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 2
+        assert_refused_in_one_line(result, "--capture-video needs moviepy", tmp_path)
+
+
+def test_eval_checkpoint_of_a_directory_without_a_saved_agent_is_refused(tmp_path):
+    result = run_cli(tmp_path, "--eval-checkpoint", str(tmp_path))
+    assert_refused_in_one_line(result, f"no {ddpg.MODEL_FILE} or {ddpg.CHECKPOINT_FILE} in that directory", tmp_path)

@@ -1,4 +1,6 @@
-"""--compile and --cudagraphs compute what the plain eager update and policy step compute."""
+"""The fast paths compute what the plain eager step computes: --compile on the CPU, CUDA graphs on a GPU."""
+
+import os
 
 import numpy as np
 import pytest
@@ -6,71 +8,134 @@ import torch
 
 import ddpg
 from tests.test_units import ASYMMETRIC_BOX as BOX
-from tests.test_units import random_batch
 
-OBS_DIM = 3
-# Enough calls that each kind of update (with and without the actor step) is recorded and then replayed.
-CALLS = 2 * (ddpg.CUDA_GRAPH_WARMUP + 2)
+OBS_DIM, ACT_DIM, NUM_ENVS = 3, BOX.shape[0], 2
+CAPACITY, FIRST_ROWS = 40, 30  # the buffer wraps around during the rounds below
+# Enough rounds that each graph (update with and without the actor step, store-and-act) is recorded, then replayed.
+ROUNDS = 2 * (ddpg.CUDA_GRAPH_WARMUP + 2)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 # torch.compile builds its kernels with the system's C++ compiler (ddpg.py refuses --compile without one)
 needs_compiler = pytest.mark.skipif(ddpg.find_cpp_compiler() is None, reason="needs a C++ compiler")
 
 
-def batches(device, n=CALLS):
-    return [ddpg.Batch(*(x.to(device) for x in random_batch(obs_dim=OBS_DIM, seed=i))) for i in range(n)]
+def env_step(rng):
+    """What one env step sends to the device: obs, actions, rewards, next_obs, terminations, done, obs to act on."""
+    done = rng.random(NUM_ENVS) < 0.3
+    return (rng.standard_normal((NUM_ENVS, OBS_DIM)), rng.uniform(BOX.low, BOX.high, (NUM_ENVS, ACT_DIM)),
+            rng.standard_normal(NUM_ENVS), rng.standard_normal((NUM_ENVS, OBS_DIM)), done & (rng.random() < 0.5), done,
+            rng.standard_normal((NUM_ENVS, OBS_DIM)))  # fmt: skip
 
 
-def run_steps(device: str, **speed_options):
-    """Losses of CALLS updates from one fixed start, the final weights, and noisy actions for CALLS observations."""
-    args = ddpg.Args(hidden_size=32, learning_rate=1e-2, tau=0.1, exploration_noise=0.3, **speed_options)
+def setup(device: str, **speed_options):
+    """Agent, buffer (partly filled), link and the loop's two device functions, from one fixed start."""
+    args = ddpg.Args(hidden_size=32, learning_rate=1e-2, tau=0.1, exploration_noise=0.3, batch_size=16,
+                     num_envs=NUM_ENVS, **speed_options)  # fmt: skip
+    device = torch.device(device)
     torch.manual_seed(0)
-    agent = ddpg.make_agent(OBS_DIM, BOX, args, torch.device(device))
-    noise = ddpg.make_noise(args, BOX.shape[0], torch.device(device))
-    learn, act = ddpg.step_functions(agent, noise, args)
-    losses = []
-    for i, data in enumerate(batches(device)):
-        qf_loss, qf_values, pi_loss = learn(data, update_actor=i % 2 == 1)
+    agent = ddpg.make_agent(OBS_DIM, BOX, args, device)
+    rb = ddpg.ReplayBuffer(CAPACITY, OBS_DIM, ACT_DIM, device)
+    rb.add(torch.randn(FIRST_ROWS, rb.width, generator=torch.Generator().manual_seed(1)).to(device))
+    noise = ddpg.make_noise(args, ACT_DIM, device)
+    link = ddpg.HostDeviceLink(NUM_ENVS, rb, device)
+    learn_step, device_step = ddpg.step_functions(agent, rb, noise, link.staged, args, device)
+    return agent, rb, link, learn_step, device_step
+
+
+def run_rounds(device: str, **speed_options):
+    """ROUNDS rounds of the loop's device work (an update, with the actor step every other round; then storing a
+    step's transitions and choosing noisy actions): the losses, the final weights, the actions and the buffer."""
+    agent, rb, link, learn_step, device_step = setup(device, **speed_options)
+    rng, losses, actions = np.random.default_rng(0), [], []
+    for i in range(ROUNDS):
+        qf_loss, qf_values, pi_loss = learn_step(update_actor=i % 2 == 1)
         losses.append([qf_loss.item(), qf_values.item(), None if pi_loss is None else pi_loss.item()])
+        link.send(*env_step(rng))
+        link.receive(device_step(act=True))
+        actions.append(torch.as_tensor(link.actions()))
     weights = [p.detach().cpu().clone() for net in (agent.actor, agent.critic, agent.target_actor,
                                                    agent.target_critic) for p in net.parameters()]  # fmt: skip
-    torch.manual_seed(1)  # the same noise for every path
-    actions = [act(data.obs[:1]).cpu().clone() for data in batches(device)]  # new inputs at every call
-    if args.cudagraphs:  # the calls after the warm-up did go through recorded graphs
-        assert len(learn.graphs) == 2 and len(act.graphs) == 1
-    return losses, weights, actions
+    if isinstance(learn_step, ddpg.CudaGraph):  # the rounds after the warm-up did go through recorded graphs
+        assert len(learn_step.graphs) == 2 and len(device_step.graphs) == 1
+    assert int(rb.size) == CAPACITY and int(rb.pos) == (FIRST_ROWS + ROUNDS * NUM_ENVS) % CAPACITY  # wrapped
+    return losses, weights, actions, rb.data.cpu()
 
 
 def assert_close(fast, eager, rtol=1e-5, atol=1e-6):
-    (fast_losses, fast_weights, fast_actions), (losses, weights, actions) = fast, eager
+    (fast_losses, fast_weights, fast_actions, fast_rows), (losses, weights, actions, rows) = fast, eager
     assert [x is None for row in fast_losses for x in row] == [x is None for row in losses for x in row]
     np.testing.assert_allclose(np.array(fast_losses, dtype=float), np.array(losses, dtype=float), rtol=rtol, atol=atol)
     for a, b in zip(fast_weights + fast_actions, weights + actions, strict=True):
         torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+    assert torch.equal(fast_rows, rows)  # what was stored does not depend on the networks
+
+
+def test_the_rounds_move_the_networks_and_the_actions():
+    losses, _, actions, _ = run_rounds("cpu")
+    assert len({row[0] for row in losses}) == ROUNDS  # every update's loss differs
+    assert len({tuple(a.flatten().tolist()) for a in actions}) == ROUNDS  # and the actions differ
+
+
+def test_cuda_graphs_do_nothing_on_the_cpu():
+    _, _, _, learn_step, device_step = setup("cpu", cudagraphs=True)
+    assert not isinstance(learn_step, ddpg.CudaGraph) and not isinstance(device_step, ddpg.CudaGraph)
 
 
 @needs_compiler
 def test_compile_gives_the_same_updates_and_actions():
-    eager = run_steps("cpu")
-    assert len({row[0] for row in eager[0]}) == CALLS  # the updates did move: every loss differs
-    assert len({tuple(a.flatten().tolist()) for a in eager[2]}) == CALLS  # and the actions differ
-    assert_close(run_steps("cpu", compile=True), eager)
+    assert_close(run_rounds("cpu", compile=True), run_rounds("cpu"))
 
 
 @needs_cuda
 def test_cuda_graphs_give_exactly_the_updates_and_actions_of_eager_cuda():
-    assert_close(run_steps("cuda", cudagraphs=True), run_steps("cuda"), rtol=0, atol=0)  # same kernels, replayed
+    graphed = run_rounds("cuda")  # CUDA graphs are the default
+    assert_close(graphed, run_rounds("cuda", cudagraphs=False), rtol=0, atol=0)  # same kernels, replayed
 
 
 @needs_cuda
 @needs_compiler
 def test_compile_with_cuda_graphs_gives_the_same_updates_and_actions():
-    assert_close(run_steps("cuda", compile=True, cudagraphs=True), run_steps("cuda"))
+    assert_close(run_rounds("cuda", compile=True), run_rounds("cuda", cudagraphs=False))
 
 
 @needs_cuda
-def test_training_with_cuda_graphs_runs_and_logs_finite_values(in_tmp):
-    args = ddpg.Args(cuda=True, cudagraphs=True, total_timesteps=700, learning_starts=300, batch_size=64,
-                     hidden_size=32, policy_frequency=2, eval_frequency=700, eval_episodes=2)  # fmt: skip
-    out = ddpg.train(args)
-    assert out["status"] == 0 and np.isfinite(out["eval_returns"]).all()
-    assert all(torch.isfinite(p).all() for p in out["agent"].critic.parameters())
+def test_one_copy_to_the_device_and_one_back_per_step():
+    _, _, link, learn_step, device_step = setup("cuda")
+    rng = np.random.default_rng(0)
+    steps = [env_step(rng) for _ in range(2 * ROUNDS)]
+
+    def round_(step):  # what the loop does on the device per env step
+        learn_step(update_actor=True)
+        link.send(*step)
+        link.receive(device_step(act=True))
+        link.actions()
+
+    for step in steps[:ROUNDS]:  # warm-up and recording
+        round_(step)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for step in steps[ROUNDS:]:
+            round_(step)
+    names = [event.name for event in prof.events()]
+    assert sum(name.startswith("Memcpy HtoD") for name in names) == ROUNDS, names
+    assert sum(name.startswith("Memcpy DtoH") for name in names) == ROUNDS, names
+
+
+def pendulum_args(**overrides):
+    settings = dict(total_timesteps=900, learning_starts=300, batch_size=64, hidden_size=32, eval_frequency=900,
+                    eval_episodes=2, buffer_size=500, checkpoint_frequency=0)  # fmt: skip
+    return ddpg.Args(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize("cuda", [False, pytest.param(True, marks=needs_cuda)], ids=["cpu", "cuda-graphs"])
+def test_training_resumed_from_a_checkpoint_equals_the_run_left_alone(in_tmp, cuda):
+    whole = ddpg.train(pendulum_args(exp_name="whole", cuda=cuda))  # 900 steps wrap the 500-transition buffer
+    part = ddpg.train(pendulum_args(exp_name="part", cuda=cuda, total_timesteps=600, checkpoint_frequency=600))
+    path = os.path.join(part["run_dir"], ddpg.CHECKPOINT_FILE)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["args"]["total_timesteps"] = 900  # go on to where the whole run ended
+    torch.save(checkpoint, path)
+    resumed = ddpg.train(ddpg.Args(resume=part["run_dir"]))
+    assert resumed["status"] == 0
+    for net in ("actor", "critic", "target_actor", "target_critic"):
+        for a, b in zip(getattr(whole["agent"], net).parameters(), getattr(resumed["agent"], net).parameters()):
+            assert torch.equal(a, b), net
+    assert torch.equal(whole["replay_buffer"].data, resumed["replay_buffer"].data)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ddpg
-from tests.envs import ACTION_HIGH, ACTION_LOW, HORIZON
+from tests.envs import ACTION_HIGH, ACTION_LOW, HORIZON, TERMINAL_STEP
 
 ASYMMETRIC_BOX = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
 
@@ -42,17 +42,17 @@ def assert_same(a, b):
 
 
 def transitions(first, n, obs_dim=3, act_dim=2):
-    """n distinct transitions numbered first, first+1, ...: every field holds its number."""
-    k = np.arange(first, first + n, dtype=np.float32)
-    return (np.repeat(k[:, None], obs_dim, 1), np.repeat(k[:, None], act_dim, 1), k,
-            np.repeat(k[:, None], obs_dim, 1) + 0.5, k % 2)  # fmt: skip
+    """n distinct transitions numbered first, first+1, ...: every field holds its number; packed as buffer rows."""
+    k = np.arange(first, first + n, dtype=np.float32)[:, None]
+    fields = (np.repeat(k, obs_dim, 1), np.repeat(k, act_dim, 1), k, np.repeat(k, obs_dim, 1) + 0.5, k % 2)
+    return torch.as_tensor(np.concatenate(fields, axis=1))
 
 
 def test_buffer_ring_overwrites_oldest_first():
     rb = ddpg.ReplayBuffer(capacity=5, obs_dim=3, act_dim=2, device=torch.device("cpu"))
-    rb.add(*transitions(0, 3))
+    rb.add(transitions(0, 3))
     assert rb.size == 3 and rb.pos == 3
-    rb.add(*transitions(3, 4))  # 3 and 4 fill the end, 5 and 6 wrap around over 0 and 1
+    rb.add(transitions(3, 4))  # 3 and 4 fill the end, 5 and 6 wrap around over 0 and 1
     assert rb.size == 5 and rb.pos == 2
     assert rb.storage.rewards.tolist() == [5, 6, 2, 3, 4]
     assert rb.storage.obs[:, 0].tolist() == [5, 6, 2, 3, 4]
@@ -63,7 +63,7 @@ def test_buffer_ring_overwrites_oldest_first():
 
 def test_buffer_samples_only_stored_rows_uniformly():
     rb = ddpg.ReplayBuffer(capacity=100, obs_dim=3, act_dim=2, device=torch.device("cpu"))
-    rb.add(*transitions(0, 10))  # 90 rows still empty (zeros except row 0): they must never be drawn
+    rb.add(transitions(0, 10))  # 90 rows still empty (zeros except row 0): they must never be drawn
     torch.manual_seed(0)
     draws = 20_000
     batch = rb.sample(draws)
@@ -80,10 +80,11 @@ def test_buffer_memory_is_capacity_times_one_transition():
     obs_dim, act_dim, capacity = 17, 6, 1000
     rb = ddpg.ReplayBuffer(capacity, obs_dim, act_dim, torch.device("cpu"))
     transition_bytes = 4 * (obs_dim + act_dim + 1 + obs_dim + 1)  # float32 s, a, r, s', terminated
-    allocated = sum(t.untyped_storage().nbytes() for t in rb.storage)
+    assert all(column.untyped_storage().data_ptr() == rb.data.data_ptr() for column in rb.storage)  # views of one
+    allocated = rb.data.untyped_storage().nbytes()
     assert allocated == capacity * transition_bytes
-    rb.add(*transitions(0, 7, obs_dim, act_dim))
-    assert sum(t.untyped_storage().nbytes() for t in rb.storage) == allocated  # adding does not grow it
+    rb.add(transitions(0, 7, obs_dim, act_dim))
+    assert rb.data.untyped_storage().nbytes() == allocated  # adding does not grow it
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ def test_ou_noise_resets_only_the_envs_whose_episode_ended():
     for _ in range(5):
         noise.sample()
     before = noise.state.clone()
-    noise.reset(torch.tensor([False, True, False]))
+    noise.reset(torch.tensor([0.0, 1.0, 0.0]))
     assert torch.equal(noise.state[1], torch.zeros(2))
     assert torch.equal(noise.state[[0, 2]], before[[0, 2]]) and before[[0, 2]].abs().min() > 0
 
@@ -274,12 +275,23 @@ def test_runner_state_replays_to_the_same_env_state():
     rng = np.random.default_rng(0)
     # 450 steps cross Pendulum's 200-step time limit before the restore (at 250) and after it
     actions = rng.uniform(-2, 2, size=(450, 2, 1)).astype(np.float32)
-    original = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=7)
+    original = ddpg.ResumableEnvRunner("Pendulum-v1", num_envs=2, seed=7)
     for a in actions[:250]:
         original.step(a)
-    restored = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=123)  # another seed: everything must come from state
+    restored = ddpg.ResumableEnvRunner("Pendulum-v1", num_envs=2, seed=123)  # another seed: everything must come from state
     restored.load_state_dict(original.state_dict())
     np.testing.assert_array_equal(restored.obs, original.obs)
     for a in actions[250:]:  # the same future: same observations, rewards and episode ends
         for x, y in zip(original.step(a), restored.step(a)):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_evaluation_runs_its_episodes_side_by_side_with_one_actor_call_per_step():
+    # Counter-v0 is cut after HORIZON steps, TerminatingCounter-v0 terminates one step earlier
+    envs = [gym.make("tests.envs:Counter-v0"), gym.make("tests.envs:TerminatingCounter-v0")]
+    actor = ddpg.Actor(1, envs[0].action_space, hidden_size=8)
+    calls = []
+    actor.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    returns = ddpg.evaluate(actor, envs, torch.device("cpu"))
+    assert returns.tolist() == [HORIZON, TERMINAL_STEP]  # reward 1 per step; the ended episode is not stepped
+    assert calls == [2] * HORIZON  # one call per step, for both episodes at once
