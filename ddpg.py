@@ -31,6 +31,7 @@ Where this file differs from the paper, and why (the README says more):
 Beyond Algorithm 1, a run can be stopped and resumed with the same result: `EnvRunner` and the checkpoint
 functions keep every state the loop depends on, and Ctrl-C writes a checkpoint before exiting. `--compile` and
 `--cudagraphs` run the same update and policy step with fewer kernel launches (`step_functions`).
+`--track` mirrors the run to Weights & Biases (`Tracking`).
 
 Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watch training.
 """
@@ -38,6 +39,7 @@ Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watc
 import collections
 import dataclasses
 import functools
+import glob
 import math
 import os
 import random
@@ -74,6 +76,12 @@ class Args:
     """on CUDA, record the update and the policy step once as CUDA graphs and replay them (one launch each)"""
     threads: int | None = None
     """CPU threads torch uses (default: min(4, available cores); more is slower for networks this small)"""
+    track: bool = False
+    """mirror the run to Weights & Biases: arguments, every TensorBoard scalar, evaluation videos (needs wandb)"""
+    wandb_project_name: str = "ddpg.py"
+    """W&B project; not CleanRL's `cleanRL`, as our defaults differ (noise, sizes): name that one to compare"""
+    wandb_entity: str | None = None
+    """W&B team or user to log to (none: your own default entity)"""
     capture_video: bool = False
     """record the first episode of every evaluation as mp4 under the run directory's `videos/`"""
     save_model: bool = False
@@ -128,6 +136,8 @@ CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded 
 MAX_DEFAULT_THREADS = 4  # measured on 16 cores: 4 threads ran HalfCheetah 3x faster than 16 (README: speed)
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory, with --save-model: the actor, the critic and the arguments
+VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
+INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
 
 
 class UsageError(Exception):
@@ -556,6 +566,60 @@ def step_functions(agent: Agent, noise: OUNoise | GaussianNoise, args: Args):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Experiment tracking (--track): the run mirrored to Weights & Biases, an optional dependency imported only here
+
+
+class Tracking:
+    """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
+
+    `sync_tensorboard` makes W&B read the TensorBoard events this process writes: every scalar arrives under its own
+    tag, with the env step as `global_step`, which is made the charts' x-axis. A resumed run passes the checkpoint's
+    W&B run id and so goes on in the same W&B run; wandb syncs only the event files created since its run started,
+    so the resumed process sends its own, which starts after the checkpoint, and no step is sent twice.
+    wandb itself reads WANDB_MODE (offline), WANDB_DIR and WANDB_RUN_GROUP.
+    """
+
+    def __init__(self, args: Args, run_dir: str, run_id: str | None):
+        import wandb  # here, not at the top of the file: only --track needs it
+
+        self.wandb = wandb
+        # the run directory as TensorBoard's root: tags keep their names, and wandb need not wait to guess the root
+        wandb.tensorboard.unpatch()  # from a previous run tracked in this process, if any
+        wandb.tensorboard.patch(root_logdir=run_dir)
+        self.run = wandb.init(
+            project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
+            id=run_id, resume="allow", config=dataclasses.asdict(args), sync_tensorboard=True, save_code=True,
+        )  # fmt: skip
+        self.run.define_metric("*", step_metric="global_step")
+        self.video_dir = os.path.join(run_dir, VIDEO_DIR)
+        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
+
+    def videos(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.video_dir, "*.mp4")))
+
+    def send_videos(self, global_step: int) -> None:
+        """Log each mp4 finished since the last call (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
+        for path in self.videos():
+            if path not in self.sent:
+                self.run.log({"videos/eval": self.wandb.Video(path, format="mp4"), "global_step": global_step})
+                self.sent.add(path)
+
+    def finish(self, global_step: int, status: int) -> None:
+        """Send the last videos and close the W&B run with the process's exit status."""
+        self.send_videos(global_step)
+        self.run.finish(exit_code=status)
+
+
+def wandb_installed() -> bool:
+    """Whether wandb imports (tried only for --track, so that a run without it never imports it)."""
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Checks of the command line and of the environment
 
 
@@ -595,6 +659,8 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
     if args.eval_checkpoint and not os.path.isfile(args.eval_checkpoint):
         raise UsageError(f"--eval-checkpoint {args.eval_checkpoint}: no such file")
+    if args.track and not wandb_installed():
+        raise UsageError(f"--track needs wandb, which is not installed: {INSTALL_WANDB}")
 
 
 def num_threads(args: Args) -> int:
@@ -788,7 +854,7 @@ def train(args: Args) -> dict:
     eval_env = make_env(args.env_id, render=args.capture_video)
     if args.capture_video:  # the first episode of every evaluation
         prefix = f"eval-resumed-{checkpoint['global_step']}" if checkpoint else "eval"
-        eval_env = gym.wrappers.RecordVideo(eval_env, os.path.join(run_dir, "videos"), name_prefix=prefix,
+        eval_env = gym.wrappers.RecordVideo(eval_env, os.path.join(run_dir, VIDEO_DIR), name_prefix=prefix,
                                            episode_trigger=lambda ep: ep % args.eval_episodes == 0)  # fmt: skip
     seed_env(eval_env, args.seed + EVAL_SEED_OFFSET)
 
@@ -810,6 +876,8 @@ def train(args: Args) -> dict:
         eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
         print(f"resuming {run_dir} at step {global_step}/{args.total_timesteps}")
 
+    # before the SummaryWriter: W&B hooks TensorBoard's event writer to sync the scalars it writes
+    tracking = Tracking(args, run_dir, checkpoint.get("wandb_run_id") if checkpoint else None) if args.track else None
     # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice
     writer = SummaryWriter(run_dir, purge_step=global_step + 1 if checkpoint else None)
     if not checkpoint:
@@ -823,6 +891,7 @@ def train(args: Args) -> dict:
                 "replay_buffer": rb.state_dict(), "noise": noise.state_dict(), "envs": runner.state_dict(),
                 "rng": rng_states(runner, eval_env), "recent_returns": recent_returns,
                 "eval_returns": None if eval_returns is None else eval_returns.tolist(),
+                "wandb_run_id": tracking.run.id if tracking else None,
             },
             checkpoint_path,
         )  # fmt: skip
@@ -830,7 +899,9 @@ def train(args: Args) -> dict:
     def stop(message: str, status: int, stream=sys.stdout) -> dict:
         writer.close()
         runner.close()
-        eval_env.close()
+        eval_env.close()  # writes the video of an evaluation's last episode still being recorded
+        if tracking:
+            tracking.finish(global_step, status)
         signals.restore()
         print(message, file=stream, flush=True)
         return {"run_dir": run_dir, "eval_returns": eval_returns, "agent": agent, "replay_buffer": rb,
@@ -892,6 +963,8 @@ def train(args: Args) -> dict:
         if every(args.eval_frequency, global_step, args.num_envs) or global_step >= args.total_timesteps:
             eval_returns = evaluate(agent.actor, eval_env, args.eval_episodes, device)
             writer.add_scalar("eval/episodic_return", eval_returns.mean(), global_step)
+            if tracking:
+                tracking.send_videos(global_step)
 
         periodic = args.checkpoint_frequency and every(args.checkpoint_frequency, global_step, args.num_envs)
         if periodic or signals.signum:
@@ -942,7 +1015,7 @@ def evaluate_checkpoint(args: Args) -> np.ndarray:
     actor.load_state_dict(checkpoint["agent"]["actor"])
     env = make_env(saved.env_id, render=args.capture_video)
     if args.capture_video:
-        video_dir = os.path.join(os.path.dirname(os.path.abspath(args.eval_checkpoint)), "videos")
+        video_dir = os.path.join(os.path.dirname(os.path.abspath(args.eval_checkpoint)), VIDEO_DIR)
         env = gym.wrappers.RecordVideo(env, video_dir, name_prefix="checkpoint-eval", episode_trigger=lambda ep: True)
     seed_env(env, args.seed + EVAL_SEED_OFFSET)
     returns = evaluate(actor, env, args.eval_episodes, device)
