@@ -138,6 +138,7 @@ CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, a
 MODEL_FILE = "model.pt"  # in the run directory, with --save-model: the actor, the critic and the arguments
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
+WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
 
 
 class UsageError(Exception):
@@ -610,13 +611,17 @@ class Tracking:
         self.run.finish(exit_code=status)
 
 
-def wandb_installed() -> bool:
-    """Whether wandb imports (tried only for --track, so that a run without it never imports it)."""
+def check_wandb() -> None:
+    """For --track only (a run without it never imports wandb): wandb is installed and, unless offline, logged in."""
     try:
-        import wandb  # noqa: F401
+        import wandb
     except ImportError:
-        return False
-    return True
+        raise UsageError(f"--track needs wandb, which is not installed: {INSTALL_WANDB}") from None
+    if os.environ.get("WANDB_MODE") not in WANDB_OFFLINE_MODES:
+        try:
+            wandb.login(verify=False)  # asks for a key on a terminal; elsewhere raises if there is none
+        except wandb.errors.UsageError as e:
+            raise UsageError(f"--track: {e} Or run offline: WANDB_MODE=offline") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -659,8 +664,8 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
     if args.eval_checkpoint and not os.path.isfile(args.eval_checkpoint):
         raise UsageError(f"--eval-checkpoint {args.eval_checkpoint}: no such file")
-    if args.track and not wandb_installed():
-        raise UsageError(f"--track needs wandb, which is not installed: {INSTALL_WANDB}")
+    if args.track:
+        check_wandb()
 
 
 def num_threads(args: Args) -> int:

@@ -214,6 +214,16 @@ def test_track_without_wandb_is_refused_in_one_line(tmp_path, without_wandb):
     assert result.returncode == 2
 
 
+def test_track_online_without_a_wandb_key_is_refused_in_one_line(tmp_path):
+    pytest.importorskip("wandb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}  # no key, not offline
+    env.update(HOME=str(tmp_path), PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, SCRIPT, "--track", "--no-cuda"], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True)  # fmt: skip
+    assert_refused_in_one_line(result, "--track: No API key configured. Use `wandb login`", tmp_path)
+    assert "WANDB_MODE=offline" in result.stderr and result.returncode == 2
+
+
 def test_a_run_without_track_never_imports_wandb(tmp_path, without_wandb):
     result = run_without_wandb(tmp_path, without_wandb, "--total-timesteps", "2", "--learning-starts", "1",
                                "--batch-size", "1", "--eval-episodes", "1", "--checkpoint-frequency", "1",
