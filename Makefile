@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 ARGS ?= --env-id Pendulum-v1 --cuda
 
-.PHONY: install install-bench train test tensorboard clean bench pendulum-table sweep report
+.PHONY: install install-bench install-track train test tensorboard clean bench pendulum-table sweep report
 
 install:  ## create .venv and install the pinned requirements
 	python3 -m venv $(VENV)
@@ -11,6 +11,9 @@ install:  ## create .venv and install the pinned requirements
 
 install-bench:  ## also install what benchmarks/report.py needs (matplotlib)
 	$(VENV)/bin/pip install -r benchmarks/requirements.txt
+
+install-track:  ## also install wandb, for --track (Weights & Biases)
+	$(VENV)/bin/pip install -r requirements-track.txt
 
 train:  ## train DDPG; pass options with ARGS="--env-id HalfCheetah-v5 ..."
 	$(PYTHON) ddpg.py $(ARGS)

@@ -41,6 +41,7 @@ Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watc
 import collections
 import dataclasses
 import functools
+import glob
 import importlib.util
 import math
 import os
@@ -78,6 +79,12 @@ class Args:
     """compile the four networks with torch.compile: fused kernels, fewer launches (README: measured speeds)"""
     threads: int | None = None
     """CPU threads torch uses (None: min(4, available cores); more is slower for networks this small)"""
+    track: bool = False
+    """mirror the run to Weights & Biases: arguments, every TensorBoard scalar, evaluation videos (needs wandb)"""
+    wandb_project_name: str = "ddpg.py"
+    """W&B project; not CleanRL's `cleanRL`, as our defaults differ (noise, sizes): name that one to compare"""
+    wandb_entity: str | None = None
+    """W&B team or user to log to (None: your own default entity)"""
     capture_video: bool = False
     """record the first episode of every evaluation as mp4 under the run directory's `videos/`"""
     save_model: bool = True
@@ -133,6 +140,9 @@ CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded 
 MAX_DEFAULT_THREADS = 4  # measured on 16 cores: 4 threads ran HalfCheetah 3x faster than 16 (README: speed)
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
+VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
+INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
+WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -683,6 +693,64 @@ class HostDeviceLink:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Experiment tracking (--track): the run mirrored to Weights & Biases, an optional dependency imported only here
+
+
+class Tracking:
+    """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
+
+    `sync_tensorboard` makes W&B read the TensorBoard events this process writes: every scalar arrives under its own
+    tag, with the env step as `global_step`, which is made the charts' x-axis. A resumed run passes the checkpoint's
+    W&B run id and so goes on in the same W&B run; wandb syncs only the event files created since its run started,
+    so the resumed process sends its own, which starts after the checkpoint, and no step is sent twice.
+    wandb itself reads WANDB_MODE (offline), WANDB_DIR and WANDB_RUN_GROUP.
+    """
+
+    def __init__(self, args: Args, run_dir: str, run_id: str | None):
+        import wandb  # here, not at the top of the file: only --track needs it
+
+        self.wandb = wandb
+        # the run directory as TensorBoard's root: tags keep their names, and wandb need not wait to guess the root
+        wandb.tensorboard.unpatch()  # from a previous run tracked in this process, if any
+        wandb.tensorboard.patch(root_logdir=run_dir)
+        self.run = wandb.init(
+            project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
+            id=run_id, resume="allow", config=dataclasses.asdict(args), sync_tensorboard=True, save_code=True,
+        )  # fmt: skip
+        self.run.define_metric("*", step_metric="global_step")
+        self.video_dir = os.path.join(run_dir, VIDEO_DIR)
+        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
+
+    def videos(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.video_dir, "*.mp4")))
+
+    def send_videos(self, global_step: int) -> None:
+        """Log each mp4 finished since the last call (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
+        for path in self.videos():
+            if path not in self.sent:
+                self.run.log({"videos/eval": self.wandb.Video(path, format="mp4"), "global_step": global_step})
+                self.sent.add(path)
+
+    def finish(self, global_step: int, status: int) -> None:
+        """Send the last videos and close the W&B run with the process's exit status."""
+        self.send_videos(global_step)
+        self.run.finish(exit_code=status)
+
+
+def check_wandb() -> None:
+    """For --track only (a run without it never imports wandb): wandb is installed and, unless offline, logged in."""
+    try:
+        import wandb
+    except ImportError:
+        raise UsageError(f"--track needs wandb, which is not installed: {INSTALL_WANDB}") from None
+    if os.environ.get("WANDB_MODE") not in WANDB_OFFLINE_MODES:
+        try:
+            wandb.login(verify=False)  # asks for a key on a terminal; elsewhere raises if there is none
+        except wandb.errors.UsageError as e:
+            raise UsageError(f"--track: {e} Or run offline: WANDB_MODE=offline") from None
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Checks of the command line and of the environment; setting up a run
 
 
@@ -751,6 +819,8 @@ def check_args(args: Args) -> None:
         raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
     if args.eval_checkpoint:
         saved_file(args.eval_checkpoint)
+    if args.track:
+        check_wandb()
 
 
 def num_threads(args: Args) -> int:
@@ -959,9 +1029,12 @@ class Run:
         self.recent_returns, self.eval_returns, self.losses = [], None, {}
         video_prefix = f"eval-resumed-{checkpoint['global_step']}" if checkpoint else "eval"
         self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, videos=int(args.capture_video),
-                                        video_dir=os.path.join(self.run_dir, "videos"), name_prefix=video_prefix)  # fmt: skip
+                                        video_dir=os.path.join(self.run_dir, VIDEO_DIR), name_prefix=video_prefix)  # fmt: skip
         if checkpoint:
             self.restore(checkpoint)
+        # before the SummaryWriter: W&B hooks TensorBoard's event writer to sync the scalars it writes
+        run_id = checkpoint.get("wandb_run_id") if checkpoint else None
+        self.tracking = Tracking(args, self.run_dir, run_id) if args.track else None
         # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice
         self.writer = SummaryWriter(self.run_dir, purge_step=self.global_step + 1 if checkpoint else None)
         if not checkpoint:
@@ -1014,6 +1087,8 @@ class Run:
     def log_evaluation(self, returns: np.ndarray) -> None:
         self.eval_returns = returns
         self.writer.add_scalar("eval/episodic_return", returns.mean(), self.global_step)
+        if self.tracking:
+            self.tracking.send_videos(self.global_step)
 
     def checkpoint_due(self) -> bool:
         frequency = self.args.checkpoint_frequency
@@ -1031,7 +1106,8 @@ class Run:
              "num_updates": self.num_updates, **{name: part.state_dict() for name, part in self.parts.items()},
              "rng": rng_states(self.runner, self.eval_envs), "recent_returns": self.recent_returns,
              "eval_returns": None if self.eval_returns is None else self.eval_returns.tolist(),
-             "next_actions": torch.as_tensor(self.link.actions()) if learning else None},
+             "next_actions": torch.as_tensor(self.link.actions()) if learning else None,
+             "wandb_run_id": self.tracking.run.id if self.tracking else None},
             self.checkpoint_path,
         )  # fmt: skip
         return None
@@ -1060,7 +1136,9 @@ class Run:
         self.writer.close()
         self.runner.close()
         for env in self.eval_envs:
-            env.close()
+            env.close()  # writes the video of an evaluation's last episode still being recorded
+        if self.tracking:
+            self.tracking.finish(self.global_step, status)
         self.signals.restore()
         print(message, file=stream, flush=True)
         return {"run_dir": self.run_dir, "eval_returns": self.eval_returns, "agent": self.parts["agent"],
@@ -1136,7 +1214,7 @@ def evaluate_checkpoint(args: Args) -> np.ndarray:
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
     actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
     actor.load_state_dict(checkpoint["agent"]["actor"])
-    video_dir = os.path.join(os.path.dirname(os.path.abspath(path)), "videos")
+    video_dir = os.path.join(os.path.dirname(os.path.abspath(path)), VIDEO_DIR)
     videos = args.eval_episodes if args.capture_video else 0
     envs = make_eval_envs(saved.env_id, args.eval_episodes, args.seed, videos, video_dir, "checkpoint-eval")
     returns = evaluate(actor, envs, device)

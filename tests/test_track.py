@@ -1,0 +1,231 @@
+"""--track: what reaches Weights & Biases, run offline with the real wandb package, read back from its run files."""
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import pytest
+import torch
+import tyro
+
+import ddpg
+from tests.conftest import ROOT
+from tests.envs import HORIZON
+from tests.test_cli import SCRIPT, assert_refused_in_one_line, scalars
+
+RUN = dict(total_timesteps=400, learning_starts=100, batch_size=64, hidden_size=32, eval_frequency=300,
+           eval_episodes=1, checkpoint_frequency=0, cuda=False, track=True)  # fmt: skip
+EPISODE_ENDS, EVALUATIONS = [200, 400], [300, 400]  # steps of the 200-step Pendulum episodes and evaluations
+# a run of seconds: four episodes of HORIZON steps, evaluated after the second and the fourth
+COUNTER_RUN = dict(RUN, env_id="tests.envs:Counter-v0", total_timesteps=4 * HORIZON, learning_starts=2 * HORIZON,
+                   batch_size=HORIZON, eval_frequency=2 * HORIZON)  # fmt: skip
+COUNTER_EPISODE_ENDS, COUNTER_EVALUATIONS = [HORIZON * k for k in (1, 2, 3, 4)], [2 * HORIZON, 4 * HORIZON]
+
+# An offline run's `run-<id>.wandb` file is wandb's transaction log: a 7-byte file header, then 32 KiB blocks of
+# chunks, each with a (crc32, length, type) header; a record's protobuf (wandb_internal_pb2.Record) is one FULL chunk
+# or FIRST, MIDDLE..., LAST chunks. wandb 0.31 ships no reader for it, hence this one (checksums verified).
+FILE_HEADER, CHUNK_HEADER, BLOCK = struct.Struct("<4sHB"), struct.Struct("<IHB"), 32 * 1024
+FULL, LAST = 1, 4
+
+
+def wandb_records(path):
+    from wandb.proto import wandb_internal_pb2
+
+    data = open(path, "rb").read()
+    assert FILE_HEADER.unpack_from(data)[:2] == (b":W&B", 0xBEE1)
+    pos, payload = FILE_HEADER.size, b""
+    while pos + CHUNK_HEADER.size <= len(data):
+        if BLOCK - pos % BLOCK < CHUNK_HEADER.size:  # a block's tail too short for a header is padding
+            pos += BLOCK - pos % BLOCK
+            continue
+        crc, length, kind = CHUNK_HEADER.unpack_from(data, pos)
+        if kind == 0:  # zero padding at the end of the file
+            break
+        chunk = data[pos + CHUNK_HEADER.size : pos + CHUNK_HEADER.size + length]
+        assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) == crc, f"{path}: bad checksum at {pos}"
+        pos += CHUNK_HEADER.size + length
+        payload += chunk
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(payload)
+            payload = b""
+            yield record
+
+
+@dataclasses.dataclass
+class OfflineRun:
+    """What one process sent to W&B."""
+
+    run: object  # wandb_internal_pb2.RunRecord
+    config: dict
+    metrics: list  # MetricRecords (define_metric)
+    rows: list  # history rows as {key: value}
+    exit_code: int | None
+
+
+def read_offline_runs(wandb_dir):
+    """The offline runs under `wandb_dir`, in the order they started."""
+    import wandb
+
+    wandb.teardown()  # a process's wandb service writes its last records when it ends: end it, as exiting would
+    runs = []
+    for path in sorted(glob.glob(os.path.join(wandb_dir, "wandb", "offline-run-*", "run-*.wandb"))):
+        found = OfflineRun(None, {}, [], [], None)
+        for record in wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                found.run = record.run
+                found.config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
+            elif kind == "config":
+                found.config.update({item.key: json.loads(item.value_json) for item in record.config.update})
+            elif kind == "metric":
+                found.metrics.append(record.metric)
+            elif kind == "history":
+                items = record.history.item
+                found.rows.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in items})
+            elif kind == "exit":
+                found.exit_code = record.exit.exit_code
+        runs.append(found)
+    return sorted(runs, key=lambda found: found.run.start_time.ToNanoseconds())
+
+
+def steps_of(rows, key):
+    return [row["global_step"] for row in rows if key in row]
+
+
+@pytest.fixture
+def offline(in_tmp, monkeypatch):
+    pytest.importorskip("wandb")  # CI installs it (requirements-track.txt)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no account, no network
+    monkeypatch.setenv("WANDB_DIR", str(in_tmp))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_RUN_GROUP", "sweep-1")  # as benchmarks/sweep.py sets it for the runs of one sweep
+    return in_tmp
+
+
+def test_tracked_run_sends_arguments_scalars_and_videos(offline):
+    args = ddpg.Args(**RUN, capture_video=True)
+    result = ddpg.train(args)
+    assert result["status"] == 0
+    (sent,) = read_offline_runs(offline)
+
+    assert sent.run.display_name == os.path.basename(result["run_dir"])
+    assert sent.run.run_group == "sweep-1"
+    assert sent.run.project == "ddpg.py"
+    assert {k: v for k, v in sent.config.items() if k != "_wandb"} == dataclasses.asdict(args)
+    assert [(m.glob_name, m.step_metric) for m in sent.metrics] == [("*", "global_step")]
+    assert sent.exit_code == 0
+
+    # every TensorBoard scalar, under its own tag, at the same env steps, with the same values
+    _, logged = scalars(result["run_dir"])
+    for tag, events in logged.items():
+        assert steps_of(sent.rows, tag) == [e.step for e in events], tag
+        assert [row[tag] for row in sent.rows if tag in row] == pytest.approx([e.value for e in events]), tag
+    assert steps_of(sent.rows, "charts/episodic_return") == EPISODE_ENDS
+    assert steps_of(sent.rows, "eval/episodic_return") == EVALUATIONS
+    assert sent.rows[-1]["eval/episodic_return"] == pytest.approx(result["eval_returns"].mean())  # the final one
+
+    # each evaluation's video, byte for byte (the last one is written only when the eval env closes)
+    videos = sorted(glob.glob(os.path.join(result["run_dir"], ddpg.VIDEO_DIR, "*.mp4")))
+    assert len(videos) == len(EVALUATIONS)
+    sent_videos = [row for row in sent.rows if "videos/eval/sha256" in row]
+    assert sorted(row["videos/eval/sha256"] for row in sent_videos) == sorted(
+        hashlib.sha256(open(path, "rb").read()).hexdigest() for path in videos
+    )
+
+
+def test_interrupted_and_resumed_run_goes_on_in_the_same_wandb_run(offline, monkeypatch):
+    real_evaluate = ddpg.evaluate
+
+    def evaluate_then_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # caught by the run: it checkpoints at the end of this step and stops
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(ddpg, "evaluate", evaluate_then_ctrl_c)
+    cut = ddpg.train(ddpg.Args(**COUNTER_RUN))
+    assert cut["status"] == 128 + signal.SIGINT
+    monkeypatch.setattr(ddpg, "evaluate", real_evaluate)
+    checkpoint = torch.load(os.path.join(cut["run_dir"], ddpg.CHECKPOINT_FILE), weights_only=True)
+    assert checkpoint["global_step"] == COUNTER_EVALUATIONS[0]
+
+    # a checkpoint from before --track existed has no W&B run id: it resumes into a new W&B run
+    older_dir = shutil.copytree(cut["run_dir"], "older")
+    run_id = checkpoint.pop("wandb_run_id")
+    torch.save(checkpoint, os.path.join(older_dir, ddpg.CHECKPOINT_FILE))
+
+    # wandb syncs the event files whose names carry a time (whole seconds) from its run's start on; a resumed
+    # process starts seconds after the interrupted one wrote its file, as here, so that file is not sent again
+    time.sleep(1)
+    resumed = ddpg.train(ddpg.Args(resume=cut["run_dir"]))  # --track comes from the saved arguments
+    assert resumed["status"] == 0
+    assert ddpg.train(ddpg.Args(resume=older_dir))["status"] == 0
+    first, second, older = read_offline_runs(offline)
+    assert older.run.run_id not in ("", first.run.run_id) and older.exit_code == 0
+    assert first.run.run_id == second.run.run_id == run_id
+    assert second.run.display_name == os.path.basename(cut["run_dir"]) and second.run.run_group == "sweep-1"
+    assert (first.exit_code, second.exit_code) == (128 + signal.SIGINT, 0)
+
+    # the curves join: each process sent its own steps, none twice, all of them together
+    assert steps_of(first.rows, "charts/episodic_return") == COUNTER_EPISODE_ENDS[:2]
+    assert steps_of(second.rows, "charts/episodic_return") == COUNTER_EPISODE_ENDS[2:]
+    assert steps_of(first.rows, "eval/episodic_return") == COUNTER_EVALUATIONS[:1]
+    assert steps_of(second.rows, "eval/episodic_return") == COUNTER_EVALUATIONS[1:]
+    _, logged = scalars(cut["run_dir"])
+    for tag, events in logged.items():
+        assert steps_of(first.rows, tag) + steps_of(second.rows, tag) == [e.step for e in events], tag
+
+
+def test_help_describes_the_tracking_options(capsys):
+    with pytest.raises(SystemExit):
+        tyro.cli(ddpg.Args, args=["--help"])
+    shown = re.sub(r"[\s│]+", " ", capsys.readouterr().out)  # wrapped lines joined, the box's borders dropped
+    for flag in ("--track", "--no-track", "--wandb-project-name", "--wandb-entity"):
+        assert flag in shown, flag
+    assert "mirror the run to Weights & Biases" in shown and "not CleanRL's" in shown
+
+
+@pytest.fixture
+def without_wandb(tmp_path):
+    """A PYTHONPATH on which `import wandb` fails, as where it is not installed."""
+    fake = tmp_path / "fake" / "wandb"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
+    return os.pathsep.join([str(fake.parent), ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def run_without_wandb(cwd, pythonpath, *cli_args):
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_track_without_wandb_is_refused_in_one_line(tmp_path, without_wandb):
+    result = run_without_wandb(tmp_path, without_wandb, "--track", "--no-cuda")
+    assert_refused_in_one_line(result, f"--track needs wandb, which is not installed: {ddpg.INSTALL_WANDB}", tmp_path)
+    assert result.returncode == 2
+
+
+def test_track_online_without_a_wandb_key_is_refused_in_one_line(tmp_path):
+    pytest.importorskip("wandb")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}  # no key, not offline
+    env.update(HOME=str(tmp_path), PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, SCRIPT, "--track", "--no-cuda"], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True)  # fmt: skip
+    assert_refused_in_one_line(result, "--track: No API key configured. Use `wandb login`", tmp_path)
+    assert "WANDB_MODE=offline" in result.stderr and result.returncode == 2
+
+
+def test_a_run_without_track_never_imports_wandb(tmp_path, without_wandb):
+    result = run_without_wandb(tmp_path, without_wandb, "--total-timesteps", "2", "--learning-starts", "1",
+                               "--batch-size", "1", "--eval-episodes", "1", "--checkpoint-frequency", "1",
+                               "--capture-video", "--save-model", "--no-cuda")  # fmt: skip
+    assert result.returncode == 0, result.stderr
