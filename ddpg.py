@@ -128,21 +128,11 @@ class Args:
     """instead of training, evaluate the actor of this run directory, checkpoint or saved model"""
 
 
-# Named constants of the algorithm and of the logging.
+# Named constants of the algorithm (those of the engineering are below the divider).
 OU_THETA = 0.15  # mean-reversion rate of the Ornstein-Uhlenbeck noise (the paper's value)
 FINAL_LAYER_INIT = 3e-3  # output layers start uniform in [-3e-3, 3e-3], so first Q values and actions are ~0
 EVAL_SEED_OFFSET = 10_000  # the evaluation envs are seeded apart from the training envs
 SAMPLE_RANGE = 2**62  # replay indices are drawn in [0, 2^62) and taken modulo the fill level: bias below 1e-12
-LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
-PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
-RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
-CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
-MAX_DEFAULT_THREADS = 4  # measured on 16 cores: 4 threads ran HalfCheetah 3x faster than 16 (README: speed)
-CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
-MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
-VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
-INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
-WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -429,11 +419,7 @@ class Agent:
 
     def load_state_dict(self, state: dict) -> None:
         for field in dataclasses.fields(self):
-            part = getattr(self, field.name)
-            own = [group["capturable"] for group in getattr(part, "param_groups", [])]
-            part.load_state_dict(state[field.name])
-            for group, capturable in zip(getattr(part, "param_groups", []), own):
-                group["capturable"] = capturable  # this machine's setting, not the saved one (graphs need CUDA)
+            getattr(self, field.name).load_state_dict(state[field.name])
 
 
 def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: torch.device) -> Agent:
@@ -588,6 +574,17 @@ def train(args: Args) -> dict:
 # resume, checks of the command line and of the environment, logging and the console, and `main`.
 # ================================================================================================================
 
+LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
+PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
+RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
+CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
+MAX_DEFAULT_THREADS = 4  # measured on 16 cores: 4 threads ran HalfCheetah 3x faster than 16 (README: speed)
+CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
+MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
+VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
+INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
+WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
+
 # ----------------------------------------------------------------------------------------------------------------
 # Fast paths: CUDA graphs, torch.compile, one host-device copy each way per env step
 
@@ -690,171 +687,6 @@ class HostDeviceLink:
         if self.received:
             self.received.synchronize()
         return self.host_actions.numpy().copy()
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Experiment tracking (--track): the run mirrored to Weights & Biases, an optional dependency imported only here
-
-
-class Tracking:
-    """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
-
-    `sync_tensorboard` makes W&B read the TensorBoard events this process writes: every scalar arrives under its own
-    tag, with the env step as `global_step`, which is made the charts' x-axis. A resumed run passes the checkpoint's
-    W&B run id and so goes on in the same W&B run; wandb syncs only the event files created since its run started,
-    so the resumed process sends its own, which starts after the checkpoint, and no step is sent twice.
-    wandb itself reads WANDB_MODE (offline), WANDB_DIR and WANDB_RUN_GROUP.
-    """
-
-    def __init__(self, args: Args, run_dir: str, run_id: str | None):
-        import wandb  # here, not at the top of the file: only --track needs it
-
-        self.wandb = wandb
-        # the run directory as TensorBoard's root: tags keep their names, and wandb need not wait to guess the root
-        wandb.tensorboard.unpatch()  # from a previous run tracked in this process, if any
-        wandb.tensorboard.patch(root_logdir=run_dir)
-        self.run = wandb.init(
-            project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
-            id=run_id, resume="allow", config=dataclasses.asdict(args), sync_tensorboard=True, save_code=True,
-        )  # fmt: skip
-        self.run.define_metric("*", step_metric="global_step")
-        self.video_dir = os.path.join(run_dir, VIDEO_DIR)
-        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
-
-    def videos(self) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.video_dir, "*.mp4")))
-
-    def send_videos(self, global_step: int) -> None:
-        """Log each mp4 finished since the last call (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
-        for path in self.videos():
-            if path not in self.sent:
-                self.run.log({"videos/eval": self.wandb.Video(path, format="mp4"), "global_step": global_step})
-                self.sent.add(path)
-
-    def finish(self, global_step: int, status: int) -> None:
-        """Send the last videos and close the W&B run with the process's exit status."""
-        self.send_videos(global_step)
-        self.run.finish(exit_code=status)
-
-
-def check_wandb() -> None:
-    """For --track only (a run without it never imports wandb): wandb is installed and, unless offline, logged in."""
-    try:
-        import wandb
-    except ImportError:
-        raise UsageError(f"--track needs wandb, which is not installed: {INSTALL_WANDB}") from None
-    if os.environ.get("WANDB_MODE") not in WANDB_OFFLINE_MODES:
-        try:
-            wandb.login(verify=False)  # asks for a key on a terminal; elsewhere raises if there is none
-        except wandb.errors.UsageError as e:
-            raise UsageError(f"--track: {e} Or run offline: WANDB_MODE=offline") from None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Checks of the command line and of the environment; setting up a run
-
-
-def prepare(args: Args):
-    """Check everything, before any environment or run directory exists; set the thread count; pick the device.
-
-    With --resume, the run goes on with its saved arguments (the thread count excepted: it belongs to this machine).
-    Returns (args, checkpoint or None, obs_dim, action_space, device).
-    """
-    check_args(args)
-    checkpoint = None
-    if args.resume:
-        checkpoint, saved = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
-        args = dataclasses.replace(saved, resume=args.resume, threads=args.threads)
-        check_args(args)  # the saved options must suit this machine too
-    obs_dim, action_space = check_env(args.env_id)
-    if checkpoint:
-        check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
-    torch.set_num_threads(num_threads(args))
-    if args.cuda and not torch.cuda.is_available():
-        print("no CUDA device available: training on the CPU")
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    return args, checkpoint, obs_dim, action_space, device
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = deterministic
-
-
-def check_args(args: Args) -> None:
-    """Every impossible number is refused here, before any environment or run directory exists."""
-    positive = ["total_timesteps", "buffer_size", "batch_size", "hidden_size", "policy_frequency", "num_envs",
-                "eval_frequency", "eval_episodes", "learning_rate"]  # fmt: skip
-    for name in positive:
-        if not getattr(args, name) > 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be positive, got {args.threads}")
-    if not 0.0 < args.tau <= 1.0:
-        raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
-    if not 0.0 <= args.gamma <= 1.0:
-        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if not args.exploration_noise >= 0.0:
-        raise UsageError(f"--exploration-noise must be non-negative, got {args.exploration_noise}")
-    if args.checkpoint_frequency < 0:
-        raise UsageError(f"--checkpoint-frequency must be 0 (off) or positive, got {args.checkpoint_frequency}")
-    if args.batch_size > args.buffer_size:
-        raise UsageError(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
-    if args.batch_size > args.learning_starts:
-        raise UsageError(
-            f"--batch-size ({args.batch_size}) must not exceed --learning-starts ({args.learning_starts}): "
-            "the first update samples from that many transitions"
-        )
-    if args.learning_starts >= args.total_timesteps:
-        raise UsageError(
-            f"--learning-starts ({args.learning_starts}) must be below --total-timesteps ({args.total_timesteps})"
-        )
-    if args.compile and find_cpp_compiler() is None:
-        raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:
-        raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
-    if args.resume and not os.path.isfile(os.path.join(args.resume, CHECKPOINT_FILE)):
-        raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
-    if args.eval_checkpoint:
-        saved_file(args.eval_checkpoint)
-    if args.track:
-        check_wandb()
-
-
-def num_threads(args: Args) -> int:
-    """--threads, or min(MAX_DEFAULT_THREADS, the cores this process may run on)."""
-    return args.threads or min(MAX_DEFAULT_THREADS, len(os.sched_getaffinity(0)))
-
-
-def find_cpp_compiler() -> str | None:
-    """The C++ compiler torch.compile would build its kernels with, if there is one on PATH."""
-    return shutil.which("g++") or shutil.which("clang++")
-
-
-def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
-    """Make the environment once to check its id and spaces; returns (obs_dim, action_space).
-
-    DDPG needs a flat continuous observation and a bounded continuous action.
-    """
-    try:
-        env = make_env(env_id)
-    except (gym.error.Error, ModuleNotFoundError) as e:
-        raise UsageError(f"--env-id {env_id}: {str(e).splitlines()[0]}") from None
-    obs_space, act_space = env.observation_space, env.action_space
-    env.close()
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise UsageError(f"--env-id {env_id}: observation space must be a flat Box, got {obs_space}")
-    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
-        raise UsageError(f"--env-id {env_id}: action space must be a continuous 1-D Box, got {act_space}")
-    if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
-        raise UsageError(f"--env-id {env_id}: action bounds must be finite, got {act_space}")
-    return obs_space.shape[0], act_space
-
-
-class UsageError(Exception):
-    """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1010,6 +842,113 @@ class SignalFlag:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Checks of the command line and of the environment; setting up a run
+
+
+def prepare(args: Args):
+    """Check everything, before any environment or run directory exists; set the thread count; pick the device.
+
+    With --resume, the run goes on with its saved arguments (the thread count excepted: it belongs to this machine).
+    Returns (args, checkpoint or None, obs_dim, action_space, device).
+    """
+    check_args(args)
+    checkpoint = None
+    if args.resume:
+        checkpoint, saved = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
+        args = dataclasses.replace(saved, resume=args.resume, threads=args.threads)
+        check_args(args)  # the saved options must suit this machine too
+    obs_dim, action_space = check_env(args.env_id)
+    if checkpoint:
+        check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
+    torch.set_num_threads(num_threads(args))
+    if args.cuda and not torch.cuda.is_available():
+        print("no CUDA device available: training on the CPU")
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    return args, checkpoint, obs_dim, action_space, device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def check_args(args: Args) -> None:
+    """Every impossible number is refused here, before any environment or run directory exists."""
+    positive = ["total_timesteps", "buffer_size", "batch_size", "hidden_size", "policy_frequency", "num_envs",
+                "eval_frequency", "eval_episodes", "learning_rate"]  # fmt: skip
+    for name in positive:
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be positive, got {args.threads}")
+    if not 0.0 < args.tau <= 1.0:
+        raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
+    if not 0.0 <= args.gamma <= 1.0:
+        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
+    if not args.exploration_noise >= 0.0:
+        raise UsageError(f"--exploration-noise must be non-negative, got {args.exploration_noise}")
+    if args.checkpoint_frequency < 0:
+        raise UsageError(f"--checkpoint-frequency must be 0 (off) or positive, got {args.checkpoint_frequency}")
+    if args.batch_size > args.buffer_size:
+        raise UsageError(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
+    if args.batch_size > args.learning_starts:
+        raise UsageError(
+            f"--batch-size ({args.batch_size}) must not exceed --learning-starts ({args.learning_starts}): "
+            "the first update samples from that many transitions"
+        )
+    if args.learning_starts >= args.total_timesteps:
+        raise UsageError(
+            f"--learning-starts ({args.learning_starts}) must be below --total-timesteps ({args.total_timesteps})"
+        )
+    if args.compile and find_cpp_compiler() is None:
+        raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:
+        raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
+    if args.resume and not os.path.isfile(os.path.join(args.resume, CHECKPOINT_FILE)):
+        raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
+    if args.eval_checkpoint:
+        saved_file(args.eval_checkpoint)
+    if args.track:
+        check_wandb()
+
+
+def num_threads(args: Args) -> int:
+    """--threads, or min(MAX_DEFAULT_THREADS, the cores this process may run on)."""
+    return args.threads or min(MAX_DEFAULT_THREADS, len(os.sched_getaffinity(0)))
+
+
+def find_cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile would build its kernels with, if there is one on PATH."""
+    return shutil.which("g++") or shutil.which("clang++")
+
+
+def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
+    """Make the environment once to check its id and spaces; returns (obs_dim, action_space).
+
+    DDPG needs a flat continuous observation and a bounded continuous action.
+    """
+    try:
+        env = make_env(env_id)
+    except (gym.error.Error, ModuleNotFoundError) as e:
+        raise UsageError(f"--env-id {env_id}: {str(e).splitlines()[0]}") from None
+    obs_space, act_space = env.observation_space, env.action_space
+    env.close()
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise UsageError(f"--env-id {env_id}: observation space must be a flat Box, got {obs_space}")
+    if not isinstance(act_space, gym.spaces.Box) or len(act_space.shape) != 1:
+        raise UsageError(f"--env-id {env_id}: action space must be a continuous 1-D Box, got {act_space}")
+    if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
+        raise UsageError(f"--env-id {env_id}: action bounds must be finite, got {act_space}")
+    return obs_space.shape[0], act_space
+
+
+class UsageError(Exception):
+    """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The run's bookkeeping: directory, TensorBoard, evaluation envs, checkpoints, signals and the console
 
 
@@ -1027,9 +966,9 @@ class Run:
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
         self.global_step, self.num_updates = 0, 0
         self.recent_returns, self.eval_returns, self.losses = [], None, {}
-        video_prefix = f"eval-resumed-{checkpoint['global_step']}" if checkpoint else "eval"
-        self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, videos=int(args.capture_video),
-                                        video_dir=os.path.join(self.run_dir, VIDEO_DIR), name_prefix=video_prefix)  # fmt: skip
+        prefix = f"eval-resumed-{checkpoint['global_step']}" if checkpoint else "eval"  # videos of each process apart
+        self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
+                                        os.path.join(self.run_dir, VIDEO_DIR), prefix)  # fmt: skip
         if checkpoint:
             self.restore(checkpoint)
         # before the SummaryWriter: W&B hooks TensorBoard's event writer to sync the scalars it writes
@@ -1046,6 +985,9 @@ class Run:
     def restore(self, checkpoint: dict) -> None:
         for name, part in self.parts.items():
             part.load_state_dict(checkpoint[name])
+        for optimizer in (self.parts["agent"].actor_optimizer, self.parts["agent"].critic_optimizer):
+            for group in optimizer.param_groups:  # this machine's setting, not the saved one (graphs need CUDA)
+                group["capturable"] = uses_cuda_graphs(self.args, self.device)
         set_rng_states(checkpoint["rng"], self.runner, self.eval_envs)
         self.global_step, self.num_updates = checkpoint["global_step"], checkpoint["num_updates"]
         self.recent_returns = checkpoint["recent_returns"]
@@ -1053,8 +995,8 @@ class Run:
         if checkpoint.get("next_actions") is not None:  # chosen on the device before the checkpoint was written
             self.link.receive(checkpoint["next_actions"].to(self.device))
         elif self.global_step >= self.args.learning_starts:  # a checkpoint from before actions were chosen ahead
-            agent, noise = self.parts["agent"], self.parts["noise"]
-            self.link.receive(explore(agent.actor, torch.as_tensor(self.runner.obs, dtype=torch.float32, device=self.device), noise))
+            obs = torch.as_tensor(self.runner.obs, dtype=torch.float32, device=self.device)
+            self.link.receive(explore(self.parts["agent"].actor, obs, self.parts["noise"]))
         print(f"resuming {self.run_dir} at step {self.global_step}/{self.args.total_timesteps}")
 
     def log_episodes(self, finished: list) -> None:
@@ -1167,8 +1109,8 @@ class Run:
                 model_path,
             )  # fmt: skip
             print(f"model saved to {model_path}")
-        returns = self.eval_returns
-        return self.stop(f"final evaluation: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes", 0)
+        r = self.eval_returns
+        return self.stop(f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes", 0)
 
 
 def make_run_dir(args: Args) -> str:
@@ -1198,6 +1140,64 @@ def format_seconds(seconds: float) -> str:
     """h:mm:ss, hours not wrapping at a day."""
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Experiment tracking (--track): the run mirrored to Weights & Biases, an optional dependency imported only here
+
+
+class Tracking:
+    """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
+
+    `sync_tensorboard` makes W&B read the TensorBoard events this process writes: every scalar arrives under its own
+    tag, with the env step as `global_step`, which is made the charts' x-axis. A resumed run passes the checkpoint's
+    W&B run id and so goes on in the same W&B run; wandb syncs only the event files created since its run started,
+    so the resumed process sends its own, which starts after the checkpoint, and no step is sent twice.
+    wandb itself reads WANDB_MODE (offline), WANDB_DIR and WANDB_RUN_GROUP.
+    """
+
+    def __init__(self, args: Args, run_dir: str, run_id: str | None):
+        import wandb  # here, not at the top of the file: only --track needs it
+
+        self.wandb = wandb
+        # the run directory as TensorBoard's root: tags keep their names, and wandb need not wait to guess the root
+        wandb.tensorboard.unpatch()  # from a previous run tracked in this process, if any
+        wandb.tensorboard.patch(root_logdir=run_dir)
+        self.run = wandb.init(
+            project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
+            id=run_id, resume="allow", config=dataclasses.asdict(args), sync_tensorboard=True, save_code=True,
+        )  # fmt: skip
+        self.run.define_metric("*", step_metric="global_step")
+        self.video_dir = os.path.join(run_dir, VIDEO_DIR)
+        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
+
+    def videos(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.video_dir, "*.mp4")))
+
+    def send_videos(self, global_step: int) -> None:
+        """Log each mp4 finished since the last call (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
+        for path in self.videos():
+            if path not in self.sent:
+                self.run.log({"videos/eval": self.wandb.Video(path, format="mp4"), "global_step": global_step})
+                self.sent.add(path)
+
+    def finish(self, global_step: int, status: int) -> None:
+        """Send the last videos and close the W&B run with the process's exit status."""
+        self.send_videos(global_step)
+        self.run.finish(exit_code=status)
+
+
+def check_wandb() -> None:
+    """For --track only (a run without it never imports wandb): wandb is installed and, unless offline, logged in."""
+    try:
+        import wandb
+    except ImportError:
+        raise UsageError(f"--track needs wandb, which is not installed: {INSTALL_WANDB}") from None
+    if os.environ.get("WANDB_MODE") not in WANDB_OFFLINE_MODES:
+        try:
+            wandb.login(verify=False)  # asks for a key on a terminal; elsewhere raises if there is none
+        except wandb.errors.UsageError as e:
+            raise UsageError(f"--track: {e} Or run offline: WANDB_MODE=offline") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -275,10 +275,10 @@ def test_runner_state_replays_to_the_same_env_state():
     rng = np.random.default_rng(0)
     # 450 steps cross Pendulum's 200-step time limit before the restore (at 250) and after it
     actions = rng.uniform(-2, 2, size=(450, 2, 1)).astype(np.float32)
-    original = ddpg.ResumableEnvRunner("Pendulum-v1", num_envs=2, seed=7)
+    original = ddpg.ResumableEnvRunner("Pendulum-v1", num_envs=2, seed=7)  # an EnvRunner that records its episode
     for a in actions[:250]:
         original.step(a)
-    restored = ddpg.ResumableEnvRunner("Pendulum-v1", num_envs=2, seed=123)  # another seed: everything must come from state
+    restored = ddpg.ResumableEnvRunner("Pendulum-v1", num_envs=2, seed=123)  # another seed: all comes from the state
     restored.load_state_dict(original.state_dict())
     np.testing.assert_array_equal(restored.obs, original.obs)
     for a in actions[250:]:  # the same future: same observations, rewards and episode ends
