@@ -11,6 +11,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import ROOT
+from tests.test_sweep_ray import environment
 
 BENCHMARKS = os.path.join(ROOT, "benchmarks")
 TINY = ["--total-timesteps", "500", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
@@ -20,7 +21,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def script(name, *args, cwd):
     return subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], cwd=cwd, capture_output=True,
-                          text=True, env=dict(os.environ, PYTHONPATH=ROOT))  # fmt: skip
+                          text=True, env=environment())  # fmt: skip
 
 
 def test_sweep_survives_a_failed_run_skips_finished_ones_and_reports_logged_values(tmp_path):
@@ -94,7 +95,7 @@ def test_ctrl_c_stops_the_sweep_keeping_every_started_run_resumable(tmp_path):
         [sys.executable, os.path.join(BENCHMARKS, "sweep.py"), "--envs", "Pendulum-v1", "--seeds", "1", "2", "3",
          "--jobs", "2", "--exp-name", "stop", "--", *TINY, "--total-timesteps", "20000"],
         cwd=tmp_path, stdout=subprocess.PIPE, text=True, start_new_session=True,
-        env=dict(os.environ, PYTHONPATH=ROOT),
+        env=environment(),
     )  # fmt: skip
     deadline = time.time() + 60
     while len(list((tmp_path / "runs").glob("Pendulum-v1__stop__*/events.out.tfevents.*"))) < 2:
