@@ -352,7 +352,7 @@ def parse_args() -> argparse.Namespace:
     if args.ray and args.jobs is not None:
         refuse("--jobs is for the local pool; on Ray, --cpus-per-run and --gpus-per-run decide how many runs fit")
     if not args.ray and any(value is not None for value in ray_only.values()):
-        refuse(f"{', '.join(k for k, v in ray_only.items() if v is not None)} need --ray or --ray-address")
+        refuse(f"{', '.join(k for k, v in ray_only.items() if v is not None)}: only with --ray or --ray-address")
     args.jobs = 1 if args.jobs is None else args.jobs
     args.cpus_per_run = 1 if args.cpus_per_run is None else args.cpus_per_run
     args.gpus_per_run = 0.0 if args.gpus_per_run is None else args.gpus_per_run
