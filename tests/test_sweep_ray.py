@@ -70,16 +70,24 @@ def test_ray_gives_the_local_pools_results(tmp_path):
 
 
 def ddpg_pids(cwd, env_id):
-    """Processes running ddpg.py on env_id in the directory cwd."""
+    """Processes running ddpg.py in the directory cwd, started or resumed on env_id."""
     pids = []
     for proc in glob.glob("/proc/[0-9]*"):
         try:
             args = open(f"{proc}/cmdline", "rb").read().split(b"\0")
-            if os.readlink(f"{proc}/cwd") == str(cwd) and args[1:2] == [SCRIPT.encode()] and env_id.encode() in args:
+            on_env = any(env_id.encode() in arg for arg in args)
+            if os.readlink(f"{proc}/cwd") == str(cwd) and args[1:2] == [SCRIPT.encode()] and on_env:
                 pids.append(int(os.path.basename(proc)))
         except OSError:  # ended meanwhile, or not ours to read
             continue
     return pids
+
+
+def wait_for(condition, proc, what):
+    deadline = time.time() + 120
+    while not condition():
+        assert proc.poll() is None and time.time() < deadline, f"{what}: {proc.communicate()}"
+        time.sleep(POLL_S)
 
 
 def test_a_run_killed_on_ray_is_retried_and_ends_as_if_never_killed(tmp_path):
@@ -94,21 +102,28 @@ def test_a_run_killed_on_ray_is_retried_and_ends_as_if_never_killed(tmp_path):
     # with a run that fails at once, which is not retried: an error in a run or its options would happen again
     on_ray = start_sweep(sweep_dir, "--envs", "Pendulum-v1", "NoSuchEnv-v0", "--seeds", "1", "--exp-name", "killed",
                          "--ray", "--", *KILLED_RUN)  # fmt: skip
-    deadline = time.time() + 120
-    while not glob.glob(str(sweep_dir / "runs" / "Pendulum-v1__killed__1__*" / "checkpoint.pt")):
-        assert on_ray.poll() is None and time.time() < deadline, on_ray.communicate()
-        time.sleep(POLL_S)
+    checkpoint = str(sweep_dir / "runs" / "Pendulum-v1__killed__1__*" / "checkpoint.pt")
+    wait_for(lambda: glob.glob(checkpoint), on_ray, "no first checkpoint")
     (pid,) = ddpg_pids(sweep_dir, "Pendulum-v1")
     os.kill(pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+
+    # then, once the resumed run wrote a checkpoint, its Ray worker is lost (the run's process goes with it)
+    (checkpoint,) = glob.glob(checkpoint)
+    first_write = os.stat(checkpoint).st_mtime_ns
+    wait_for(lambda: os.stat(checkpoint).st_mtime_ns != first_write, on_ray, "no checkpoint after the retry")
+    (pid,) = ddpg_pids(sweep_dir, "Pendulum-v1")
+    worker = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])  # the parent of ddpg.py
+    os.kill(worker, signal.SIGKILL)
     out, err = on_ray.communicate(timeout=180)
     assert on_ray.returncode == 1 and "1 of 2 runs finished, 1 failed" in out, err
     assert "NoSuchEnv-v0 seed 1: FAILED with exit status 2" in out and "NoSuchEnv-v0 seed 1 was" not in out
     assert "Pendulum-v1 seed 1 was killed by SIGKILL: retry 1 of 3, from its last checkpoint" in out
-    assert "Pendulum-v1 seed 1: finished (resume, " in out and "resumed after 1 retry\n" in out
+    assert "Pendulum-v1 seed 1 was lost with its worker (WorkerCrashedError): retry 2 of 3" in out
+    assert "Pendulum-v1 seed 1: finished (resume, " in out and "resumed after 2 retries\n" in out
     assert "] resume Pendulum-v1 seed 1 on " in out
     (run_dir,) = glob.glob(str(sweep_dir / "runs" / "Pendulum-v1__killed__1__*"))
     log = open(os.path.join(sweep_dir, "runs", "sweep-logs", "Pendulum-v1__killed__1.log")).read()
-    assert f"resuming runs/{os.path.basename(run_dir)} at step " in log  # from a checkpoint, not from the start
+    assert log.count(f"resuming runs/{os.path.basename(run_dir)} at step ") == 2  # from checkpoints, not from scratch
 
     assert reference.wait(timeout=120) == 0, reference.stderr.read()
     killed, left_alone = logged(sweep_dir, "killed")[1], logged(reference_dir, "killed")[1]
