@@ -16,10 +16,10 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
-def subprocess_env(**variables) -> dict:
-    """This process's environment for a child process, with the project's root put first on PYTHONPATH (so that
-    `--env-id tests.envs:...` imports the test envs) and the caller's PYTHONPATH kept after it."""
-    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+def subprocess_env(*first_on_path: str, **variables) -> dict:
+    """This process's environment for a child process, with the project's root (after `first_on_path`) put first on
+    PYTHONPATH (so that `--env-id tests.envs:...` imports the test envs) and the caller's PYTHONPATH kept after it."""
+    path = os.pathsep.join(p for p in (*first_on_path, ROOT, os.environ.get("PYTHONPATH")) if p)
     return dict(os.environ, PYTHONPATH=path, **variables)
 
 

@@ -137,8 +137,7 @@ def test_missing_moviepy_is_one_line_naming_it(tmp_path):
     fake = tmp_path / "fake"  # a moviepy that cannot be found: a None entry in sys.modules hides the package
     fake.mkdir()
     (fake / "sitecustomize.py").write_text("import sys\nsys.modules['moviepy'] = None\n")
-    env = subprocess_env()
-    env["PYTHONPATH"] = f"{fake}{os.pathsep}{env['PYTHONPATH']}"
+    env = subprocess_env(str(fake))
     for cli_args in (["--capture-video"], ["--eval-checkpoint", str(tmp_path), "--capture-video"]):
         result = subprocess.run([sys.executable, SCRIPT, *cli_args, "--no-cuda"], cwd=tmp_path, env=env,
                                 capture_output=True, text=True)  # fmt: skip

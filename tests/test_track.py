@@ -19,7 +19,7 @@ import torch
 import tyro
 
 import ddpg
-from tests.conftest import ROOT
+from tests.conftest import subprocess_env
 from tests.envs import HORIZON
 from tests.test_cli import SCRIPT, assert_refused_in_one_line, scalars
 
@@ -200,12 +200,12 @@ def without_wandb(tmp_path):
     fake = tmp_path / "fake" / "wandb"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
-    return os.pathsep.join([str(fake.parent), ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return str(fake.parent)
 
 
-def run_without_wandb(cwd, pythonpath, *cli_args):
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=env, capture_output=True, text=True)
+def run_without_wandb(cwd, fake_dir, *cli_args):
+    return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=subprocess_env(fake_dir),
+                          capture_output=True, text=True)  # fmt: skip
 
 
 def test_track_without_wandb_is_refused_in_one_line(tmp_path, without_wandb):
@@ -217,7 +217,7 @@ def test_track_without_wandb_is_refused_in_one_line(tmp_path, without_wandb):
 def test_track_online_without_a_wandb_key_is_refused_in_one_line(tmp_path):
     pytest.importorskip("wandb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}  # no key, not offline
-    env.update(HOME=str(tmp_path), PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    env.update(HOME=str(tmp_path), PYTHONPATH=subprocess_env()["PYTHONPATH"])
     result = subprocess.run([sys.executable, SCRIPT, "--track", "--no-cuda"], cwd=tmp_path, env=env,
                             stdin=subprocess.DEVNULL, capture_output=True, text=True)  # fmt: skip
     assert_refused_in_one_line(result, "--track: No API key configured. Use `wandb login`", tmp_path)
