@@ -158,7 +158,7 @@ def test_every_run_gets_the_sweeps_wandb_group_and_a_clear_end():
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import sweep as sweep_module
 
-    env = sweep_module.run_subprocess_env("paper-table")
+    env = sweep_module.run_environment("paper-table")
     assert env["WANDB_RUN_GROUP"] == "paper-table"
     assert {k: v for k, v in env.items() if k != "WANDB_RUN_GROUP"} == {
         k: v for k, v in os.environ.items() if k != "WANDB_RUN_GROUP"
