@@ -5,7 +5,7 @@ deterministic policy mu(s) (the actor) for continuous actions together with an a
 (the critic). The critic is fitted off-policy to a Bellman target computed with slowly moving copies of both
 networks (the targets); the actor climbs the critic's gradient with respect to the action.
 
-Algorithm 1 of the paper, which the loop in `train` follows step by step:
+Algorithm 1 of the paper, whose steps the loop in `train` labels one by one (in one changed order, see below):
 
     initialise critic Q(s, a | theta^Q) and actor mu(s | theta^mu); targets Q' <- Q, mu' <- mu; replay buffer R
     for each step t:
@@ -131,8 +131,8 @@ class Args:
 # Named constants of the algorithm (those of the engineering are below the divider).
 OU_THETA = 0.15  # mean-reversion rate of the Ornstein-Uhlenbeck noise (the paper's value)
 FINAL_LAYER_INIT = 3e-3  # output layers start uniform in [-3e-3, 3e-3], so first Q values and actions are ~0
-EVAL_SEED_OFFSET = 10_000  # the evaluation envs are seeded apart from the training envs
-SAMPLE_RANGE = 2**62  # replay indices are drawn in [0, 2^62) and taken modulo the fill level: bias below 1e-12
+EVAL_STREAM = 10_000  # evaluation env i of run seed s draws from the stream (s, EVAL_STREAM, i), apart from training
+SAMPLE_RANGE = 2**62  # replay indices are drawn in [0, 2^62), then taken modulo the fill level: bias < size / 2^62
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def make_eval_envs(env_id: str, num_episodes: int, seed: int, videos: int = 0, v
         if i < videos:
             prefix = name_prefix if videos == 1 else f"{name_prefix}-{i}"
             env = gym.wrappers.RecordVideo(env, video_dir, name_prefix=prefix, episode_trigger=lambda episode: True)
-        seed_env(env, seed + EVAL_SEED_OFFSET + i)
+        seed_env(env, int(np.random.SeedSequence([seed, EVAL_STREAM, i]).generate_state(1)[0]))
         envs.append(env)
     return envs
 
@@ -258,8 +258,8 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict:
         """The filled rows only, by field: a checkpoint early in a run stays small."""
-        size = int(self.size)
-        return {"pos": int(self.pos), "size": size, **{k: v[:size] for k, v in self.storage._asdict().items()}}
+        size = int(self.size)  # clone: torch.save writes a view's whole storage, the empty rows too
+        return {"pos": int(self.pos), "size": size, **{k: v[:size].clone() for k, v in self.storage._asdict().items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.pos.fill_(state["pos"])
@@ -529,19 +529,20 @@ def train(args: Args) -> dict:
     spaces = space_signature(obs_dim, action_space)
     run = Run(args, checkpoint, device, spaces, agent, rb, noise, runner, link)  # run dir, logs, checkpoints, Ctrl-C
 
-    while run.global_step < args.total_timesteps:
-        learning = run.global_step >= args.learning_starts
+    while not run.done():
         # Alg. 1: select action a_t = mu(s_t) + N_t: the device chose it at the end of the previous step
         # (`store_and_act`); the host waits for it here. Uniformly random actions while the buffer fills.
+        learning = run.learning()  # R holds at least learning_starts transitions
         actions = link.actions() if learning else runner.envs.action_space.sample()
         if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
             return run.not_finite("the actor's action")
 
         # Alg. 1: sample a minibatch from R; set y_i; update the critic, the actor and the targets. One update per
         # transition collected. Queued before the env step, so a GPU computes it while the CPU steps the envs.
-        for _ in range(args.num_envs if learning else 0):
-            run.num_updates += 1
-            run.keep_losses(learn_step(update_actor=run.num_updates % args.policy_frequency == 0))
+        if learning:
+            for _ in range(args.num_envs):
+                run.num_updates += 1
+                run.keep_losses(learn_step(update_actor=run.num_updates % args.policy_frequency == 0))
 
         # Alg. 1: execute action a_t and observe reward r_t and new state s_{t+1}
         obs = runner.obs
@@ -550,8 +551,8 @@ def train(args: Args) -> dict:
 
         # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R; then select a_{t+1}. `terminations`, not
         # `truncations`: a time-limit cut is not terminal, and its target bootstraps from the true last obs next_obs.
-        link.send(obs, actions, rewards, next_obs, terminations, terminations | truncations, runner.obs)
-        next_actions = device_step(act=run.global_step >= args.learning_starts)
+        link.send(obs, actions, rewards, next_obs, terminations, done=terminations | truncations, act_on=runner.obs)
+        next_actions = device_step(act=run.learning())
         if next_actions is not None:
             link.receive(next_actions)
 
@@ -561,9 +562,10 @@ def train(args: Args) -> dict:
             return run.not_finite(bad)
         if run.evaluation_due():
             run.log_evaluation(evaluate(agent.actor, run.eval_envs, device))
-        if run.checkpoint_due() and (bad := run.save_checkpoint()):
+        interrupted = run.signals.signum  # read once: a signal arriving after this is handled at the next step
+        if (run.checkpoint_due() or interrupted) and (bad := run.save_checkpoint()):
             return run.not_finite(bad)
-        if run.signals.signum:
+        if interrupted and not run.done():
             return run.interrupted()
         run.print_progress()
     return run.finish()
@@ -667,24 +669,26 @@ class HostDeviceLink:
         self.host_actions = torch.zeros((num_envs, rb.act_dim), pin_memory=cuda)
         self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
 
-    def send(self, *columns: np.ndarray) -> None:
-        """Pack (num_envs,) and (num_envs, d) arrays side by side into the staged rows; start their copy."""
-        if self.sent:
+    def send(self, *transition: np.ndarray, done: np.ndarray, act_on: np.ndarray) -> None:
+        """Pack a step into the staged rows (`transition`: obs, actions, rewards, next_obs, terminations, in the
+        order of a Batch), and start their copy to the device."""
+        if self.sent is not None:
             self.sent.synchronize()  # the previous copy has left the pinned rows before they are overwritten
-        np.concatenate([np.reshape(c, (len(c), -1)) for c in columns], axis=1, out=self.host.numpy())
-        if self.sent:
+        columns = [np.reshape(c, (len(c), -1)) for c in (*transition, done, act_on)]  # (num_envs, d) each
+        np.concatenate(columns, axis=1, out=self.host.numpy())
+        if self.sent is not None:
             self.device_rows.copy_(self.host, non_blocking=True)
             self.sent.record()
 
     def receive(self, actions: torch.Tensor) -> None:
         """Start copying the device's actions to the host."""
         self.host_actions.copy_(actions, non_blocking=True)
-        if self.received:
+        if self.received is not None:
             self.received.record()
 
     def actions(self) -> np.ndarray:
         """The actions received, once they have arrived (a host sync point on CUDA)."""
-        if self.received:
+        if self.received is not None:
             self.received.synchronize()
         return self.host_actions.numpy().copy()
 
@@ -916,7 +920,8 @@ def check_args(args: Args) -> None:
 
 def num_threads(args: Args) -> int:
     """--threads, or min(MAX_DEFAULT_THREADS, the cores this process may run on)."""
-    return args.threads or min(MAX_DEFAULT_THREADS, len(os.sched_getaffinity(0)))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # Linux, or not
+    return args.threads or min(MAX_DEFAULT_THREADS, cores or 1)
 
 
 def find_cpp_compiler() -> str | None:
@@ -994,7 +999,7 @@ class Run:
         self.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
         if checkpoint.get("next_actions") is not None:  # chosen on the device before the checkpoint was written
             self.link.receive(checkpoint["next_actions"].to(self.device))
-        elif self.global_step >= self.args.learning_starts:  # a checkpoint from before actions were chosen ahead
+        elif self.learning():  # a checkpoint from before actions were chosen ahead
             obs = torch.as_tensor(self.runner.obs, dtype=torch.float32, device=self.device)
             self.link.receive(explore(self.parts["agent"].actor, obs, self.parts["noise"]))
         print(f"resuming {self.run_dir} at step {self.global_step}/{self.args.total_timesteps}")
@@ -1028,13 +1033,16 @@ class Run:
 
     def log_evaluation(self, returns: np.ndarray) -> None:
         self.eval_returns = returns
+        for env in self.eval_envs:  # RecordVideo writes an episode's mp4 only at the next reset: write it now
+            if isinstance(env, gym.wrappers.RecordVideo) and env.recording:
+                env.stop_recording()
         self.writer.add_scalar("eval/episodic_return", returns.mean(), self.global_step)
         if self.tracking:
             self.tracking.send_videos(self.global_step)
 
     def checkpoint_due(self) -> bool:
         frequency = self.args.checkpoint_frequency
-        return bool(frequency and every(frequency, self.global_step, self.args.num_envs)) or bool(self.signals.signum)
+        return bool(frequency and every(frequency, self.global_step, self.args.num_envs))
 
     def save_checkpoint(self) -> str | None:
         """Write the checkpoint; returns the name of a non-finite parameter instead, if any (never overwrite a
@@ -1042,13 +1050,12 @@ class Run:
         bad = first_nonfinite(self.parts["agent"])
         if bad:
             return f"parameter {bad}"
-        learning = self.global_step >= self.args.learning_starts
         save_atomic(
             {"args": dataclasses.asdict(self.args), "spaces": self.spaces, "global_step": self.global_step,
              "num_updates": self.num_updates, **{name: part.state_dict() for name, part in self.parts.items()},
              "rng": rng_states(self.runner, self.eval_envs), "recent_returns": self.recent_returns,
              "eval_returns": None if self.eval_returns is None else self.eval_returns.tolist(),
-             "next_actions": torch.as_tensor(self.link.actions()) if learning else None,
+             "next_actions": torch.as_tensor(self.link.actions()) if self.learning() else None,
              "wandb_run_id": self.tracking.run.id if self.tracking else None},
             self.checkpoint_path,
         )  # fmt: skip
@@ -1056,6 +1063,10 @@ class Run:
 
     def done(self) -> bool:
         return self.global_step >= self.args.total_timesteps
+
+    def learning(self) -> bool:
+        """Whether R holds enough transitions (learning_starts) for updates and actions of the policy."""
+        return self.global_step >= self.args.learning_starts
 
     def sps(self) -> float:
         return (self.global_step - self.start_step) / max(time.time() - self.start_time, 1e-9)
@@ -1074,11 +1085,11 @@ class Run:
             flush=True,
         )
 
-    def stop(self, message: str, status: int, stream=sys.stdout) -> dict:
+    def stop(self, message: str, status: int, stream=None) -> dict:  # None: the sys.stdout of the moment
         self.writer.close()
         self.runner.close()
         for env in self.eval_envs:
-            env.close()  # writes the video of an evaluation's last episode still being recorded
+            env.close()
         if self.tracking:
             self.tracking.finish(self.global_step, status)
         self.signals.restore()

@@ -2,11 +2,13 @@
 
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -177,3 +179,16 @@ def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(in_tmp
     assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["critic"].values())
 
 
+
+
+def test_a_checkpoint_of_the_earlier_file_layout_still_resumes(in_tmp):
+    # Written by ddpg.py at commit 6c40bf7 (one tensor per buffer field, one evaluation env, no actions chosen
+    # ahead): Pendulum-v1, 700 steps, checkpoint at step 500, 32-unit networks, a 1000-transition buffer.
+    run_dir = in_tmp / "runs" / "old"
+    run_dir.mkdir(parents=True)
+    shutil.copy(os.path.join(os.path.dirname(__file__), "data", "checkpoint-6c40bf7.pt"), run_dir / "checkpoint.pt")
+    out = ddpg.train(ddpg.Args(resume=str(run_dir)))
+    assert out["status"] == 0 and len(out["eval_returns"]) == 2 and np.isfinite(out["eval_returns"]).all()
+    assert int(out["replay_buffer"].size) == 700  # the 500 saved transitions and the 200 of the resumed run
+    _, logged = scalars(str(run_dir))
+    assert [e.step for e in logged["eval/episodic_return"]] == [700]

@@ -19,11 +19,16 @@ needs_compiler = pytest.mark.skipif(ddpg.find_cpp_compiler() is None, reason="ne
 
 
 def env_step(rng):
-    """What one env step sends to the device: obs, actions, rewards, next_obs, terminations, done, obs to act on."""
+    """What one env step sends to the device: (obs, actions, rewards, next_obs, terminations), done, obs to act on."""
     done = rng.random(NUM_ENVS) < 0.3
-    return (rng.standard_normal((NUM_ENVS, OBS_DIM)), rng.uniform(BOX.low, BOX.high, (NUM_ENVS, ACT_DIM)),
-            rng.standard_normal(NUM_ENVS), rng.standard_normal((NUM_ENVS, OBS_DIM)), done & (rng.random() < 0.5), done,
-            rng.standard_normal((NUM_ENVS, OBS_DIM)))  # fmt: skip
+    transition = (rng.standard_normal((NUM_ENVS, OBS_DIM)), rng.uniform(BOX.low, BOX.high, (NUM_ENVS, ACT_DIM)),
+                  rng.standard_normal(NUM_ENVS), rng.standard_normal((NUM_ENVS, OBS_DIM)), done & (rng.random() < 0.5))
+    return transition, done, rng.standard_normal((NUM_ENVS, OBS_DIM))
+
+
+def send(link, step):
+    transition, done, act_on = step
+    link.send(*transition, done=done, act_on=act_on)
 
 
 def setup(device: str, **speed_options):
@@ -49,7 +54,7 @@ def run_rounds(device: str, **speed_options):
     for i in range(ROUNDS):
         qf_loss, qf_values, pi_loss = learn_step(update_actor=i % 2 == 1)
         losses.append([qf_loss.item(), qf_values.item(), None if pi_loss is None else pi_loss.item()])
-        link.send(*env_step(rng))
+        send(link, env_step(rng))
         link.receive(device_step(act=True))
         actions.append(torch.as_tensor(link.actions()))
     weights = [p.detach().cpu().clone() for net in (agent.actor, agent.critic, agent.target_actor,
@@ -105,7 +110,7 @@ def test_one_copy_to_the_device_and_one_back_per_step():
 
     def round_(step):  # what the loop does on the device per env step
         learn_step(update_actor=True)
-        link.send(*step)
+        send(link, step)
         link.receive(device_step(act=True))
         link.actions()
 

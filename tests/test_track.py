@@ -139,6 +139,7 @@ def test_tracked_run_sends_arguments_scalars_and_videos(offline):
     videos = sorted(glob.glob(os.path.join(result["run_dir"], ddpg.VIDEO_DIR, "*.mp4")))
     assert len(videos) == len(EVALUATIONS)
     sent_videos = [row for row in sent.rows if "videos/eval/sha256" in row]
+    assert steps_of(sent.rows, "videos/eval/sha256") == EVALUATIONS  # each sent at its own evaluation's step
     assert sorted(row["videos/eval/sha256"] for row in sent_videos) == sorted(
         hashlib.sha256(open(path, "rb").read()).hexdigest() for path in videos
     )

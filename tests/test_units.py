@@ -1,5 +1,6 @@
 """Unit tests of the pieces of ddpg.py, each against an answer known in advance."""
 
+import io
 
 import gymnasium as gym
 import numpy as np
@@ -74,6 +75,17 @@ def test_buffer_samples_only_stored_rows_uniformly():
     assert len(counts) == 10  # nothing outside the 10 stored
     # uniform: each count is Binomial(20000, 0.1), std ~42; 5 std either side
     assert counts.min() > 2000 - 5 * 42 and counts.max() < 2000 + 5 * 42
+
+
+def test_buffer_checkpoint_holds_only_the_filled_rows():
+    rb = ddpg.ReplayBuffer(capacity=10_000, obs_dim=3, act_dim=2, device=torch.device("cpu"))
+    rb.add(transitions(0, 10))
+    saved = io.BytesIO()
+    torch.save(rb.state_dict(), saved)
+    assert saved.tell() < 10_000 * rb.width * 4 / 100  # the 10 rows and some framing, not the 10000 allocated
+    restored = ddpg.ReplayBuffer(capacity=10_000, obs_dim=3, act_dim=2, device=torch.device("cpu"))
+    restored.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
+    assert torch.equal(restored.data, rb.data) and restored.size == 10 and restored.pos == 10
 
 
 def test_buffer_memory_is_capacity_times_one_transition():
