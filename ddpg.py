@@ -804,14 +804,10 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
     return checkpoint, saved
 
 
-def check_checkpoint_fits(
-    checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box
-) -> None:
+def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box):
     if checkpoint["spaces"] != space_signature(obs_dim, action_space):
-        raise UsageError(
-            f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
-            f"{space_signature(obs_dim, action_space)}"
-        )
+        raise UsageError(f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
+                         f"{space_signature(obs_dim, action_space)}")  # fmt: skip
     for name, tensor in Actor(obs_dim, action_space, saved.hidden_size).state_dict().items():
         if checkpoint["agent"]["actor"].get(name, torch.empty(0)).shape != tensor.shape:
             raise UsageError(f"{path}: actor weights do not fit networks of --hidden-size {saved.hidden_size}")
@@ -864,11 +860,15 @@ def prepare(args: Args):
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
         check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
+    return args, checkpoint, obs_dim, action_space, use_machine(args)
+
+
+def use_machine(args: Args) -> torch.device:
+    """Set torch's CPU threads; the training device (the GPU if asked for and there is one)."""
     torch.set_num_threads(num_threads(args))
     if args.cuda and not torch.cuda.is_available():
-        print("no CUDA device available: training on the CPU")
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-    return args, checkpoint, obs_dim, action_space, device
+        print("no CUDA device available: running on the CPU")
+    return torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -898,14 +898,11 @@ def check_args(args: Args) -> None:
     if args.batch_size > args.buffer_size:
         raise UsageError(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
     if args.batch_size > args.learning_starts:
-        raise UsageError(
-            f"--batch-size ({args.batch_size}) must not exceed --learning-starts ({args.learning_starts}): "
-            "the first update samples from that many transitions"
-        )
+        raise UsageError(f"--batch-size ({args.batch_size}) must not exceed --learning-starts "
+                         f"({args.learning_starts}): the first update samples from that many transitions")  # fmt: skip
     if args.learning_starts >= args.total_timesteps:
-        raise UsageError(
-            f"--learning-starts ({args.learning_starts}) must be below --total-timesteps ({args.total_timesteps})"
-        )
+        raise UsageError(f"--learning-starts ({args.learning_starts}) must be below --total-timesteps "
+                         f"({args.total_timesteps})")  # fmt: skip
     if args.compile and find_cpp_compiler() is None:
         raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
@@ -1160,12 +1157,10 @@ def format_seconds(seconds: float) -> str:
 class Tracking:
     """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
 
-    `sync_tensorboard` makes W&B read the TensorBoard events this process writes: every scalar arrives under its own
-    tag, with the env step as `global_step`, which is made the charts' x-axis. A resumed run passes the checkpoint's
-    W&B run id and so goes on in the same W&B run; wandb syncs only the event files created since its run started,
-    so the resumed process sends its own, which starts after the checkpoint, and no step is sent twice.
-    wandb itself reads WANDB_MODE (offline), WANDB_DIR and WANDB_RUN_GROUP.
-    """
+    `sync_tensorboard` sends every TensorBoard scalar under its own tag, with the env step as `global_step` (the
+    charts' x-axis). A resumed run passes the checkpoint's W&B run id and goes on in that W&B run; wandb syncs only
+    event files created since its run started, so no step is sent twice. wandb itself reads WANDB_MODE (offline),
+    WANDB_DIR and WANDB_RUN_GROUP."""
 
     def __init__(self, args: Args, run_dir: str, run_id: str | None):
         import wandb  # here, not at the top of the file: only --track needs it
@@ -1221,8 +1216,7 @@ def evaluate_checkpoint(args: Args) -> np.ndarray:
     checkpoint, saved = load_checkpoint(path)
     obs_dim, action_space = check_env(saved.env_id)
     check_checkpoint_fits(checkpoint, saved, path, obs_dim, action_space)
-    torch.set_num_threads(num_threads(args))
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    device = use_machine(args)
     actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
     actor.load_state_dict(checkpoint["agent"]["actor"])
     video_dir = os.path.join(os.path.dirname(os.path.abspath(path)), VIDEO_DIR)
