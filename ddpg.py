@@ -203,7 +203,9 @@ def make_eval_envs(env_id: str, num_episodes: int, seed: int, videos: int = 0, v
         env = make_env(env_id, render=i < videos)
         if i < videos:
             prefix = name_prefix if videos == 1 else f"{name_prefix}-{i}"
-            env = gym.wrappers.RecordVideo(env, video_dir, name_prefix=prefix, episode_trigger=lambda episode: True)
+            with warnings.catch_warnings():  # envs with their own names in one folder overwrite nothing
+                warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+                env = gym.wrappers.RecordVideo(env, video_dir, name_prefix=prefix, episode_trigger=lambda ep: True)
         seed_env(env, int(np.random.SeedSequence([seed, EVAL_STREAM, i]).generate_state(1)[0]))
         envs.append(env)
     return envs

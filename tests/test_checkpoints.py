@@ -84,6 +84,7 @@ def test_sigterm_checkpoint_is_evaluated_with_video(tmp_path):
     result = run_cli(tmp_path, "--eval-checkpoint", path, "--eval-episodes", "3", "--capture-video", "--no-cuda")
     assert result.returncode == 0, result.stderr
     assert len(glob.glob(os.path.join(run_dir, "videos", "*.mp4"))) == 3
+    assert "WARN" not in result.stderr  # one folder for the three episodes' videos is no overwrite
 
     # the printed figures are those of the saved actor, evaluated the same way here
     checkpoint = torch.load(path, weights_only=True)
