@@ -232,17 +232,22 @@ def _mnk(func, shapes):
     return a[0] * a[1] * b[1]
 
 
+def training_args(env_id, total, **changes):
+    """ddpg.Args of a benchmark run: the MuJoCo settings, one batch of random steps, one evaluation episode at the end,
+    no checkpoint and no saved model (files the baseline does not write either)."""
+    return ddpg.Args(env_id=env_id, total_timesteps=total, learning_starts=BATCH, batch_size=BATCH,
+                     hidden_size=HIDDEN, policy_frequency=POLICY_FREQUENCY, learning_rate=LEARNING_RATE,
+                     gamma=GAMMA, tau=TAU, noise_type="gaussian", exploration_noise=EXPLORATION_NOISE,
+                     eval_frequency=total, eval_episodes=1, checkpoint_frequency=0, save_model=False,
+                     **{"buffer_size": total, "cuda": False, **changes})  # fmt: skip
+
+
 def measure_sps(env_id, repeats, steps, variants):
     """Training-phase steps per second of whole runs, one of each variant in turn per repeat (A B C A B C ...).
 
     `variants` maps a name to the ddpg.Args fields it changes, or to None for the baseline loop (CPU only).
     """
     total = BATCH + steps
-    args = ddpg.Args(env_id=env_id, total_timesteps=total, learning_starts=BATCH, batch_size=BATCH,
-                     hidden_size=HIDDEN, policy_frequency=POLICY_FREQUENCY, learning_rate=LEARNING_RATE,
-                     gamma=GAMMA, tau=TAU, noise_type="gaussian", exploration_noise=EXPLORATION_NOISE,
-                     eval_frequency=total, eval_episodes=1, checkpoint_frequency=0, buffer_size=total,
-                     cuda=False)  # fmt: skip
 
     def run(changes, total_timesteps):
         if changes is None:
@@ -251,7 +256,8 @@ def measure_sps(env_id, repeats, steps, variants):
             env_only(env_id, total_timesteps)
         else:
             with contextlib.redirect_stdout(io.StringIO()):
-                ddpg.train(dataclasses.replace(args, total_timesteps=total_timesteps, **changes))
+                args = training_args(env_id, total, **changes)  # the warm-up run is shorter, same otherwise
+                ddpg.train(dataclasses.replace(args, total_timesteps=total_timesteps))
 
     sps = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd):
@@ -275,9 +281,6 @@ def env_only(env_id, steps):
 
 def measure_gpu_memory(steps):
     """Peak GPU memory of HalfCheetah-v5 runs with a 1M-transition buffer, for two run lengths (flat: equal)."""
-    args = ddpg.Args(env_id="HalfCheetah-v5", learning_starts=BATCH, batch_size=BATCH, hidden_size=HIDDEN,
-                     policy_frequency=POLICY_FREQUENCY, eval_episodes=1, checkpoint_frequency=0, save_model=False,
-                     buffer_size=BUFFER_1M, cuda=True)  # fmt: skip
     peaks = {}
     with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd), contextlib.redirect_stdout(io.StringIO()):
         for total in (BATCH + steps, BATCH + 2 * steps):
@@ -285,7 +288,7 @@ def measure_gpu_memory(steps):
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
-            ddpg.train(dataclasses.replace(args, total_timesteps=total, eval_frequency=total))
+            ddpg.train(training_args("HalfCheetah-v5", total, buffer_size=BUFFER_1M, cuda=True))
             peaks[total] = torch.cuda.max_memory_allocated() - before
     return peaks
 
