@@ -78,7 +78,7 @@ class Args:
     compile: bool = False
     """compile the four networks with torch.compile: fused kernels, fewer launches (README: measured speeds)"""
     threads: int | None = None
-    """CPU threads torch uses (None: min(4, available cores); more is slower for networks this small)"""
+    """CPU threads torch uses (None: min(4, available cores); all cores of a big CPU is slower for small networks)"""
     track: bool = False
     """mirror the run to Weights & Biases: arguments, every TensorBoard scalar, evaluation videos (needs wandb)"""
     wandb_project_name: str = "ddpg.py"
@@ -582,7 +582,7 @@ LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a lo
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
-MAX_DEFAULT_THREADS = 4  # measured on 16 cores: 4 threads ran HalfCheetah 3x faster than 16 (README: speed)
+MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 16, within 6% of 8 (README: speed)
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes

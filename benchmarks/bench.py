@@ -1,7 +1,8 @@
 """Speed and memory of ddpg.py on this machine, against a plain eager baseline, as a markdown report.
 
-    python benchmarks/bench.py            # about 10 minutes on 2 CPU cores; writes benchmarks/results.md
-    python benchmarks/bench.py --quick    # fewer repeats, for a smoke test; writes nothing
+    python benchmarks/bench.py              # about 10 minutes on 2 CPU cores; writes benchmarks/results.md
+    python benchmarks/bench.py --quick      # fewer repeats, for a smoke test; writes nothing
+    python benchmarks/bench.py --gpu-only   # on a GPU machine: tables 2 (threads only) and 3; writes results-gpu.md
 
 What it measures, all in one process, on the current machine:
 1. the update: one full DDPG update (critic and actor, batch 256, 256x256 networks, HalfCheetah-v5 sizes), timed
@@ -12,10 +13,12 @@ What it measures, all in one process, on the current machine:
 2. training-phase env steps per second (random warm-up of one batch, then one update per step, policy frequency 2,
    1 env) for Pendulum-v1 and HalfCheetah-v5: `ddpg.train`, with and without --compile, against the baseline loop
    below, alternately; HalfCheetah-v5 for --threads 1, 2, 4, ... up to the core count;
-3. where a GPU is present: HalfCheetah-v5 steps per second of the env alone (random actions, no learning: the
-   roof), and of `ddpg.train` with --cuda (CUDA graphs, the default), --cuda --no-cudagraphs, --cuda --compile and
-   the CPU path; the peak GPU memory of 1M-buffer runs of two lengths (equal when memory stays flat); and the wall
-   time of the README's first command, `python ddpg.py --env-id Pendulum-v1`, with --cuda and with --no-cuda;
+3. where a GPU is present, first: HalfCheetah-v5 marginal steps per second (those a run twice as long adds, so
+   that fixed costs cancel) of the env alone (random actions, no learning: the roof), of `ddpg.train` with --cuda
+   (CUDA graphs, the default), --cuda --no-cudagraphs, --cuda --compile and the CPU path, and of the baseline below
+   on the GPU (what a plain implementation such as CleanRL's does); the peak GPU memory of 1M-buffer runs of two
+   lengths (equal when memory stays flat); and, last, the wall time and final evaluation of the README's first
+   command, `python ddpg.py --env-id Pendulum-v1`, with --cuda and with --no-cuda;
 4. memory: what a 1M-transition HalfCheetah-v5 replay buffer allocates against the raw size of its data, and the
    process's peak resident set size; the time and disk size of a checkpoint holding that buffer.
 
@@ -60,12 +63,15 @@ BATCH, HIDDEN, POLICY_FREQUENCY = 256, 256, 2  # the common MuJoCo settings
 GAMMA, TAU, LEARNING_RATE, EXPLORATION_NOISE = 0.99, 0.005, 3e-4, 0.1  # the common MuJoCo settings, too
 BUFFER_1M = 1_000_000
 WARMUP_STEPS = 50  # training steps of the untimed warm-up run
-# What the training-phase SPS tables compare: ddpg.Args changes per variant (None: the baseline loop)
-CPU_VARIANTS = {"ddpg.py": {}, "ddpg.py --compile": {"compile": True}, "eager baseline": None}
+# What the training-phase SPS tables compare: ddpg.Args changes per variant; {BASELINE: device}: the baseline loop
+BASELINE = "baseline"
+CPU_VARIANTS = {"ddpg.py": {}, "ddpg.py --compile": {"compile": True}, "eager baseline": {BASELINE: "cpu"}}
 GPU_VARIANTS = {"--cuda": {"cuda": True}, "--cuda --no-cudagraphs": {"cuda": True, "cudagraphs": False},
-                "--cuda --compile": {"cuda": True, "compile": True}, "--no-cuda": {}}  # fmt: skip
+                "--cuda --compile": {"cuda": True, "compile": True}, "--no-cuda": {},
+                "eager baseline --cuda": {BASELINE: "cuda"}}  # fmt: skip
 ENV_ONLY = "env only (random actions)"  # a variant of the GPU table: the env stepped alone, the roof
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.md")
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS, GPU_RESULTS = os.path.join(HERE, "results.md"), os.path.join(HERE, "results-gpu.md")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -89,16 +95,16 @@ class NumpyBuffer:
             obs, action, reward, next_obs, terminated)  # fmt: skip
         self.pos, self.size = (self.pos + 1) % self.capacity, min(self.size + 1, self.capacity)
 
-    def sample(self, n):
+    def sample(self, n, device="cpu"):
         idx = np.random.randint(0, self.size, size=n)
-        return ddpg.Batch(*(torch.tensor(a[idx]) for a in (self.obs, self.actions, self.rewards, self.next_obs,
-                                                             self.terminations)))  # fmt: skip
+        columns = (self.obs, self.actions, self.rewards, self.next_obs, self.terminations)
+        return ddpg.Batch(*(torch.tensor(a[idx], device=device) for a in columns))
 
 
-def baseline_agent(obs_dim, action_space):
+def baseline_agent(obs_dim, action_space, device="cpu"):
     act_dim = action_space.shape[0]
-    actor, target_actor = ddpg.Actor(obs_dim, action_space, HIDDEN), ddpg.Actor(obs_dim, action_space, HIDDEN)
-    critic, target_critic = ddpg.Critic(obs_dim, act_dim, HIDDEN), ddpg.Critic(obs_dim, act_dim, HIDDEN)
+    actor, target_actor = (ddpg.Actor(obs_dim, action_space, HIDDEN).to(device) for _ in range(2))
+    critic, target_critic = (ddpg.Critic(obs_dim, act_dim, HIDDEN).to(device) for _ in range(2))
     target_actor.load_state_dict(actor.state_dict())
     target_critic.load_state_dict(critic.state_dict())
     actor_optimizer = torch.optim.Adam(actor.parameters(), lr=LEARNING_RATE)
@@ -124,29 +130,30 @@ def baseline_update(agent, data, gamma, tau, update_actor):
                 tp.data.copy_(tau * p.data + (1 - tau) * tp.data)
 
 
-def baseline_train(env_id, total, learning_starts, seed=1):
-    """The baseline loop: random warm-up, then noisy actions and one update per step; one evaluation episode."""
+def baseline_train(env_id, total, learning_starts, device="cpu", seed=1):
+    """The baseline loop: random warm-up, then noisy actions and one update per step; one evaluation episode.
+    On a GPU, like CleanRL's --cuda: each action and each sampled batch crosses between host and device."""
     torch.manual_seed(seed)
     np.random.seed(seed)
     env = gym.make(env_id)
     obs_dim, space = env.observation_space.shape[0], env.action_space
-    agent, rb = baseline_agent(obs_dim, space), NumpyBuffer(total, obs_dim, space.shape[0])
-    scale = torch.tensor((space.high - space.low) / 2)
+    agent, rb = baseline_agent(obs_dim, space, device), NumpyBuffer(total, obs_dim, space.shape[0])
+    scale = torch.tensor((space.high - space.low) / 2, device=device)
     obs, _ = env.reset(seed=seed)
     for step in range(total):
         if step < learning_starts:
             action = space.sample()
         else:
             with torch.no_grad():
-                a = agent.actor(torch.tensor(obs, dtype=torch.float32))
+                a = agent.actor(torch.tensor(obs, dtype=torch.float32, device=device))
                 a = a + torch.randn_like(a) * EXPLORATION_NOISE * scale
-            action = a.numpy().clip(space.low, space.high)
+            action = a.cpu().numpy().clip(space.low, space.high)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         rb.add(obs, action, reward, next_obs, terminated)
         obs = env.reset()[0] if terminated or truncated else next_obs
         if step >= learning_starts:
-            baseline_update(agent, rb.sample(BATCH), GAMMA, TAU, update_actor=step % POLICY_FREQUENCY == 0)
-    ddpg.evaluate(agent.actor, [env], torch.device("cpu"))
+            baseline_update(agent, rb.sample(BATCH, device), GAMMA, TAU, update_actor=step % POLICY_FREQUENCY == 0)
+    ddpg.evaluate(agent.actor, [env], torch.device(device))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -242,22 +249,31 @@ def training_args(env_id, total, **changes):
                      **{"buffer_size": total, "cuda": False, **changes})  # fmt: skip
 
 
-def measure_sps(env_id, repeats, steps, variants):
+def measure_sps(env_id, repeats, steps, variants, marginal=False):
     """Training-phase steps per second of whole runs, one of each variant in turn per repeat (A B C A B C ...).
 
-    `variants` maps a name to the ddpg.Args fields it changes, or to None for the baseline loop (CPU only).
+    `variants` maps a name to the ddpg.Args fields it changes, to {BASELINE: device} for the baseline loop, or to
+    ENV_ONLY. Whole runs count their fixed costs too (making the envs and the run, recording CUDA graphs, the
+    evaluation at the end); `marginal` times each variant for `steps` training steps and for twice as many, and
+    counts only the extra steps in the extra time, which leaves the fixed costs out.
     """
     total = BATCH + steps
+    longest = total + steps if marginal else total
 
     def run(changes, total_timesteps):
-        if changes is None:
-            baseline_train(env_id, total_timesteps, BATCH)
-        elif changes == ENV_ONLY:
+        if changes == ENV_ONLY:
             env_only(env_id, total_timesteps)
+        elif BASELINE in changes:
+            baseline_train(env_id, total_timesteps, BATCH, device=changes[BASELINE])
         else:
             with contextlib.redirect_stdout(io.StringIO()):
-                args = training_args(env_id, total, **changes)  # the warm-up run is shorter, same otherwise
+                args = training_args(env_id, longest, **changes)  # the same buffer for every run length
                 ddpg.train(dataclasses.replace(args, total_timesteps=total_timesteps))
+
+    def timed(changes, total_timesteps):
+        start = time.perf_counter()
+        run(changes, total_timesteps)
+        return time.perf_counter() - start
 
     sps = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd):
@@ -265,10 +281,18 @@ def measure_sps(env_id, repeats, steps, variants):
             run(changes, BATCH + WARMUP_STEPS)
         for _ in range(repeats):
             for name, changes in variants.items():
-                start = time.perf_counter()
-                run(changes, total)
-                sps[name].append(total / (time.perf_counter() - start))
+                if marginal:
+                    short = timed(changes, total)
+                    sps[name].append(steps / (timed(changes, longest) - short))
+                else:
+                    sps[name].append(total / timed(changes, total))
+                progress(f"{env_id} {name}: {sps[name][-1]:.0f} SPS")
     return sps
+
+
+def progress(line):
+    """A measurement as it comes, on stderr: a benchmark cut short still shows what it measured."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def env_only(env_id, steps):
@@ -290,21 +314,26 @@ def measure_gpu_memory(steps):
             before = torch.cuda.memory_allocated()
             ddpg.train(training_args("HalfCheetah-v5", total, buffer_size=BUFFER_1M, cuda=True))
             peaks[total] = torch.cuda.max_memory_allocated() - before
+            progress(f"peak GPU memory after {total} steps: {peaks[total] / 2**20:.1f} MiB")
     return peaks
 
 
 def measure_pendulum_wall(repeats):
-    """Wall time of the README's first command, whole processes, with --cuda and --no-cuda alternately."""
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ddpg.py")
-    walls = {"--cuda": [], "--no-cuda": []}
+    """Wall time and final evaluation of the README's first command, whole processes, with --cuda and --no-cuda
+    alternately."""
+    script = os.path.join(os.path.dirname(HERE), "ddpg.py")
+    walls, finals = {"--cuda": [], "--no-cuda": []}, {"--cuda": [], "--no-cuda": []}
     for _ in range(repeats):
         for flag in walls:
             with tempfile.TemporaryDirectory() as cwd:
                 start = time.perf_counter()
-                subprocess.run([sys.executable, script, "--env-id", "Pendulum-v1", flag], cwd=cwd, check=True,
-                               capture_output=True)  # fmt: skip
+                out = subprocess.run([sys.executable, script, "--env-id", "Pendulum-v1", flag], cwd=cwd, check=True,
+                                     capture_output=True, text=True).stdout  # fmt: skip
                 walls[flag].append(time.perf_counter() - start)
-    return walls
+            # the last line: "final evaluation: <mean> +- <std> over <n> episodes"
+            finals[flag].append(float(out.strip().splitlines()[-1].split()[2]))
+            progress(f"Pendulum-v1 {flag}: {walls[flag][-1]:.1f} s, final evaluation {finals[flag][-1]:.1f}")
+    return walls, finals
 
 
 def measure_memory():
@@ -350,14 +379,12 @@ def sps_table(sps, reference) -> list[str]:
     return lines
 
 
-def report(update, sps, threads_sps, gpu, memory, repeats) -> str:
+def update_report(update) -> list[str]:
     t = {k: median_spread([x * 1e3 for x in v]) for k, v in update["times"].items()}
     matmul_rate = update["matmul_flops"] / (t["matmuls"][0] / 1e3) / 1e9
     rate = {k: update["flops"] / (t[k][0] / 1e3) / 1e9 for k in ("fast", "compiled", "base")}
     ratios = [b / f for b, f in zip(update["times"]["base"], update["times"]["fast"])]
     lines = [
-        f"Machine: {describe()}.",
-        f"Command: `python benchmarks/bench.py`; medians over {repeats} alternating repeats, (min-max) after them.",
         "",
         f"### One full update (critic + actor + targets), batch {BATCH}, {HIDDEN}x{HIDDEN}, HalfCheetah-v5 sizes",
         "",
@@ -371,31 +398,51 @@ def report(update, sps, threads_sps, gpu, memory, repeats) -> str:
     for key, label in (("fast", "ddpg.py `update`"), ("compiled", "ddpg.py `update`, `--compile`"),
                        ("base", "eager baseline")):  # fmt: skip
         lines.append(f"| {label} | {fmt(*t[key])} | {rate[key]:.0f} | {rate[key] / matmul_rate:.0%} |")
+    return lines + ["", f"Baseline time / ddpg.py time, per repeat: median {fmt(*median_spread(ratios), unit='x')}."]
+
+
+def gpu_report(gpu) -> list[str]:
+    mib, (walls, finals) = 2**20, gpu["pendulum"]
+    wall = {flag: median_spread(times) for flag, times in walls.items()}
+    ratios = median_spread([c / n for c, n in zip(walls["--cuda"], walls["--no-cuda"])])
+    (runs,) = gpu["sps"].values()
+    over_baseline = median_spread([a / b for a, b in zip(runs["--cuda"], runs["eager baseline --cuda"])])
+    return [
+        "", f"### On the GPU ({torch.cuda.get_device_name()}): training-phase env steps per second", "",
+        "Marginal: the extra steps of a run twice as long, over the extra time (setup, recording the CUDA graphs",
+        "and the final evaluation cancel out).", "",
+        *sps_table(gpu["sps"], reference=ENV_ONLY), "",
+        f"`--cuda` / eager baseline `--cuda`, per repeat: median {fmt(*over_baseline, unit='x')}.", "",
+        "Peak GPU memory (`torch.cuda.max_memory_allocated`), HalfCheetah-v5, 1M-transition buffer: "
+        + ", ".join(f"{peak / mib:.1f} MiB after {steps} steps" for steps, peak in gpu["memory"].items()) + ".",
+        "",
+        "`python ddpg.py --env-id Pendulum-v1` (10k steps), whole process: "
+        + ", ".join(f"`{flag}` {fmt(*w, unit=' s', digits=1)}" for flag, w in wall.items())
+        + f"; `--cuda` / `--no-cuda` {fmt(*ratios, unit='x')}. Final evaluations: "
+        + "; ".join(f"`{flag}` " + ", ".join(f"{r:.1f}" for r in returns) for flag, returns in finals.items())
+        + ".",
+    ]  # fmt: skip
+
+
+def report(update, sps, threads_sps, gpu, memory, repeats, command) -> str:
+    """The markdown report; `update` and `sps` are None when only the GPU machine's tables were measured."""
+    lines = [
+        f"Machine: {describe()}.",
+        f"Command: `{command}`; medians over {repeats} alternating repeats, (min-max) after them.",
+    ]
+    if update:
+        lines += update_report(update)
+    if sps:
+        lines += ["", f"### Training-phase env steps per second (policy frequency {POLICY_FREQUENCY}, 1 env, CPU)", "",
+                  *sps_table(sps, reference="eager baseline")]  # fmt: skip
     lines += [
-        "",
-        f"Baseline time / ddpg.py time, per repeat: median {fmt(*median_spread(ratios), unit='x')}.",
-        "",
-        f"### Training-phase env steps per second (policy frequency {POLICY_FREQUENCY}, 1 env, CPU)",
-        "",
-        *sps_table(sps, reference="eager baseline"),
         "",
         f"### CPU threads (`--threads N`; the default is min({ddpg.MAX_DEFAULT_THREADS}, cores))",
         "",
         *sps_table(threads_sps, reference="--threads 1"),
     ]
     if gpu:
-        mib, walls = 2**20, {flag: median_spread(times) for flag, times in gpu["pendulum"].items()}
-        ratios = median_spread([c / n for c, n in zip(gpu["pendulum"]["--cuda"], gpu["pendulum"]["--no-cuda"])])
-        lines += [
-            "", f"### On the GPU ({torch.cuda.get_device_name()}): training-phase env steps per second", "",
-            *sps_table(gpu["sps"], reference=ENV_ONLY), "",
-            "Peak GPU memory (`torch.cuda.max_memory_allocated`), HalfCheetah-v5, 1M-transition buffer: "
-            + ", ".join(f"{peak / mib:.1f} MiB after {steps} steps" for steps, peak in gpu["memory"].items()) + ".",
-            "",
-            "`python ddpg.py --env-id Pendulum-v1` (10k steps), whole process: "
-            + ", ".join(f"`{flag}` {fmt(*wall, unit=' s', digits=1)}" for flag, wall in walls.items())
-            + f"; `--cuda` / `--no-cuda` {fmt(*ratios, unit='x')}.",
-        ]  # fmt: skip
+        lines += gpu_report(gpu)
     mib = 2**20
     lines += [
         "",
@@ -415,29 +462,49 @@ def report(update, sps, threads_sps, gpu, memory, repeats) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and steps (a smoke test)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and steps (a smoke test); writes nothing")
+    parser.add_argument(
+        "--gpu-only", action="store_true", help="on a GPU machine, measure only the thread and GPU tables, and memory"
+    )
+    parser.add_argument("--repeats", type=int, help="repeats of the update timing (7; --quick 2); whole runs: half")
+    parser.add_argument("--steps", type=int, help="training steps of a timed run (2000; --quick 300)")
     opts = parser.parse_args()
+    if opts.gpu_only and not torch.cuda.is_available():
+        print("bench.py: error: --gpu-only needs a CUDA device; none is available", file=sys.stderr)
+        sys.exit(2)
     repeats, n_updates, steps = (2, 20, 300) if opts.quick else (7, 100, 2000)
-    update = measure_update(repeats, n_updates)
+    repeats, steps = opts.repeats or repeats, opts.steps or steps
     sps_repeats = max(repeats // 2, 2)
-    sps = {env: measure_sps(env, sps_repeats, steps, CPU_VARIANTS) for env in ("Pendulum-v1", "HalfCheetah-v5")}
-    counts = [2**k for k in range(len(os.sched_getaffinity(0)).bit_length()) if 2**k <= len(os.sched_getaffinity(0))]
-    threads = {f"--threads {n}": {"threads": n} for n in counts}
-    threads_sps = {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, threads)}
+    update = sps = None
     gpu = {}
-    if torch.cuda.is_available():
+    if ddpg.find_cpp_compiler() is None:  # ddpg.py refuses --compile without one
+        for variants in (CPU_VARIANTS, GPU_VARIANTS):
+            for name in [name for name, changes in variants.items() if changes.get("compile")]:
+                del variants[name]
+    if torch.cuda.is_available():  # first: on a GPU machine, the figures it is there for
         variants = {ENV_ONLY: ENV_ONLY, **GPU_VARIANTS}
-        gpu = {"sps": {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, variants)},
-               "memory": measure_gpu_memory(steps), "pendulum": measure_pendulum_wall(sps_repeats)}  # fmt: skip
+        gpu = {"sps": {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, variants, marginal=True)},
+               "memory": measure_gpu_memory(steps)}  # fmt: skip
+    if not opts.gpu_only:
+        update = measure_update(repeats, n_updates)
+        sps = {env: measure_sps(env, sps_repeats, steps, CPU_VARIANTS) for env in ("Pendulum-v1", "HalfCheetah-v5")}
+    cores = len(os.sched_getaffinity(0))
+    threads = {f"--threads {n}": {"threads": n} for n in (2**k for k in range(cores.bit_length()))}
+    threads_sps = {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, threads)}
+    torch.set_num_threads(ddpg.num_threads(ddpg.Args()))  # the default again, as the report's header says
     memory = measure_memory()
-    text = report(update, sps, threads_sps, gpu, memory, repeats)
+    if gpu:  # last: the slowest part, whole processes
+        gpu["pendulum"] = measure_pendulum_wall(sps_repeats)
+    command = " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]])
+    text = report(update, sps, threads_sps, gpu, memory, repeats, command)
     print(text)
     if not opts.quick:
-        tmp = RESULTS + ".tmp"
+        path = GPU_RESULTS if opts.gpu_only else RESULTS
+        tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)
-        os.replace(tmp, RESULTS)
-        print(f"written to {RESULTS}")
+        os.replace(tmp, path)
+        print(f"written to {path}")
 
 
 if __name__ == "__main__":
