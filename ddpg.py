@@ -856,12 +856,13 @@ def prepare(args: Args):
     check_args(args)
     checkpoint = None
     if args.resume:
-        checkpoint, saved = load_checkpoint(os.path.join(args.resume, CHECKPOINT_FILE))
+        path = os.path.join(args.resume, CHECKPOINT_FILE)
+        checkpoint, saved = load_checkpoint(path)
         args = dataclasses.replace(saved, resume=args.resume, threads=args.threads)
         check_args(args)  # the saved options must suit this machine too
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
-        check_checkpoint_fits(checkpoint, args, os.path.join(args.resume, CHECKPOINT_FILE), obs_dim, action_space)
+        check_checkpoint_fits(checkpoint, args, path, obs_dim, action_space)
     return args, checkpoint, obs_dim, action_space, use_machine(args)
 
 
@@ -1050,8 +1051,8 @@ class Run:
         if bad:
             return f"parameter {bad}"
         save_atomic(
-            {"args": dataclasses.asdict(self.args), "spaces": self.spaces, "global_step": self.global_step,
-             "num_updates": self.num_updates, **{name: part.state_dict() for name, part in self.parts.items()},
+            {**self.description(), "global_step": self.global_step, "num_updates": self.num_updates,
+             **{name: part.state_dict() for name, part in self.parts.items()},
              "rng": rng_states(self.runner, self.eval_envs), "recent_returns": self.recent_returns,
              "eval_returns": None if self.eval_returns is None else self.eval_returns.tolist(),
              "next_actions": torch.as_tensor(self.link.actions()) if self.learning() else None,
@@ -1059,6 +1060,10 @@ class Run:
             self.checkpoint_path,
         )  # fmt: skip
         return None
+
+    def description(self) -> dict:
+        """What a checkpoint and a saved model both begin with: the run's arguments and its spaces."""
+        return {"args": dataclasses.asdict(self.args), "spaces": self.spaces}
 
     def done(self) -> bool:
         return self.global_step >= self.args.total_timesteps
@@ -1113,11 +1118,8 @@ class Run:
     def finish(self) -> dict:
         if self.args.save_model:
             agent, model_path = self.parts["agent"], os.path.join(self.run_dir, MODEL_FILE)
-            save_atomic(
-                {"args": dataclasses.asdict(self.args), "spaces": self.spaces,
-                 "agent": {"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict()}},
-                model_path,
-            )  # fmt: skip
+            networks = {"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict()}
+            save_atomic({**self.description(), "agent": networks}, model_path)
             print(f"model saved to {model_path}")
         r = self.eval_returns
         return self.stop(f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes", 0)
