@@ -469,9 +469,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="repeats of the update timing (7; --quick 2); whole runs: half")
     parser.add_argument("--steps", type=int, help="training steps of a timed run (2000; --quick 300)")
     opts = parser.parse_args()
-    if opts.gpu_only and not torch.cuda.is_available():
-        print("bench.py: error: --gpu-only needs a CUDA device; none is available", file=sys.stderr)
-        sys.exit(2)
+    for problem in (
+        opts.gpu_only and not torch.cuda.is_available() and "--gpu-only needs a CUDA device; none is available",
+        opts.repeats is not None and opts.repeats < 1 and f"--repeats must be positive, got {opts.repeats}",
+        opts.steps is not None and opts.steps < 1 and f"--steps must be positive, got {opts.steps}",
+    ):
+        if problem:  # bad input: one line, exit status 2, before any work
+            print(f"bench.py: error: {problem}", file=sys.stderr)
+            sys.exit(2)
     repeats, n_updates, steps = (2, 20, 300) if opts.quick else (7, 100, 2000)
     repeats, steps = opts.repeats or repeats, opts.steps or steps
     sps_repeats = max(repeats // 2, 2)
