@@ -920,8 +920,12 @@ def check_args(args: Args) -> None:
 
 def num_threads(args: Args) -> int:
     """--threads, or min(MAX_DEFAULT_THREADS, the cores this process may run on)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # Linux, or not
-    return args.threads or min(MAX_DEFAULT_THREADS, cores or 1)
+    return args.threads or min(MAX_DEFAULT_THREADS, available_cores())
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity on Linux, else all the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def find_cpp_compiler() -> str | None:

@@ -35,7 +35,6 @@ import io
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from machine import describe  # noqa: E402
+from pendulum import run as run_pendulum  # noqa: E402
 
 import ddpg  # noqa: E402
 
@@ -275,7 +275,7 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
         run(changes, total_timesteps)
         return time.perf_counter() - start
 
-    sps = {name: [] for name in variants}
+    sps, threads = {name: [] for name in variants}, torch.get_num_threads()
     with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd):
         for changes in variants.values():  # warm-up: imports, first calls and compilation are paid here
             run(changes, BATCH + WARMUP_STEPS)
@@ -287,6 +287,7 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
                 else:
                     sps[name].append(total / timed(changes, total))
                 progress(f"{env_id} {name}: {sps[name][-1]:.0f} SPS")
+    torch.set_num_threads(threads)  # as it was: ddpg.train sets the thread count of the variant it ran
     return sps
 
 
@@ -321,17 +322,12 @@ def measure_gpu_memory(steps):
 def measure_pendulum_wall(repeats):
     """Wall time and final evaluation of the README's first command, whole processes, with --cuda and --no-cuda
     alternately."""
-    script = os.path.join(os.path.dirname(HERE), "ddpg.py")
     walls, finals = {"--cuda": [], "--no-cuda": []}, {"--cuda": [], "--no-cuda": []}
     for _ in range(repeats):
         for flag in walls:
-            with tempfile.TemporaryDirectory() as cwd:
-                start = time.perf_counter()
-                out = subprocess.run([sys.executable, script, "--env-id", "Pendulum-v1", flag], cwd=cwd, check=True,
-                                     capture_output=True, text=True).stdout  # fmt: skip
-                walls[flag].append(time.perf_counter() - start)
-            # the last line: "final evaluation: <mean> +- <std> over <n> episodes"
-            finals[flag].append(float(out.strip().splitlines()[-1].split()[2]))
+            result = run_pendulum(seed=1, extra=["--env-id", "Pendulum-v1", flag])
+            walls[flag].append(result["wall"])
+            finals[flag].append(result["final"])
             progress(f"Pendulum-v1 {flag}: {walls[flag][-1]:.1f} s, final evaluation {finals[flag][-1]:.1f}")
     return walls, finals
 
@@ -473,19 +469,17 @@ def main() -> None:
         opts.gpu_only and not torch.cuda.is_available() and "--gpu-only needs a CUDA device; none is available",
         opts.repeats is not None and opts.repeats < 1 and f"--repeats must be positive, got {opts.repeats}",
         opts.steps is not None and opts.steps < 1 and f"--steps must be positive, got {opts.steps}",
+        ddpg.find_cpp_compiler() is None and "the --compile rows need a C++ compiler (g++ or clang++) on PATH",
     ):
         if problem:  # bad input: one line, exit status 2, before any work
             print(f"bench.py: error: {problem}", file=sys.stderr)
             sys.exit(2)
     repeats, n_updates, steps = (2, 20, 300) if opts.quick else (7, 100, 2000)
     repeats, steps = opts.repeats or repeats, opts.steps or steps
+    torch.set_num_threads(ddpg.num_threads(ddpg.Args()))  # ddpg.py's default, for every measurement and the header
     sps_repeats = max(repeats // 2, 2)
     update = sps = None
     gpu = {}
-    if ddpg.find_cpp_compiler() is None:  # ddpg.py refuses --compile without one
-        for variants in (CPU_VARIANTS, GPU_VARIANTS):
-            for name in [name for name, changes in variants.items() if changes.get("compile")]:
-                del variants[name]
     if torch.cuda.is_available():  # first: on a GPU machine, the figures it is there for
         variants = {ENV_ONLY: ENV_ONLY, **GPU_VARIANTS}
         gpu = {"sps": {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, variants, marginal=True)},
@@ -493,10 +487,9 @@ def main() -> None:
     if not opts.gpu_only:
         update = measure_update(repeats, n_updates)
         sps = {env: measure_sps(env, sps_repeats, steps, CPU_VARIANTS) for env in ("Pendulum-v1", "HalfCheetah-v5")}
-    cores = len(os.sched_getaffinity(0))
+    cores = ddpg.available_cores()
     threads = {f"--threads {n}": {"threads": n} for n in (2**k for k in range(cores.bit_length()))}
     threads_sps = {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, threads)}
-    torch.set_num_threads(ddpg.num_threads(ddpg.Args()))  # the default again, as the report's header says
     memory = measure_memory()
     if gpu:  # last: the slowest part, whole processes
         gpu["pendulum"] = measure_pendulum_wall(sps_repeats)
