@@ -151,10 +151,12 @@ class Progress:
             left = f", about {datetime.timedelta(seconds=round(seconds))} left"
         print(f"[{self.done}/{self.total} done{left}] {message}", flush=True)
 
-    def end(self, message: str) -> None:
+    def end(self, results: dict, env_id: str, seed: int, result: str) -> None:
+        """Record how a run ended in `results`, and say so."""
+        results[(env_id, seed)] = result
         self.done += 1
         self.ended += 1
-        self.say(message)
+        self.say(f"{env_id} seed {seed}: {result}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -177,8 +179,7 @@ def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: st
             for proc in [p for p in running if p.poll() is not None]:
                 env_id, seed, action, log, path, start = running.pop(proc)
                 log.close()
-                results[(env_id, seed)] = outcome(proc.returncode, action, (time.time() - start) / 60, path)
-                progress.end(f"{env_id} seed {seed}: {results[(env_id, seed)]}")
+                progress.end(results, env_id, seed, outcome(proc.returncode, action, (time.time() - start) / 60, path))
             time.sleep(POLL_S if running else 0)
             stop = any(result.startswith("interrupted") for result in results.values())
         except KeyboardInterrupt:  # Ctrl-C reached the runs too: they write their checkpoints and exit
@@ -298,12 +299,10 @@ def run_ray(ray, queue: list, results: dict, progress: Progress, args, runs_dir:
                 returncode, action, seconds, path = ray.get(ref)
                 lost = ending(returncode) == KILLED and f"killed by {signal.Signals(exit_signal(returncode)).name}"
             except ray.exceptions.TaskCancelledError:
-                results[(env_id, seed)] = "interrupted before it started"
-                progress.end(f"{env_id} seed {seed}: {results[(env_id, seed)]}")
+                progress.end(results, env_id, seed, "interrupted before it started")
                 continue
             except ray.exceptions.RayTaskError as e:  # the task itself raised: no retry would do better
-                results[(env_id, seed)] = f"FAILED: {type(e.cause).__name__}: {e.cause}"
-                progress.end(f"{env_id} seed {seed}: {results[(env_id, seed)]}")
+                progress.end(results, env_id, seed, f"FAILED: {type(e.cause).__name__}: {e.cause}")
                 continue
             except ray.exceptions.RayError as e:  # its worker or node was lost (the error says which)
                 returncode, lost = None, f"lost with its worker ({type(e).__name__})"
@@ -313,10 +312,10 @@ def run_ray(ray, queue: list, results: dict, progress: Progress, args, runs_dir:
                 submit(env_id, seed, retries + 1)
                 continue
             if returncode is None:
-                results[(env_id, seed)] = f"FAILED: {lost} after {plural(retries, 'retry', 'retries')}"
+                result = f"FAILED: {lost} after {plural(retries, 'retry', 'retries')}"
             else:
-                results[(env_id, seed)] = outcome(returncode, action, seconds / 60, path, retries)
-            progress.end(f"{env_id} seed {seed}: {results[(env_id, seed)]}")
+                result = outcome(returncode, action, seconds / 60, path, retries)
+            progress.end(results, env_id, seed, result)
 
 
 # ----------------------------------------------------------------------------------------------------------------
