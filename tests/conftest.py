@@ -11,7 +11,9 @@ torch._dynamo.config.recompile_limit = 64
 torch._dynamo.config.fail_on_recompile_limit_hit = True
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(ROOT, "benchmarks")
 sys.path.insert(0, ROOT)
+sys.path.insert(1, BENCHMARKS)  # the benchmark scripts' functions, imported by the tests of those scripts
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 

@@ -130,9 +130,8 @@ def test_bad_input_is_one_line_without_traceback_or_run_dir(tmp_path, cli_args, 
 
 def test_compile_without_a_cpp_compiler_is_refused_before_any_work(tmp_path):
     env = subprocess_env(PATH=str(tmp_path))  # a PATH on which there is no compiler
-    result = subprocess.run([sys.executable, SCRIPT, "--compile", "--no-cuda"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True)  # fmt: skip
-    assert_refused_in_one_line(result, "--compile needs a C++ compiler", tmp_path)
+    assert_refused_in_one_line(run_cli(tmp_path, "--compile", "--no-cuda", env=env), "--compile needs a C++ compiler",
+                               tmp_path)  # fmt: skip
 
 
 def test_missing_moviepy_is_one_line_naming_it(tmp_path):
@@ -141,8 +140,7 @@ def test_missing_moviepy_is_one_line_naming_it(tmp_path):
     (fake / "sitecustomize.py").write_text("import sys\nsys.modules['moviepy'] = None\n")
     env = subprocess_env(str(fake))
     for cli_args in (["--capture-video"], ["--eval-checkpoint", str(tmp_path), "--capture-video"]):
-        result = subprocess.run([sys.executable, SCRIPT, *cli_args, "--no-cuda"], cwd=tmp_path, env=env,
-                                capture_output=True, text=True)  # fmt: skip
+        result = run_cli(tmp_path, *cli_args, "--no-cuda", env=env)
         assert result.returncode == 2
         assert_refused_in_one_line(result, "--capture-video needs moviepy", tmp_path)
 

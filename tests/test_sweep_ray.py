@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import ROOT, subprocess_env
 from tests.test_checkpoints import all_scalars
 from tests.test_cli import SCRIPT, SHORT_RUN
+from tests.test_sweep_report import script
 
 SWEEP = os.path.join(ROOT, "benchmarks", "sweep.py")
 KILLED_RUN = ["--total-timesteps", "2000", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
@@ -25,8 +26,7 @@ POLL_S = 0.05
 
 def sweep(cwd, *args, first_on_path=()):
     os.makedirs(cwd, exist_ok=True)
-    return subprocess.run([sys.executable, SWEEP, *args], cwd=cwd, capture_output=True, text=True,
-                          env=subprocess_env(*first_on_path))  # fmt: skip
+    return script("sweep.py", *args, cwd=cwd, first_on_path=first_on_path)
 
 
 def start_sweep(cwd, *args):
@@ -156,7 +156,6 @@ def test_an_address_nobody_answers_at_is_refused_in_one_line(tmp_path):
 
 
 def test_every_run_gets_the_sweeps_wandb_group_and_a_clear_end():
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import sweep as sweep_module
 
     env = sweep_module.run_environment("paper-table")
@@ -175,7 +174,6 @@ def test_every_run_gets_the_sweeps_wandb_group_and_a_clear_end():
 
 
 def test_a_run_can_be_interrupted_even_if_its_starter_blocks_sigint(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import sweep as sweep_module
 
     runs_dir = tmp_path / "runs"

@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import BENCHMARKS, subprocess_env
 
-BENCHMARKS = os.path.join(ROOT, "benchmarks")
 TINY = ["--total-timesteps", "500", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
         "--eval-frequency", "250", "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def script(name, *args, cwd):
+def script(name, *args, cwd, first_on_path=()):
     return subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], cwd=cwd, capture_output=True,
-                          text=True, env=subprocess_env())  # fmt: skip
+                          text=True, env=subprocess_env(*first_on_path))  # fmt: skip
 
 
 def test_sweep_survives_a_failed_run_skips_finished_ones_and_reports_logged_values(tmp_path):
@@ -59,7 +58,6 @@ def test_sweep_survives_a_failed_run_skips_finished_ones_and_reports_logged_valu
 
 
 def test_wall_time_leaves_out_the_time_between_a_run_and_its_resumption(tmp_path):
-    sys.path.insert(0, BENCHMARKS)
     from report import read_run
     from torch.utils.tensorboard import SummaryWriter
 
@@ -76,7 +74,6 @@ def test_wall_time_leaves_out_the_time_between_a_run_and_its_resumption(tmp_path
 
 
 def test_sweep_tells_an_interrupted_run_from_a_failed_one(tmp_path):
-    sys.path.insert(0, BENCHMARKS)
     from sweep import outcome
 
     log = tmp_path / "run.log"

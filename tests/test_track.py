@@ -21,7 +21,7 @@ import tyro
 import ddpg
 from tests.conftest import subprocess_env
 from tests.envs import HORIZON
-from tests.test_cli import SCRIPT, assert_refused_in_one_line, scalars
+from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, scalars
 
 RUN = dict(total_timesteps=400, learning_starts=100, batch_size=64, hidden_size=32, eval_frequency=300,
            eval_episodes=1, checkpoint_frequency=0, cuda=False, track=True)  # fmt: skip
@@ -195,22 +195,17 @@ def test_help_describes_the_tracking_options(capsys):
     assert "mirror the run to Weights & Biases" in shown and "not CleanRL's" in shown
 
 
-@pytest.fixture
-def without_wandb(tmp_path):
-    """A PYTHONPATH on which `import wandb` fails, as where it is not installed."""
+def fake_wandb(tmp_path, code: str) -> dict:
+    """The environment of a ddpg.py process in which `import wandb` runs `code` instead of importing wandb."""
     fake = tmp_path / "fake" / "wandb"
     fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
-    return str(fake.parent)
+    (fake / "__init__.py").write_text(code)
+    return subprocess_env(str(fake.parent))
 
 
-def run_without_wandb(cwd, fake_dir, *cli_args):
-    return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=subprocess_env(fake_dir),
-                          capture_output=True, text=True)  # fmt: skip
-
-
-def test_track_without_wandb_is_refused_in_one_line(tmp_path, without_wandb):
-    result = run_without_wandb(tmp_path, without_wandb, "--track", "--no-cuda")
+def test_track_without_wandb_is_refused_in_one_line(tmp_path):
+    env = fake_wandb(tmp_path, "raise ImportError('No module named wandb')\n")  # as where it is not installed
+    result = run_cli(tmp_path, "--track", "--no-cuda", env=env)
     assert_refused_in_one_line(result, f"--track needs wandb, which is not installed: {ddpg.INSTALL_WANDB}", tmp_path)
     assert result.returncode == 2
 
@@ -225,8 +220,9 @@ def test_track_online_without_a_wandb_key_is_refused_in_one_line(tmp_path):
     assert "WANDB_MODE=offline" in result.stderr and result.returncode == 2
 
 
-def test_a_run_without_track_never_imports_wandb(tmp_path, without_wandb):
-    result = run_without_wandb(tmp_path, without_wandb, "--total-timesteps", "2", "--learning-starts", "1",
-                               "--batch-size", "1", "--eval-episodes", "1", "--checkpoint-frequency", "1",
-                               "--capture-video", "--save-model", "--no-cuda")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+def test_a_run_without_track_never_imports_wandb(tmp_path):
+    env = fake_wandb(tmp_path, "raise SystemExit('wandb was imported')\n")  # no `except ImportError` can hide it
+    result = run_cli(tmp_path, "--total-timesteps", "2", "--learning-starts", "1", "--batch-size", "1",
+                     "--eval-episodes", "1", "--checkpoint-frequency", "1", "--capture-video", "--save-model",
+                     "--no-cuda", env=env)  # fmt: skip
+    assert result.returncode == 0 and "wandb was imported" not in result.stderr, result.stderr
