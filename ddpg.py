@@ -40,6 +40,7 @@ Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watc
 
 import collections
 import dataclasses
+import fcntl
 import functools
 import glob
 import importlib.util
@@ -48,6 +49,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import sys
 import time
 import warnings
@@ -585,6 +587,7 @@ CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded 
 MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 16, within 6% of 8 (README: speed)
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
+LOCK_FILE = "lock"  # in the run directory: locked by the one process that writes the run, and naming it
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
 WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
@@ -972,6 +975,7 @@ class Run:
         self.args, self.device, self.spaces, self.runner, self.link = args, device, spaces, runner, link
         self.parts = {"agent": agent, "replay_buffer": rb, "noise": noise, "envs": runner}  # saved by state_dict
         self.run_dir = args.resume or make_run_dir(args)
+        self.lock = lock_run_dir(self.run_dir)
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
         self.global_step, self.num_updates = 0, 0
         self.recent_returns, self.eval_returns, self.losses = [], None, {}
@@ -1101,6 +1105,7 @@ class Run:
         if self.tracking:
             self.tracking.finish(self.global_step, status)
         self.signals.restore()
+        os.close(self.lock)  # the run may be resumed, in this process too
         print(message, file=stream, flush=True)
         return {"run_dir": self.run_dir, "eval_returns": self.eval_returns, "agent": self.parts["agent"],
                 "replay_buffer": self.parts["replay_buffer"], "status": status}  # fmt: skip
@@ -1140,6 +1145,21 @@ def make_run_dir(args: Args) -> str:
         except FileExistsError:
             n += 1
             run_dir = f"{base}_{n}"
+
+
+def lock_run_dir(run_dir: str) -> int:
+    """Lock the run directory for this process's life: one writer per run. The kernel releases the lock when the
+    process ends, even by SIGKILL. Returns the lock file's descriptor, to keep open."""
+    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode().strip() or "another process"
+        os.close(fd)
+        raise UsageError(f"{run_dir} is in use by {holder}; one process writes a run at a time") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+    return fd
 
 
 def hyperparameter_table(args: Args) -> str:
