@@ -24,16 +24,18 @@ Where this file differs from the paper, and why (the README says more):
 - Both networks are two hidden layers of `hidden_size` ReLU units with the action fed to the critic's input
   (CleanRL, TD3), not 400-300 units with the action entering at the second layer; no batch normalisation and no
   critic weight decay. The output layers keep the paper's small uniform initialisation.
-- One learning rate for both networks, Adam; the actor may be updated less often than the critic
-  (`policy_frequency`, a TD3 idea; 1 is the paper's setting).
-- Exploration noise is the paper's Ornstein-Uhlenbeck process (theta=0.15) by default, or Gaussian noise.
+- One Adam learning rate for both networks, 1e-3 (the paper: 1e-4 actor, 1e-3 critic), minibatches of 256 (64)
+  and tau = 0.005 (0.001): the targets follow faster, and fewer updates learn.
+- The actor, and with it the targets, may be updated less often than the critic (`policy_frequency`, from TD3).
+- Exploration noise is the paper's Ornstein-Uhlenbeck process (theta=0.15) by default, or Gaussian noise, which at
+  the same `exploration_noise` spreads about half as wide (see `OUNoise`).
 - The update of step t comes before the environment step, not after storing transition t: it samples R as it was
   before t, and a_{t+1} is still chosen by the updated actor. The update needs nothing from the env step, so a GPU
   computes it while the CPU steps the environment, and a step costs max(env, update) instead of their sum.
 
 The first part of the file is the algorithm, end to end, down to `train`. After the divider comes engineering a
 first reading may skip: the fast paths (CUDA graphs, one host-device copy each way per step), checkpoints and exact
-resume, checks of the command line, logging and the console.
+resume, checks of the command line, the run's bookkeeping (logs, evaluation, checkpoints, Ctrl-C, the console).
 
 Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watch training.
 """
@@ -67,6 +69,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 @dataclass
 class Args:
+    # --- The run: its name, the machine, logging and saving -----------------------------------------------------
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of this experiment, part of the run directory's name"""
     seed: int = 1
@@ -91,48 +94,49 @@ class Args:
     """record the first episode of every evaluation as mp4 under the run directory's `videos/`"""
     save_model: bool = True
     """write the actor, the critic and these arguments to `model.pt` in the run directory at the end"""
-
-    env_id: str = "Pendulum-v1"
-    """gymnasium id of the environment (continuous `Box` actions, flat `Box` observations)"""
-    total_timesteps: int = 10_000
-    """number of environment steps to train for, summed over all environments"""
-    learning_rate: float = 1e-3
-    """Adam learning rate of both the actor and the critic"""
-    buffer_size: int = 1_000_000
-    """capacity of the replay buffer, in transitions"""
-    gamma: float = 0.99
-    """discount factor"""
-    tau: float = 0.005
-    """target smoothing coefficient: theta' <- tau * theta + (1 - tau) * theta'"""
-    batch_size: int = 256
-    """number of transitions sampled from the replay buffer per update"""
-    hidden_size: int = 64
-    """width of the two hidden layers of the actor and of the critic (MuJoCo baselines use 256)"""
-    noise_type: Literal["ou", "gaussian"] = "ou"
-    """exploration noise: Ornstein-Uhlenbeck (the paper's) or independent Gaussian (TD3, CleanRL)"""
-    exploration_noise: float = 0.2
-    """noise scale sigma, as a fraction of the action range's half-width"""
-    learning_starts: int = 1000
-    """environment steps of uniformly random actions before learning starts"""
-    policy_frequency: int = 1
-    """update the actor and the targets once every this many critic updates"""
-    num_envs: int = 1
-    """number of environments stepped together (one update per transition collected)"""
     eval_frequency: int = 2_000
     """evaluate the deterministic policy every this many environment steps (and at the end)"""
     eval_episodes: int = 10
     """number of episodes per evaluation, run side by side"""
     checkpoint_frequency: int = 50_000
-    """write a checkpoint to resume from every this many environment steps (0: only when interrupted)"""
+    """write a checkpoint to resume from every this many environment steps and at the end (0: only when interrupted)"""
     resume: str | None = None
     """run directory to go on with, from its checkpoint and with its saved arguments"""
     eval_checkpoint: str | None = None
     """instead of training, evaluate the actor of this run directory, checkpoint or saved model"""
 
+    # --- The algorithm: the environment and DDPG's hyperparameters ----------------------------------------------
+    env_id: str = "Pendulum-v1"
+    """gymnasium id of the environment (continuous `Box` actions, flat `Box` observations)"""
+    total_timesteps: int = 10_000
+    """number of environment steps to train for, summed over all environments"""
+    learning_rate: float = 1e-3
+    """Adam learning rate of both the actor and the critic (the paper: 1e-4 actor, 1e-3 critic)"""
+    buffer_size: int = 1_000_000
+    """capacity of the replay buffer, in transitions"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """target smoothing coefficient: theta' <- tau * theta + (1 - tau) * theta' (the paper: 0.001)"""
+    batch_size: int = 256
+    """number of transitions sampled from the replay buffer per update (the paper: 64)"""
+    hidden_size: int = 64
+    """width of the two hidden layers of the actor and of the critic (MuJoCo baselines use 256)"""
+    noise_type: Literal["ou", "gaussian"] = "ou"
+    """exploration noise: Ornstein-Uhlenbeck (the paper's) or independent Gaussian (TD3, CleanRL)"""
+    exploration_noise: float = 0.2
+    """noise scale sigma, in action half-widths (OU's stationary spread is ~1.9 sigma, Gaussian's is sigma)"""
+    learning_starts: int = 1000
+    """environment steps of uniformly random actions before learning starts"""
+    policy_frequency: int = 1
+    """update the actor and the targets once every this many critic updates (the paper: 1)"""
+    num_envs: int = 1
+    """number of environments stepped together (one update per transition collected)"""
+
 
 # Named constants of the algorithm (those of the engineering are below the divider).
 OU_THETA = 0.15  # mean-reversion rate of the Ornstein-Uhlenbeck noise (the paper's value)
-FINAL_LAYER_INIT = 3e-3  # output layers start uniform in [-3e-3, 3e-3], so first Q values and actions are ~0
+FINAL_LAYER_INIT = 3e-3  # output layers start in [-3e-3, 3e-3]: first Q values ~0, first actions ~ the box's middle
 EVAL_STREAM = 10_000  # evaluation env i of run seed s draws from the stream (s, EVAL_STREAM, i), apart from training
 SAMPLE_RANGE = 2**62  # replay indices are drawn in [0, 2^62), then taken modulo the fill level: bias < size / 2^62
 
@@ -166,11 +170,12 @@ class EnvRunner:
         self.envs = gym.vector.SyncVectorEnv(
             [lambda: make_env(env_id) for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.DISABLED
         )
-        for i, env in enumerate(self.envs.envs):
-            seed_env(env, seed + i)
+        self.seeds = [seed + i for i in range(num_envs)]  # env i draws its episodes' starts from seed + i
+        for env, env_seed in zip(self.envs.envs, self.seeds):
+            seed_env(env, env_seed)
         self.envs.action_space.seed(seed)  # the uniformly random actions of the first steps
         self.episode_returns = np.zeros(num_envs)
-        self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
+        self.episode_lengths = np.zeros(num_envs, dtype=np.int64)  # 0 where `obs` begins an episode
         self.obs = self.reset(np.ones(num_envs, dtype=bool))  # (num_envs, obs_dim): what the agent acts on
 
     def reset(self, mask: np.ndarray) -> np.ndarray:
@@ -178,6 +183,9 @@ class EnvRunner:
         self.episode_returns[mask], self.episode_lengths[mask] = 0.0, 0
         obs, _ = self.envs.reset(options={"reset_mask": mask})
         return obs
+
+    def random_actions(self) -> np.ndarray:  # one per env, uniform in the action box
+        return self.envs.action_space.sample()
 
     def step(self, actions: np.ndarray):
         """Returns (next_obs, rewards, terminations, truncations, finished episodes as [(return, length)]).
@@ -249,7 +257,7 @@ class ReplayBuffer:
         return Batch(rows[:, :o], rows[:, o : o + a], rows[:, o + a], rows[:, o + a + 1 : 2 * o + a + 1], rows[:, -1])
 
     def add(self, rows: torch.Tensor) -> None:
-        """Store one transition per env: `rows` (num_envs, width), packed as in `fields`."""
+        """Alg. 1: store one transition per env in R: `rows` (num_envs, width), packed as in `fields`."""
         idx = (self.pos + torch.arange(len(rows), device=self.data.device)) % self.capacity  # wraps around
         self.data[idx] = rows
         self.pos.copy_((self.pos + len(rows)) % self.capacity)
@@ -260,25 +268,6 @@ class ReplayBuffer:
         idx = torch.randint(SAMPLE_RANGE, (batch_size,), device=self.data.device) % self.size
         return self.fields(self.data[idx])
 
-    def state_dict(self) -> dict:
-        """The filled rows only, by field: a checkpoint early in a run stays small."""
-        size = int(self.size)  # clone: torch.save writes a view's whole storage, the empty rows too
-        return {"pos": int(self.pos), "size": size, **{k: v[:size].clone() for k, v in self.storage._asdict().items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.pos.fill_(state["pos"])
-        self.size.fill_(state["size"])
-        for name, column in self.storage._asdict().items():
-            column[: state["size"]] = state[name]
-
-
-class Staged(NamedTuple):
-    """What one env step hands to the device: views of one packed tensor (num_envs, rb.width + 1 + obs_dim)."""
-
-    transitions: torch.Tensor  # (num_envs, rb.width) rows for R: s_t, a_t, r_t, s_{t+1}, terminated
-    done: torch.Tensor  # (num_envs,) 1.0 where the episode ended (terminated or truncated), else 0.0
-    obs: torch.Tensor  # (num_envs, obs_dim) what to act on next: s_{t+1}, or a new episode's first observation
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Exploration noise, in units of the action range's half-width (the caller scales it to the action space)
@@ -287,8 +276,9 @@ class Staged(NamedTuple):
 class OUNoise:
     """Ornstein-Uhlenbeck process x <- x + theta * (0 - x) + sigma * eps, eps ~ N(0, 1), one state per env.
 
-    Successive values are correlated, which suits physical control with inertia (the paper's argument).
-    Each env's state restarts at 0 when its episode ends. The stationary variance is sigma^2 / (2 theta - theta^2).
+    Successive values are correlated, which suits physical control with inertia (the paper's argument). Each env's
+    state restarts at 0 with its episode. The stationary variance is sigma^2 / (2 theta - theta^2): for theta = 0.15
+    a standard deviation of about 1.9 sigma, so at the same sigma, Gaussian noise explores about half as widely.
     """
 
     def __init__(self, num_envs: int, act_dim: int, sigma: float, device: torch.device, theta: float = OU_THETA):
@@ -300,15 +290,8 @@ class OUNoise:
         self.state.mul_(1.0 - self.theta).add_(self.eps.normal_(), alpha=self.sigma)  # in place: no allocation
         return self.state
 
-    def reset(self, done: torch.Tensor) -> None:
-        """Restart the process of the envs where `done` ((num_envs,), 1.0 where an episode ended, else 0.0) is 1."""
-        self.state.mul_(1.0 - done.unsqueeze(-1))
-
-    def state_dict(self) -> dict:
-        return {"state": self.state}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.state.copy_(state["state"])
+    def reset(self, episode_starts: torch.Tensor) -> None:  # (num_envs,): restart where 1.0
+        self.state.mul_(1.0 - episode_starts.unsqueeze(-1))
 
 
 class GaussianNoise:
@@ -321,14 +304,8 @@ class GaussianNoise:
     def sample(self) -> torch.Tensor:
         return self.eps.normal_(std=self.sigma)
 
-    def reset(self, done: torch.Tensor) -> None:
+    def reset(self, episode_starts: torch.Tensor) -> None:
         """Nothing to restart: the noise has no memory."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Nothing to restore."""
 
 
 def make_noise(args: Args, act_dim: int, device: torch.device) -> OUNoise | GaussianNoise:
@@ -403,8 +380,9 @@ def actor_loss(actor, critic, obs: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """theta' <- tau * theta + (1 - tau) * theta', i.e. lerp(theta', theta, tau), for all parameters in one call."""
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+    """theta' <- tau * theta + (1 - tau) * theta', parameter by parameter."""
+    for target_param, param in zip(target.parameters(), source.parameters()):
+        target_param.lerp_(param, tau)  # theta' + tau * (theta - theta'): the same average, in place
 
 
 @dataclass
@@ -418,13 +396,6 @@ class Agent:
     actor_optimizer: torch.optim.Optimizer
     critic_optimizer: torch.optim.Optimizer
 
-    def state_dict(self) -> dict:
-        return {field.name: getattr(self, field.name).state_dict() for field in dataclasses.fields(self)}
-
-    def load_state_dict(self, state: dict) -> None:
-        for field in dataclasses.fields(self):
-            getattr(self, field.name).load_state_dict(state[field.name])
-
 
 def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: torch.device) -> Agent:
     """Alg. 1: initialise critic and actor randomly, and the targets as exact copies of them."""
@@ -435,40 +406,45 @@ def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: t
     target_critic = Critic(obs_dim, act_dim, args.hidden_size).to(device)
     target_actor.load_state_dict(actor.state_dict())
     target_critic.load_state_dict(critic.state_dict())
-    # fused=True: one kernel updates all parameters instead of several per tensor. capturable=True (CUDA graphs)
-    # lets a graph record the step; the fused kernel computes the same either way.
-    capturable = uses_cuda_graphs(args, device)
-    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True, capturable=capturable)
+    # fused=True: one kernel updates all parameters instead of several per tensor
+    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True)
     actor_optimizer, critic_optimizer = adam(actor.parameters()), adam(critic.parameters())
     return Agent(actor, critic, target_actor, target_critic, actor_optimizer, critic_optimizer)
 
 
-def update(agent: Agent, data: Batch, gamma: float, tau: float, update_actor: bool):
-    """One DDPG update from a sampled minibatch; returns (critic loss, mean Q, actor loss or None) as tensors."""
+class Losses(NamedTuple):  # what one update reports, as tensors on the device
+    critic: torch.Tensor  # the critic's loss L
+    q_values: torch.Tensor  # mean Q(s_i, a_i) over the minibatch
+    actor: torch.Tensor | None  # the actor's loss -mean Q(s_i, mu(s_i)); None when the actor was not updated
+
+
+def update(agent: Agent, data: Batch, gamma: float, tau: float, update_actor: bool) -> Losses:
+    """One DDPG update from a sampled minibatch."""
     # Alg. 1: set y_i = r_i + gamma * Q'(s_{i+1}, mu'(s_{i+1})); update the critic by minimising the loss
-    qf_loss, q = critic_loss(agent.critic, agent.target_actor, agent.target_critic, data, gamma)
+    loss, q = critic_loss(agent.critic, agent.target_actor, agent.target_critic, data, gamma)
     agent.critic_optimizer.zero_grad(set_to_none=True)
-    qf_loss.backward()
+    loss.backward()
     agent.critic_optimizer.step()
+    losses = Losses(critic=loss.detach(), q_values=q.detach().mean(), actor=None)
     if not update_actor:
-        return qf_loss.detach(), q.detach().mean(), None
+        return losses
 
     # Alg. 1: update the actor policy using the sampled policy gradient.
     # The critic is frozen meanwhile: no gradient is computed for its weights, and its optimiser never sees one.
     agent.critic.requires_grad_(False)
-    pi_loss = actor_loss(agent.actor, agent.critic, data.obs)
+    loss = actor_loss(agent.actor, agent.critic, data.obs)
     agent.actor_optimizer.zero_grad(set_to_none=True)
-    pi_loss.backward()
+    loss.backward()
     agent.actor_optimizer.step()
     agent.critic.requires_grad_(True)
 
-    # Alg. 1: update the target networks
+    # Alg. 1: update the target networks (with the actor: with policy_frequency > 1, they too move less often)
     soft_update(agent.target_actor, agent.actor, tau)
     soft_update(agent.target_critic, agent.critic, tau)
-    return qf_loss.detach(), q.detach().mean(), pi_loss.detach()
+    return losses._replace(actor=loss.detach())
 
 
-def learn(agent: Agent, rb: ReplayBuffer, batch_size: int, gamma: float, tau: float, update_actor: bool):
+def learn(agent: Agent, rb: ReplayBuffer, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
     """Alg. 1: sample a random minibatch of N transitions from R, and update the networks from it."""
     return update(agent, rb.sample(batch_size), gamma, tau, update_actor)
 
@@ -477,21 +453,13 @@ def learn(agent: Agent, rb: ReplayBuffer, batch_size: int, gamma: float, tau: fl
 # Acting: exploration during training, the deterministic policy in evaluation
 
 
-def explore(actor: Actor, obs: torch.Tensor, noise: OUNoise | GaussianNoise) -> torch.Tensor:
-    """a_t = mu(s_t) + N_t, with the noise scaled to the action range and the result clipped into the box."""
+def explore(actor: Actor, obs: torch.Tensor, noise: OUNoise | GaussianNoise, episode_starts: torch.Tensor):
+    """Alg. 1: select a_t = mu(s_t) + N_t, the noise scaled to the action range and the result clipped into the box.
+    The noise restarts in the envs where s_t begins an episode (`episode_starts`: 1.0 there, else 0.0)."""
+    noise.reset(episode_starts)
     with torch.no_grad():
         actions = actor(obs) + noise.sample() * actor.action_scale
         return actions.clamp_(actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale)
-
-
-def store_and_act(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, act: bool) -> torch.Tensor | None:
-    """Alg. 1: store the step's transitions in R; then, when `act`, select a_{t+1} = mu(s_{t+1}) + N_{t+1}.
-
-    Everything the device does between two env steps apart from the update, in one call (one CUDA graph).
-    """
-    rb.add(staged.transitions)
-    noise.reset(staged.done)  # a new episode starts with fresh noise
-    return explore(actor, staged.obs, noise) if act else None
 
 
 def evaluate(actor: Actor, envs: list[gym.Env], device: torch.device) -> np.ndarray:
@@ -514,73 +482,61 @@ def evaluate(actor: Actor, envs: list[gym.Env], device: torch.device) -> np.ndar
 
 
 def train(args: Args) -> dict:
-    """Run DDPG as `args` says (or go on with the run `args.resume`).
+    """Run DDPG as `args` say (or go on with the run `args.resume`).
 
     Returns the run directory, the final evaluation's returns, the agent, the replay buffer, and the exit status
     (0; 128 + the signal number when interrupted; 1 when a loss, a parameter or an action went non-finite).
     """
-    args, checkpoint, obs_dim, action_space, device = prepare(args)  # checks; a resumed run's own arguments
-    act_dim = action_space.shape[0]
-    seed_everything(args.seed, args.torch_deterministic)
-    runner = ResumableEnvRunner(args.env_id, args.num_envs, args.seed)  # an EnvRunner that checkpoints restore
+    run = prepare(args)  # checks, seeds, the device, the run directory and its logs (a resumed run's own args)
+    args, device, act_dim = run.args, run.device, run.action_space.shape[0]
+    envs = EnvRunner(args.env_id, args.num_envs, args.seed)
 
     # Alg. 1: initialise critic Q and actor mu, the targets Q' <- Q and mu' <- mu, and the replay buffer R
-    agent = make_agent(obs_dim, action_space, args, device)
-    rb = ReplayBuffer(args.buffer_size, obs_dim, act_dim, device)
+    agent = make_agent(run.obs_dim, run.action_space, args, device)
+    rb = ReplayBuffer(args.buffer_size, run.obs_dim, act_dim, device)
     noise = make_noise(args, act_dim, device)
-    link = HostDeviceLink(args.num_envs, rb, device)  # one copy to the device and one back per env step
-    learn_step, device_step = step_functions(agent, rb, noise, link.staged, args, device)
-    spaces = space_signature(obs_dim, action_space)
-    run = Run(args, checkpoint, device, spaces, agent, rb, noise, runner, link)  # run dir, logs, checkpoints, Ctrl-C
+    steps = FastSteps(agent, rb, noise, args, device)  # the loop's device steps: on a GPU as CUDA graphs
+    global_step, num_updates = run.start(envs, agent, rb, noise, steps)  # (0, 0), or a resumed run's state
 
-    while not run.done():
-        # Alg. 1: select action a_t = mu(s_t) + N_t: the device chose it at the end of the previous step
-        # (`store_and_act`); the host waits for it here. Uniformly random actions while the buffer fills.
-        learning = run.learning()  # R holds at least learning_starts transitions
-        actions = link.actions() if learning else runner.envs.action_space.sample()
-        if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
-            return run.not_finite("the actor's action")
+    with run:  # the bookkeeping ends the run cleanly however the loop stops: done, Ctrl-C, a non-finite value
+        learning, losses = global_step >= args.learning_starts, None
+        while global_step < args.total_timesteps:
+            # Alg. 1: select action a_t = mu(s_t) + N_t; uniformly random actions while the buffer fills.
+            if learning:
+                actions = steps.select_action(envs.obs, episode_starts=envs.episode_lengths == 0)
+            else:
+                actions = envs.random_actions()
 
-        # Alg. 1: sample a minibatch from R; set y_i; update the critic, the actor and the targets. One update per
-        # transition collected. Queued before the env step, so a GPU computes it while the CPU steps the envs.
-        if learning:
-            for _ in range(args.num_envs):
-                run.num_updates += 1
-                run.keep_losses(learn_step(update_actor=run.num_updates % args.policy_frequency == 0))
+            # Alg. 1: sample a minibatch from R; set y_i; update the critic, the actor and the targets. One update
+            # per transition collected, made before the env step: it samples R without transition t, and a GPU
+            # computes it while the CPU steps the envs.
+            if learning:
+                for _ in range(args.num_envs):
+                    num_updates += 1
+                    losses = steps.learn(update_actor=num_updates % args.policy_frequency == 0)
 
-        # Alg. 1: execute action a_t and observe reward r_t and new state s_{t+1}
-        obs = runner.obs
-        next_obs, rewards, terminations, truncations, finished = runner.step(actions)
-        run.global_step += args.num_envs
+            # Alg. 1: execute action a_t and observe reward r_t and new state s_{t+1}
+            obs = envs.obs
+            next_obs, rewards, terminations, truncations, finished = envs.step(actions)
+            global_step += args.num_envs
 
-        # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R; then select a_{t+1}. `terminations`, not
-        # `truncations`: a time-limit cut is not terminal, and its target bootstraps from the true last obs next_obs.
-        link.send(obs, actions, rewards, next_obs, terminations, done=terminations | truncations, act_on=runner.obs)
-        next_actions = device_step(act=run.learning())
-        if next_actions is not None:
-            link.receive(next_actions)
+            # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R. `terminations`, not `truncations`: a
+            # time-limit cut is not terminal, and its target bootstraps from the true last observation next_obs.
+            steps.store(obs, actions, rewards, next_obs, terminations)
+            learning = global_step >= args.learning_starts  # learning starts once R holds learning_starts
 
-        # Bookkeeping, one line each (below the divider): logs, evaluation, checkpoint, Ctrl-C, console.
-        run.log_episodes(finished)
-        if bad := run.log_losses():
-            return run.not_finite(bad)
-        if run.evaluation_due():
-            run.log_evaluation(evaluate(agent.actor, run.eval_envs, device))
-        interrupted = run.signals.signum  # read once: a signal arriving after this is handled at the next step
-        if (run.checkpoint_due() or interrupted) and (bad := run.save_checkpoint()):
-            return run.not_finite(bad)
-        if interrupted and not run.done():
-            return run.interrupted()
-        run.print_progress()
-    return run.finish()
+            run.record(global_step, num_updates, finished, losses)  # logs, evaluation, checkpoint, Ctrl-C, console
+    return {"run_dir": run.run_dir, "eval_returns": run.eval_returns, "agent": agent, "replay_buffer": rb,
+            "status": run.status}  # fmt: skip
 
 
 # ================================================================================================================
 # Engineering. DDPG is all above; what follows can be skipped on a first reading: the fast paths, checkpoints and
-# resume, checks of the command line and of the environment, logging and the console, and `main`.
+# resume, checks of the command line and of the environment, the run's bookkeeping, tracking, and `main`.
 # ================================================================================================================
 
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
+LOSS_TAGS = {"critic": "losses/qf1_loss", "q_values": "losses/qf1_values", "actor": "losses/actor_loss"}  # CleanRL's
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
@@ -593,11 +549,121 @@ INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that
 WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
 
 # ----------------------------------------------------------------------------------------------------------------
-# Fast paths: CUDA graphs, torch.compile, one host-device copy each way per env step
+# Fast paths: one host-device copy each way per env step, CUDA graphs, torch.compile
+
+
+class Staged(NamedTuple):
+    """What one env step hands to the device: views of one packed tensor (num_envs, rb.width + 1 + obs_dim)."""
+
+    transitions: torch.Tensor  # (num_envs, rb.width) rows for R: s_t, a_t, r_t, s_{t+1}, terminated
+    episode_starts: torch.Tensor  # (num_envs,) 1.0 where `obs` is an episode's first observation, else 0.0
+    obs: torch.Tensor  # (num_envs, obs_dim) what to act on next
+
+
+def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, store: bool, act: bool):
+    """All the device does between two env steps apart from the update, in one call (one CUDA graph): store the
+    staged transitions in R (`ReplayBuffer.add`), then select the actions for the staged observations (`explore`)."""
+    if store:
+        rb.add(staged.transitions)
+    return explore(actor, staged.obs, noise, staged.episode_starts) if act else None
+
+
+class FastSteps:
+    """The loop's steps on the training device, `select_action`, `learn` and `store`: one copy each way per env step.
+
+    `store` packs the step's transitions into a host tensor (pinned on CUDA); `select_action` adds the observations,
+    sends it all with one asynchronous copy, and one call (`store_and_select`) stores the transitions in R and selects
+    the actions, which come back with one copy. While R fills, the transitions go alone, at the next `store`. On CUDA
+    that call and `learn` are CUDA graphs (unless --no-cudagraphs): small networks are bound there by kernel launches,
+    and a replay launches all of a call's kernels at once; --compile fuses each network's kernels (the first calls
+    compile, for seconds). On the CPU the host tensor is the device's, nothing is copied: the same maths, in order.
+    """
+
+    def __init__(self, agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device):
+        cuda = device.type == "cuda"
+        self.width = rb.width
+        self.host = torch.zeros((args.num_envs, rb.width + 1 + rb.obs_dim), pin_memory=cuda)
+        self.device_rows = rows = self.host.to(device)  # the same tensor on the CPU
+        staged = Staged(rows[:, : rb.width], rows[:, rb.width], rows[:, rb.width + 1 :])
+        self.host_actions = torch.zeros((args.num_envs, rb.act_dim), pin_memory=cuda)
+        self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
+        self.unstored = False  # transitions staged that R does not hold yet
+        self.saved_actions = None  # actions chosen ahead by a checkpoint of an earlier layout, to use first
+        if args.compile:
+            compile_networks(agent)
+        self.update = functools.partial(learn, agent, rb, args.batch_size, args.gamma, args.tau)
+        self.device_step = functools.partial(store_and_select, rb, noise, agent.actor, staged)
+        if uses_cuda_graphs(args, device):
+            set_capturable(agent, True)
+            self.update, self.device_step = CudaGraph(self.update), CudaGraph(self.device_step)
+        self.last_actor_loss = None
+
+    def learn(self, update_actor: bool) -> Losses:
+        """`learn`'s losses, the actor's being the last update's that had an actor step."""
+        losses = self.update(update_actor=update_actor)
+        self.last_actor_loss = losses.actor if update_actor else self.last_actor_loss
+        return losses._replace(actor=self.last_actor_loss)
+
+    def store(self, *transition: np.ndarray) -> None:
+        """Stage the step's transitions (obs, actions, rewards, next_obs, terminations, in the order of a Batch)."""
+        self.flush()  # no action was selected since the last store (R is filling): those transitions go first
+        self.pack(0, *transition)
+        self.unstored = True
+
+    def select_action(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
+        """The actions `explore` selects for `obs`, as a host array (a host sync point on CUDA)."""
+        if self.saved_actions is not None:
+            actions, self.saved_actions = self.saved_actions, None
+            return actions
+        self.pack(self.width, episode_starts, obs)
+        self.send()
+        self.host_actions.copy_(self.device_step(store=self.unstored, act=True), non_blocking=True)
+        self.unstored = False
+        if self.received is not None:
+            self.received.record()
+            self.received.synchronize()
+        actions = self.host_actions.numpy().copy()
+        if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
+            raise NotFinite("the actor's action")
+        return actions
+
+    def flush(self) -> None:
+        """Store the staged transitions in R now, if it does not hold them yet (before a checkpoint, at the end)."""
+        if self.unstored:
+            self.send()
+            self.device_step(store=True, act=False)
+            self.unstored = False
+
+    def pack(self, column: int, *fields: np.ndarray) -> None:
+        """Write `fields` ((num_envs, d) or (num_envs,) arrays) side by side into the host rows, from `column` on."""
+        if self.sent is not None:
+            self.sent.synchronize()  # the previous copy has left the pinned rows before they are overwritten
+        columns = [np.reshape(f, (len(f), -1)) for f in fields]
+        end = column + sum(c.shape[1] for c in columns)
+        np.concatenate(columns, axis=1, out=self.host.numpy()[:, column:end])
+
+    def send(self) -> None:
+        """Start copying the host rows to the device (nothing to do on the CPU, where they are the same)."""
+        if self.sent is not None:
+            self.device_rows.copy_(self.host, non_blocking=True)
+            self.sent.record()
 
 
 def uses_cuda_graphs(args: Args, device: torch.device) -> bool:
     return args.cudagraphs and device.type == "cuda"
+
+
+def set_capturable(agent: Agent, capturable: bool) -> None:
+    """Adam's `capturable` lets a CUDA graph record its step (its step count stays on the device); the fused kernel
+    computes the same either way."""
+    for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
+        for group in optimizer.param_groups:
+            group["capturable"] = capturable
+
+
+def compile_networks(agent: Agent) -> None:
+    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic):
+        net.compile(dynamic=False)  # in place: parameters and state_dict stay those of the module
 
 
 class CudaGraph:
@@ -635,115 +701,96 @@ class CudaGraph:
         return outputs
 
 
-def step_functions(agent: Agent, rb: ReplayBuffer, noise, staged: Staged, args: Args, device: torch.device):
-    """The loop's `learn_step(update_actor=...)` (= `learn`) and `device_step(act=...)` (= `store_and_act`).
-
-    On CUDA each is a CUDA graph (unless --no-cudagraphs): small networks are bound by kernel launches there, and
-    a replay launches all of a step's kernels at once. --compile has torch.compile trace each network's forward (and
-    so its backward) into fused kernels; the first calls compile, which takes seconds. The maths is the same.
-    """
-    if args.compile:
-        compile_networks(agent)
-    learn_step = functools.partial(learn, agent, rb, args.batch_size, args.gamma, args.tau)
-    device_step = functools.partial(store_and_act, rb, noise, agent.actor, staged)
-    if uses_cuda_graphs(args, device):
-        return CudaGraph(learn_step), CudaGraph(device_step)
-    return learn_step, device_step
-
-
-def compile_networks(agent: Agent) -> None:
-    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic):
-        net.compile(dynamic=False)  # in place: parameters and state_dict stay those of the module
-
-
-class HostDeviceLink:
-    """The one copy each way per env step between the environments (host) and the training device.
-
-    To the device: each env's transition, episode end and next observation, packed into one row of a page-locked
-    (pinned) host tensor and sent with one asynchronous copy. From the device: the next actions, copied
-    asynchronously into pinned memory and waited for only when the envs need them. On the CPU the staged tensor is
-    the host tensor itself, and nothing is copied.
-    """
-
-    def __init__(self, num_envs: int, rb: ReplayBuffer, device: torch.device):
-        cuda = device.type == "cuda"
-        self.host = torch.zeros((num_envs, rb.width + 1 + rb.obs_dim), pin_memory=cuda)
-        self.device_rows = self.host.to(device)  # the same tensor on the CPU
-        rows = self.device_rows
-        self.staged = Staged(rows[:, : rb.width], rows[:, rb.width], rows[:, rb.width + 1 :])
-        self.host_actions = torch.zeros((num_envs, rb.act_dim), pin_memory=cuda)
-        self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
-
-    def send(self, *transition: np.ndarray, done: np.ndarray, act_on: np.ndarray) -> None:
-        """Pack a step into the staged rows (`transition`: obs, actions, rewards, next_obs, terminations, in the
-        order of a Batch), and start their copy to the device."""
-        if self.sent is not None:
-            self.sent.synchronize()  # the previous copy has left the pinned rows before they are overwritten
-        columns = [np.reshape(c, (len(c), -1)) for c in (*transition, done, act_on)]  # (num_envs, d) each
-        np.concatenate(columns, axis=1, out=self.host.numpy())
-        if self.sent is not None:
-            self.device_rows.copy_(self.host, non_blocking=True)
-            self.sent.record()
-
-    def receive(self, actions: torch.Tensor) -> None:
-        """Start copying the device's actions to the host."""
-        self.host_actions.copy_(actions, non_blocking=True)
-        if self.received is not None:
-            self.received.record()
-
-    def actions(self) -> np.ndarray:
-        """The actions received, once they have arrived (a host sync point on CUDA)."""
-        if self.received is not None:
-            self.received.synchronize()
-        return self.host_actions.numpy().copy()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Checkpoints: everything a run needs to go on exactly where it stopped
 
 
-class ResumableEnvRunner(EnvRunner):
-    """An EnvRunner that can be put back exactly: per env, the state of its random number generator just before the
-    reset that began the running episode, and the actions taken since. Simulators are deterministic given these,
-    so replaying them restores an env mid-episode (`load_state_dict`)."""
+class EpisodeRecorder:
+    """Keeps what restores an EnvRunner's envs exactly: per env, the state of its random number generator just
+    before the reset that began the running episode, and the actions taken since; simulators are deterministic given
+    these (`load_state_dict` replays them). It takes the place of the runner's vector env, whose resets and steps pass
+    through it; the episodes running when it is made began with the runner's first reset, right after seeding."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int):
-        self.start_rng, self.episode_actions = [None] * num_envs, [[] for _ in range(num_envs)]
-        super().__init__(env_id, num_envs, seed)
+    def __init__(self, runner: EnvRunner):
+        self.runner, self.envs = runner, runner.envs
+        self.start_rng = [gym.utils.seeding.np_random(seed)[0].bit_generator.state for seed in runner.seeds]
+        self.episode_actions = [[] for _ in runner.seeds]
+        runner.envs = self
 
-    def reset(self, mask: np.ndarray) -> np.ndarray:
-        for i in np.flatnonzero(mask):
+    def __getattr__(self, name):
+        return getattr(self.envs, name)
+
+    def reset(self, options: dict):
+        for i in np.flatnonzero(options["reset_mask"]):
             self.start_rng[i] = self.envs.envs[i].np_random.bit_generator.state
             self.episode_actions[i] = []
-        return super().reset(mask)
+        return self.envs.reset(options=options)
 
     def step(self, actions: np.ndarray):
         for i, action in enumerate(actions):
             self.episode_actions[i].append(action)
-        return super().step(actions)
+        return self.envs.step(actions)
 
     def state_dict(self) -> dict:
         return {
-            "episode_returns": self.episode_returns.tolist(),
-            "episode_lengths": self.episode_lengths.tolist(),
+            "episode_returns": self.runner.episode_returns.tolist(),
+            "episode_lengths": self.runner.episode_lengths.tolist(),
             "start_rng": self.start_rng,
             "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions],
-            "obs": torch.as_tensor(self.obs),
+            "obs": torch.as_tensor(self.runner.obs),
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Rewind each env's generator to its episode's start, reset, and replay the episode's actions."""
+        runner = self.runner
         for env, rng in zip(self.envs.envs, state["start_rng"]):
             env.np_random.bit_generator.state = rng
-        self.obs = self.reset(np.ones(self.envs.num_envs, dtype=bool))
+        runner.obs = runner.reset(np.ones(len(runner.seeds), dtype=bool))
         for i, (env, actions) in enumerate(zip(self.envs.envs, state["episode_actions"])):
             for action in actions.numpy():
-                self.obs[i], *_ = env.step(action)
+                runner.obs[i], *_ = env.step(action)
                 self.episode_actions[i].append(action)
-        if not np.array_equal(self.obs, state["obs"].numpy()):
+        if not np.array_equal(runner.obs, state["obs"].numpy()):
             print("warning: the environment did not replay to the saved state (is it deterministic?)")
-        self.episode_returns[:] = state["episode_returns"]
-        self.episode_lengths[:] = state["episode_lengths"]
+        runner.episode_returns[:] = state["episode_returns"]
+        runner.episode_lengths[:] = state["episode_lengths"]
+
+
+def part_states(agent: Agent, rb: ReplayBuffer, noise, episodes: EpisodeRecorder) -> dict:
+    """The state of each part of a run, as a checkpoint holds it."""
+    return {
+        "agent": agent_state(agent),
+        "replay_buffer": buffer_state(rb),
+        "noise": {"state": noise.state} if isinstance(noise, OUNoise) else {},
+        "envs": episodes.state_dict(),
+    }
+
+
+def load_part_states(checkpoint: dict, agent: Agent, rb: ReplayBuffer, noise, episodes: EpisodeRecorder) -> None:
+    for field in dataclasses.fields(agent):
+        getattr(agent, field.name).load_state_dict(checkpoint["agent"][field.name])
+    load_buffer_state(rb, checkpoint["replay_buffer"])
+    if "state" in checkpoint["noise"]:
+        noise.state.copy_(checkpoint["noise"]["state"])
+    episodes.load_state_dict(checkpoint["envs"])
+
+
+def agent_state(agent: Agent) -> dict:
+    """The state of the four networks and the two optimisers."""
+    return {field.name: getattr(agent, field.name).state_dict() for field in dataclasses.fields(agent)}
+
+
+def buffer_state(rb: ReplayBuffer) -> dict:
+    """The filled rows only, by field: a checkpoint early in a run stays small."""
+    size = int(rb.size)  # clone: torch.save writes a view's whole storage, the empty rows too
+    return {"pos": int(rb.pos), "size": size, **{k: v[:size].clone() for k, v in rb.storage._asdict().items()}}
+
+
+def load_buffer_state(rb: ReplayBuffer, state: dict) -> None:
+    rb.pos.fill_(state["pos"])
+    rb.size.fill_(state["size"])
+    for name, column in rb.storage._asdict().items():
+        column[: state["size"]] = state[name]
 
 
 def save_atomic(obj: dict, path: str) -> None:
@@ -850,11 +897,23 @@ class SignalFlag:
 # Checks of the command line and of the environment; setting up a run
 
 
-def prepare(args: Args):
-    """Check everything, before any environment or run directory exists; set the thread count; pick the device.
+class UsageError(Exception):
+    """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
+
+
+class NotFinite(Exception):
+    """A loss, a parameter or an action became NaN or infinite: the run stops, keeping its last good checkpoint."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: the run stops after writing its checkpoint."""
+
+
+def prepare(args: Args) -> "Run":
+    """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
+    thread count; pick the device; then make the run directory and open its logs (`Run`).
 
     With --resume, the run goes on with its saved arguments (the thread count excepted: it belongs to this machine).
-    Returns (args, checkpoint or None, obs_dim, action_space, device).
     """
     check_args(args)
     checkpoint = None
@@ -866,7 +925,9 @@ def prepare(args: Args):
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
         check_checkpoint_fits(checkpoint, args, path, obs_dim, action_space)
-    return args, checkpoint, obs_dim, action_space, use_machine(args)
+    device = use_machine(args)
+    seed_everything(args.seed, args.torch_deterministic)
+    return Run(args, checkpoint, device, obs_dim, action_space)
 
 
 def use_machine(args: Args) -> torch.device:
@@ -956,34 +1017,32 @@ def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
     return obs_space.shape[0], act_space
 
 
-class UsageError(Exception):
-    """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# The run's bookkeeping: directory, TensorBoard, evaluation envs, checkpoints, signals and the console
+# The run's bookkeeping: directory, TensorBoard, evaluations, checkpoints, signals and the console
 
 
 class Run:
-    """Everything of a training run that is not DDPG itself; `train` calls one method per task.
+    """Everything of a training run that is not DDPG itself: its directory (locked: one writer), TensorBoard, the
+    evaluations, the checkpoints, Ctrl-C and the console.
 
-    It owns the counters the loop advances (`global_step`: env steps summed over envs; `num_updates`), and restores
-    them, with the agent, the buffer, the noise, the envs and the random generators, from a checkpoint.
+    `train` hands it the run's parts once (`start`, which restores them from a resumed run's checkpoint) and what
+    each step did (`record`); the loop owns the counters. As a context manager it ends the run however the loop
+    stops: done (the model saved), interrupted (checkpoint written) or a non-finite value (last checkpoint kept).
     """
 
-    def __init__(self, args: Args, checkpoint, device, spaces: dict, agent, rb, noise, runner, link: HostDeviceLink):
-        self.args, self.device, self.spaces, self.runner, self.link = args, device, spaces, runner, link
-        self.parts = {"agent": agent, "replay_buffer": rb, "noise": noise, "envs": runner}  # saved by state_dict
+    def __init__(self, args: Args, checkpoint: dict | None, device: torch.device, obs_dim: int,
+                 action_space: gym.spaces.Box):  # fmt: skip
+        self.args, self.checkpoint, self.device = args, checkpoint, device
+        self.obs_dim, self.action_space = obs_dim, action_space
         self.run_dir = args.resume or make_run_dir(args)
         self.lock = lock_run_dir(self.run_dir)
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
-        self.global_step, self.num_updates = 0, 0
-        self.recent_returns, self.eval_returns, self.losses = [], None, {}
-        prefix = f"eval-resumed-{checkpoint['global_step']}" if checkpoint else "eval"  # videos of each process apart
+        self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \
+            else (0, 0)  # fmt: skip
+        self.recent_returns, self.eval_returns, self.status = [], None, None
+        prefix = f"eval-resumed-{self.global_step}" if checkpoint else "eval"  # videos of each process apart
         self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
                                         os.path.join(self.run_dir, VIDEO_DIR), prefix)  # fmt: skip
-        if checkpoint:
-            self.restore(checkpoint)
         # before the SummaryWriter: W&B hooks TensorBoard's event writer to sync the scalars it writes
         run_id = checkpoint.get("wandb_run_id") if checkpoint else None
         self.tracking = Tracking(args, self.run_dir, run_id) if args.track else None
@@ -992,52 +1051,57 @@ class Run:
         if not checkpoint:
             self.writer.add_text("hyperparameters", hyperparameter_table(args))
         self.signals = SignalFlag()
+
+    def start(self, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps: FastSteps) -> tuple[int, int]:
+        """Take the run's parts (a resumed run's restored from its checkpoint); returns (global_step, num_updates)."""
+        self.agent, self.rb, self.noise, self.steps = agent, rb, noise, steps
+        self.envs, self.episodes = envs, EpisodeRecorder(envs)
+        if self.checkpoint:
+            self.restore(self.checkpoint)
         self.start_time = self.last_print = time.time()
         self.start_step = self.global_step
+        return self.global_step, self.num_updates
 
     def restore(self, checkpoint: dict) -> None:
-        for name, part in self.parts.items():
-            part.load_state_dict(checkpoint[name])
-        for optimizer in (self.parts["agent"].actor_optimizer, self.parts["agent"].critic_optimizer):
-            for group in optimizer.param_groups:  # this machine's setting, not the saved one (graphs need CUDA)
-                group["capturable"] = uses_cuda_graphs(self.args, self.device)
-        set_rng_states(checkpoint["rng"], self.runner, self.eval_envs)
-        self.global_step, self.num_updates = checkpoint["global_step"], checkpoint["num_updates"]
+        load_part_states(checkpoint, self.agent, self.rb, self.noise, self.episodes)
+        set_capturable(self.agent, uses_cuda_graphs(self.args, self.device))  # this machine's, not the saved one
+        set_rng_states(checkpoint["rng"], self.envs, self.eval_envs)
         self.recent_returns = checkpoint["recent_returns"]
         self.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
-        if checkpoint.get("next_actions") is not None:  # chosen on the device before the checkpoint was written
-            self.link.receive(checkpoint["next_actions"].to(self.device))
-        elif self.learning():  # a checkpoint from before actions were chosen ahead
-            obs = torch.as_tensor(self.runner.obs, dtype=torch.float32, device=self.device)
-            self.link.receive(explore(self.parts["agent"].actor, obs, self.parts["noise"]))
+        if checkpoint.get("next_actions") is not None:  # a layout that chose a_{t+1} before writing the checkpoint
+            self.steps.saved_actions = checkpoint["next_actions"].numpy()
         print(f"resuming {self.run_dir} at step {self.global_step}/{self.args.total_timesteps}")
 
-    def log_episodes(self, finished: list) -> None:
+    def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None) -> None:
+        """Bookkeeping at the end of an env step: log finished episodes and (every LOG_INTERVAL steps) the losses,
+        evaluate and checkpoint when due, stop after the checkpoint on Ctrl-C, print progress."""
+        self.global_step, self.num_updates = global_step, num_updates
+        done = global_step >= self.args.total_timesteps
         for episode_return, episode_length in finished:
             self.recent_returns = (self.recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
-            self.writer.add_scalar("charts/episodic_return", episode_return, self.global_step)
-            self.writer.add_scalar("charts/episodic_length", episode_length, self.global_step)
+            self.writer.add_scalar("charts/episodic_return", episode_return, global_step)
+            self.writer.add_scalar("charts/episodic_length", episode_length, global_step)
+        if losses is not None and every(LOG_INTERVAL, global_step, self.args.num_envs):
+            self.log_losses(losses)
+        if every(self.args.eval_frequency, global_step, self.args.num_envs) or done:
+            self.log_evaluation(evaluate(self.agent.actor, self.eval_envs, self.device))
+        interrupted = self.signals.signum  # read once: a signal arriving after this is handled at the next step
+        frequency = self.args.checkpoint_frequency
+        if interrupted or (frequency and (every(frequency, global_step, self.args.num_envs) or done)):
+            self.save_checkpoint()
+        if interrupted and not done:
+            raise Interrupted
+        self.print_progress(done)
 
-    def keep_losses(self, losses: tuple) -> None:
-        """The latest loss tensors of an update (the actor's from the last update that had an actor step)."""
-        for tag, value in zip(("losses/qf_loss", "losses/qf_values", "losses/actor_loss"), losses):
-            if value is not None:
-                self.losses[tag] = value
-
-    def log_losses(self) -> str | None:
-        """Every LOG_INTERVAL steps, log the losses and SPS; returns the name of a non-finite loss, if any."""
-        if not (self.losses and every(LOG_INTERVAL, self.global_step, self.args.num_envs)):
-            return None
-        for tag, tensor in self.losses.items():
+    def log_losses(self, losses: Losses) -> None:
+        for name, tensor in losses._asdict().items():
+            if tensor is None:  # no actor step yet
+                continue
             value = tensor.item()  # host sync point, once per LOG_INTERVAL steps
             if not math.isfinite(value):
-                return tag
-            self.writer.add_scalar(tag, value, self.global_step)
+                raise NotFinite(LOSS_TAGS[name])
+            self.writer.add_scalar(LOSS_TAGS[name], value, self.global_step)
         self.writer.add_scalar("charts/SPS", int(self.sps()), self.global_step)
-        return None
-
-    def evaluation_due(self) -> bool:
-        return every(self.args.eval_frequency, self.global_step, self.args.num_envs) or self.done()
 
     def log_evaluation(self, returns: np.ndarray) -> None:
         self.eval_returns = returns
@@ -1048,44 +1112,31 @@ class Run:
         if self.tracking:
             self.tracking.send_videos(self.global_step)
 
-    def checkpoint_due(self) -> bool:
-        frequency = self.args.checkpoint_frequency
-        return bool(frequency and every(frequency, self.global_step, self.args.num_envs))
-
-    def save_checkpoint(self) -> str | None:
-        """Write the checkpoint; returns the name of a non-finite parameter instead, if any (never overwrite a
-        good checkpoint with a broken agent)."""
-        bad = first_nonfinite(self.parts["agent"])
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint, unless a parameter is not finite (a broken agent never replaces a good one)."""
+        bad = first_nonfinite(self.agent)
         if bad:
-            return f"parameter {bad}"
+            raise NotFinite(f"parameter {bad}")
+        self.steps.flush()  # R holds this step's transitions
         save_atomic(
             {**self.description(), "global_step": self.global_step, "num_updates": self.num_updates,
-             **{name: part.state_dict() for name, part in self.parts.items()},
-             "rng": rng_states(self.runner, self.eval_envs), "recent_returns": self.recent_returns,
+             **part_states(self.agent, self.rb, self.noise, self.episodes),
+             "rng": rng_states(self.envs, self.eval_envs), "recent_returns": self.recent_returns,
              "eval_returns": None if self.eval_returns is None else self.eval_returns.tolist(),
-             "next_actions": torch.as_tensor(self.link.actions()) if self.learning() else None,
              "wandb_run_id": self.tracking.run.id if self.tracking else None},
             self.checkpoint_path,
         )  # fmt: skip
-        return None
 
     def description(self) -> dict:
         """What a checkpoint and a saved model both begin with: the run's arguments and its spaces."""
-        return {"args": dataclasses.asdict(self.args), "spaces": self.spaces}
-
-    def done(self) -> bool:
-        return self.global_step >= self.args.total_timesteps
-
-    def learning(self) -> bool:
-        """Whether R holds enough transitions (learning_starts) for updates and actions of the policy."""
-        return self.global_step >= self.args.learning_starts
+        return {"args": dataclasses.asdict(self.args), "spaces": space_signature(self.obs_dim, self.action_space)}
 
     def sps(self) -> float:
         return (self.global_step - self.start_step) / max(time.time() - self.start_time, 1e-9)
 
-    def print_progress(self) -> None:
+    def print_progress(self, done: bool) -> None:
         now = time.time()
-        if now - self.last_print < PROGRESS_INTERVAL_S and not self.done():
+        if now - self.last_print < PROGRESS_INTERVAL_S and not done:
             return
         self.last_print, sps = now, self.sps()
         recent = f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-"
@@ -1097,41 +1148,53 @@ class Run:
             flush=True,
         )
 
-    def stop(self, message: str, status: int, stream=None) -> dict:  # None: the sys.stdout of the moment
-        self.writer.close()
-        self.runner.close()
-        for env in self.eval_envs:
-            env.close()
-        if self.tracking:
-            self.tracking.finish(self.global_step, status)
-        self.signals.restore()
-        os.close(self.lock)  # the run may be resumed, in this process too
-        print(message, file=stream, flush=True)
-        return {"run_dir": self.run_dir, "eval_returns": self.eval_returns, "agent": self.parts["agent"],
-                "replay_buffer": self.parts["replay_buffer"], "status": status}  # fmt: skip
+    def __enter__(self) -> "Run":
+        return self
 
-    def not_finite(self, quantity: str) -> dict:
-        kept = (f"the last good checkpoint is {self.checkpoint_path}" if os.path.exists(self.checkpoint_path)
-                else "no checkpoint")  # fmt: skip
-        message = f"ddpg.py: error: step {self.global_step}: {quantity} is not finite; training stopped ({kept})"
-        return self.stop(message, 1, sys.stderr)
+    def __exit__(self, kind, error, traceback) -> bool:
+        """End the run: its status, its last words, everything closed. Errors other than ours are shown as usual."""
+        stream = sys.stdout
+        if kind is None:
+            self.status, message = 0, self.finish()
+        elif kind is NotFinite:
+            kept = (f"the last good checkpoint is {self.checkpoint_path}" if os.path.exists(self.checkpoint_path)
+                    else "no checkpoint")  # fmt: skip
+            message = f"ddpg.py: error: step {self.global_step}: {error} is not finite; training stopped ({kept})"
+            self.status, stream = 1, sys.stderr
+        elif kind is Interrupted:
+            signum = self.signals.signum
+            self.status = 128 + signum
+            message = (
+                f"{signal.Signals(signum).name} at step {self.global_step}: checkpoint saved to "
+                f"{self.checkpoint_path}\nresume with: python {sys.argv[0]} --resume {self.run_dir}"
+            )
+        else:
+            self.status, message = 1, None
+        self.close()
+        if message:
+            print(message, file=stream, flush=True)
+        return kind in (NotFinite, Interrupted)
 
-    def interrupted(self) -> dict:
-        signum = self.signals.signum
-        return self.stop(
-            f"{signal.Signals(signum).name} at step {self.global_step}: checkpoint saved to {self.checkpoint_path}\n"
-            f"resume with: python {sys.argv[0]} --resume {self.run_dir}",
-            128 + signum,
-        )
-
-    def finish(self) -> dict:
+    def finish(self) -> str:
+        """Save the model (unless --no-save-model); the final evaluation's line."""
+        self.steps.flush()  # R holds the last transitions
         if self.args.save_model:
-            agent, model_path = self.parts["agent"], os.path.join(self.run_dir, MODEL_FILE)
-            networks = {"actor": agent.actor.state_dict(), "critic": agent.critic.state_dict()}
+            model_path = os.path.join(self.run_dir, MODEL_FILE)
+            networks = {"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict()}
             save_atomic({**self.description(), "agent": networks}, model_path)
             print(f"model saved to {model_path}")
         r = self.eval_returns
-        return self.stop(f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes", 0)
+        return f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes"
+
+    def close(self) -> None:
+        self.writer.close()
+        self.envs.close()
+        for env in self.eval_envs:
+            env.close()
+        if self.tracking:
+            self.tracking.finish(self.global_step, self.status)
+        self.signals.restore()
+        os.close(self.lock)  # the run may be resumed, in this process too
 
 
 def make_run_dir(args: Args) -> str:

@@ -343,7 +343,7 @@ def measure_memory():
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, ddpg.CHECKPOINT_FILE)
         start = time.perf_counter()
-        ddpg.save_atomic({"agent": agent.state_dict(), "replay_buffer": rb.state_dict()}, path)
+        ddpg.save_atomic({"agent": ddpg.agent_state(agent), "replay_buffer": ddpg.buffer_state(rb)}, path)
         save_s = time.perf_counter() - start
         size = os.path.getsize(path)
         start = time.perf_counter()

@@ -11,7 +11,8 @@ from tests.test_units import ASYMMETRIC_BOX as BOX
 
 OBS_DIM, ACT_DIM, NUM_ENVS = 3, BOX.shape[0], 2
 CAPACITY, FIRST_ROWS = 40, 30  # the buffer wraps around during the rounds below
-# Enough rounds that each graph (update with and without the actor step, store-and-act) is recorded, then replayed.
+# Enough rounds that each graph (update with and without the actor step, store-and-select) is recorded, then
+# replayed.
 ROUNDS = 2 * (ddpg.CUDA_GRAPH_WARMUP + 2)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 # torch.compile builds its kernels with the system's C++ compiler (ddpg.py refuses --compile without one)
@@ -26,13 +27,8 @@ def env_step(rng):
     return transition, done, rng.standard_normal((NUM_ENVS, OBS_DIM))
 
 
-def send(link, step):
-    transition, done, act_on = step
-    link.send(*transition, done=done, act_on=act_on)
-
-
 def setup(device: str, **speed_options):
-    """Agent, buffer (partly filled), link and the loop's two device functions, from one fixed start."""
+    """Agent, buffer (partly filled) and the loop's device steps, from one fixed start."""
     args = ddpg.Args(hidden_size=32, learning_rate=1e-2, tau=0.1, exploration_noise=0.3, batch_size=16,
                      num_envs=NUM_ENVS, **speed_options)  # fmt: skip
     device = torch.device(device)
@@ -41,26 +37,31 @@ def setup(device: str, **speed_options):
     rb = ddpg.ReplayBuffer(CAPACITY, OBS_DIM, ACT_DIM, device)
     rb.add(torch.randn(FIRST_ROWS, rb.width, generator=torch.Generator().manual_seed(1)).to(device))
     noise = ddpg.make_noise(args, ACT_DIM, device)
-    link = ddpg.HostDeviceLink(NUM_ENVS, rb, device)
-    learn_step, device_step = ddpg.step_functions(agent, rb, noise, link.staged, args, device)
-    return agent, rb, link, learn_step, device_step
+    return agent, rb, ddpg.FastSteps(agent, rb, noise, args, device)
+
+
+def device_round(steps, step, update_actor=True):
+    """What the loop does on the device per env step: an update, then store the step's transitions and select the
+    actions for the next observations (noisy; the noise restarts where an episode ended)."""
+    losses = steps.learn(update_actor=update_actor)
+    transition, done, act_on = step
+    steps.store(*transition)
+    return losses, steps.select_action(act_on, episode_starts=done)
 
 
 def run_rounds(device: str, **speed_options):
-    """ROUNDS rounds of the loop's device work (an update, with the actor step every other round; then storing a
-    step's transitions and choosing noisy actions): the losses, the final weights, the actions and the buffer."""
-    agent, rb, link, learn_step, device_step = setup(device, **speed_options)
+    """ROUNDS rounds of the loop's device work (the actor step every other round): the losses, the final weights,
+    the actions and the buffer."""
+    agent, rb, steps = setup(device, **speed_options)
     rng, losses, actions = np.random.default_rng(0), [], []
     for i in range(ROUNDS):
-        qf_loss, qf_values, pi_loss = learn_step(update_actor=i % 2 == 1)
-        losses.append([qf_loss.item(), qf_values.item(), None if pi_loss is None else pi_loss.item()])
-        send(link, env_step(rng))
-        link.receive(device_step(act=True))
-        actions.append(torch.as_tensor(link.actions()))
+        round_losses, round_actions = device_round(steps, env_step(rng), update_actor=i % 2 == 1)
+        losses.append([None if x is None else x.item() for x in round_losses])
+        actions.append(torch.as_tensor(round_actions))
     weights = [p.detach().cpu().clone() for net in (agent.actor, agent.critic, agent.target_actor,
                                                    agent.target_critic) for p in net.parameters()]  # fmt: skip
-    if isinstance(learn_step, ddpg.CudaGraph):  # the rounds after the warm-up did go through recorded graphs
-        assert len(learn_step.graphs) == 2 and len(device_step.graphs) == 1
+    if isinstance(steps.update, ddpg.CudaGraph):  # the rounds after the warm-up did go through recorded graphs
+        assert len(steps.update.graphs) == 2 and len(steps.device_step.graphs) == 1
     assert int(rb.size) == CAPACITY and int(rb.pos) == (FIRST_ROWS + ROUNDS * NUM_ENVS) % CAPACITY  # wrapped
     return losses, weights, actions, rb.data.cpu()
 
@@ -81,8 +82,8 @@ def test_the_rounds_move_the_networks_and_the_actions():
 
 
 def test_cuda_graphs_do_nothing_on_the_cpu():
-    _, _, _, learn_step, device_step = setup("cpu", cudagraphs=True)
-    assert not isinstance(learn_step, ddpg.CudaGraph) and not isinstance(device_step, ddpg.CudaGraph)
+    _, _, steps = setup("cpu", cudagraphs=True)
+    assert not isinstance(steps.update, ddpg.CudaGraph) and not isinstance(steps.device_step, ddpg.CudaGraph)
 
 
 @needs_compiler
@@ -104,21 +105,14 @@ def test_compile_with_cuda_graphs_gives_the_same_updates_and_actions():
 
 @needs_cuda
 def test_one_copy_to_the_device_and_one_back_per_step():
-    _, _, link, learn_step, device_step = setup("cuda")
+    _, _, steps = setup("cuda")
     rng = np.random.default_rng(0)
-    steps = [env_step(rng) for _ in range(2 * ROUNDS)]
-
-    def round_(step):  # what the loop does on the device per env step
-        learn_step(update_actor=True)
-        send(link, step)
-        link.receive(device_step(act=True))
-        link.actions()
-
-    for step in steps[:ROUNDS]:  # warm-up and recording
-        round_(step)
+    rounds = [env_step(rng) for _ in range(2 * ROUNDS)]
+    for step in rounds[:ROUNDS]:  # warm-up and recording
+        device_round(steps, step)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for step in steps[ROUNDS:]:
-            round_(step)
+        for step in rounds[ROUNDS:]:
+            device_round(steps, step)
     names = [event.name for event in prof.events()]
     assert sum(name.startswith("Memcpy HtoD") for name in names) == ROUNDS, names
     assert sum(name.startswith("Memcpy DtoH") for name in names) == ROUNDS, names

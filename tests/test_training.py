@@ -101,21 +101,24 @@ def test_cuda_run_keeps_buffer_and_networks_on_the_gpu(in_tmp):
 
 def test_update_t_samples_the_buffer_before_transition_t_and_precedes_the_next_action(in_tmp, monkeypatch):
     calls = []  # (what, rows in R at that moment) in the order the loop makes them
-    real_learn, real_store_and_act = ddpg.learn, ddpg.store_and_act
+    real_learn, real_store_and_select = ddpg.learn, ddpg.store_and_select
 
     def learn(agent, rb, *args, **kwargs):
         calls.append(("update", int(rb.size)))
         return real_learn(agent, rb, *args, **kwargs)
 
-    def store_and_act(rb, *args, act):
-        calls.append(("store+act" if act else "store", int(rb.size)))
-        return real_store_and_act(rb, *args, act=act)
+    def store_and_select(rb, *args, store, act):
+        calls.append(({(True, True): "store+act", (True, False): "store", (False, True): "act"}[store, act],
+                      int(rb.size)))  # fmt: skip
+        return real_store_and_select(rb, *args, store=store, act=act)
 
     monkeypatch.setattr(ddpg, "learn", learn)
-    monkeypatch.setattr(ddpg, "store_and_act", store_and_act)
+    monkeypatch.setattr(ddpg, "store_and_select", store_and_select)
     ddpg.train(counter_args("tests.envs:Counter-v0", total_timesteps=260, eval_frequency=260, eval_episodes=1))
     # 200 random steps only store; the transition that fills R to learning_starts also chooses the first action
     assert calls[:200] == [("store", t) for t in range(199)] + [("store+act", 199)]
-    # from then on, per step: the update (R still without this step's transition), then store and choose a_{t+1}
+    # from then on, per step: the update (R still without this step's transition), then store and choose a_{t+1};
+    # after the last step its transition is stored, with no action to choose
     rest = calls[200:]
-    assert rest == [entry for t in range(200, 260) for entry in (("update", t), ("store+act", t))]
+    assert rest == [entry for t in range(200, 259) for entry in (("update", t), ("store+act", t))] + [
+        ("update", 259), ("store", 259)]  # fmt: skip

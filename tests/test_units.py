@@ -81,10 +81,10 @@ def test_buffer_checkpoint_holds_only_the_filled_rows():
     rb = ddpg.ReplayBuffer(capacity=10_000, obs_dim=3, act_dim=2, device=torch.device("cpu"))
     rb.add(transitions(0, 10))
     saved = io.BytesIO()
-    torch.save(rb.state_dict(), saved)
+    torch.save(ddpg.buffer_state(rb), saved)
     assert saved.tell() < 10_000 * rb.width * 4 / 100  # the 10 rows and some framing, not the 10000 allocated
     restored = ddpg.ReplayBuffer(capacity=10_000, obs_dim=3, act_dim=2, device=torch.device("cpu"))
-    restored.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
+    ddpg.load_buffer_state(restored, torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
     assert torch.equal(restored.data, rb.data) and restored.size == 10 and restored.pos == 10
 
 
@@ -162,7 +162,7 @@ def test_noisy_actions_are_clipped_into_the_box():
     actor = ddpg.Actor(3, ASYMMETRIC_BOX, hidden_size=16)
     set_actor_output(actor, 3.0)  # near the upper bound: most noise pushes past it
     noise = ddpg.GaussianNoise(1000, 2, sigma=5.0, device=torch.device("cpu"))
-    actions = ddpg.explore(actor, torch.randn(1000, 3), noise)
+    actions = ddpg.explore(actor, torch.randn(1000, 3), noise, episode_starts=torch.zeros(1000))
     low, high = torch.as_tensor(ACTION_LOW), torch.as_tensor(ACTION_HIGH)
     assert torch.all(actions >= low) and torch.all(actions <= high)
     assert torch.any(actions == high) and torch.any(actions == low)  # both bounds were hit: clipping, not luck
@@ -174,7 +174,7 @@ def test_noise_is_scaled_to_the_action_range():
     actor = ddpg.Actor(3, box, hidden_size=16)
     set_actor_output(actor, 0.0)
     noise = ddpg.GaussianNoise(4000, 1, sigma=0.1, device=torch.device("cpu"))
-    actions = ddpg.explore(actor, torch.randn(4000, 3), noise)
+    actions = ddpg.explore(actor, torch.randn(4000, 3), noise, episode_starts=torch.zeros(4000))
     assert actions.std().item() == pytest.approx(0.1 * 10, rel=0.05)  # sigma times the half-width
 
 
@@ -283,17 +283,19 @@ def test_runner_returns_the_true_last_obs_and_resets_after():
     assert runner.obs[:, 0].tolist() == [0.0, 0.0]  # what the agent acts on next: the new episode's start
 
 
-def test_runner_state_replays_to_the_same_env_state():
+@pytest.mark.parametrize("restore_at", [150, 250], ids=["first-episode", "after-a-time-limit"])
+def test_runner_state_replays_to_the_same_env_state(restore_at):
     rng = np.random.default_rng(0)
-    # 450 steps cross Pendulum's 200-step time limit before the restore (at 250) and after it
+    # 450 steps cross Pendulum's 200-step time limit, before the restore at 250 and after the one at 150
     actions = rng.uniform(-2, 2, size=(450, 2, 1)).astype(np.float32)
-    original = ddpg.ResumableEnvRunner("Pendulum-v1", num_envs=2, seed=7)  # an EnvRunner that records its episode
-    for a in actions[:250]:
+    original = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=7)
+    recorder = ddpg.EpisodeRecorder(original)  # records each env's episode start and actions
+    for a in actions[:restore_at]:
         original.step(a)
-    restored = ddpg.ResumableEnvRunner("Pendulum-v1", num_envs=2, seed=123)  # another seed: all comes from the state
-    restored.load_state_dict(original.state_dict())
+    restored = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=123)  # another seed: all comes from the state
+    ddpg.EpisodeRecorder(restored).load_state_dict(recorder.state_dict())
     np.testing.assert_array_equal(restored.obs, original.obs)
-    for a in actions[250:]:  # the same future: same observations, rewards and episode ends
+    for a in actions[restore_at:]:  # the same future: same observations, rewards and episode ends
         for x, y in zip(original.step(a), restored.step(a)):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
