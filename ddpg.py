@@ -41,6 +41,7 @@ Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watc
 """
 
 import collections
+import contextlib
 import dataclasses
 import fcntl
 import functools
@@ -49,10 +50,12 @@ import importlib.util
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -541,6 +544,7 @@ PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in secon
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
 MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 16, within 6% of 8 (README: speed)
+RUNS_DIR = "runs"  # where new runs make their directories, in the working directory
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
 LOCK_FILE = "lock"  # in the run directory: locked by the one process that writes the run, and naming it
@@ -794,10 +798,24 @@ def load_buffer_state(rb: ReplayBuffer, state: dict) -> None:
 
 
 def save_atomic(obj: dict, path: str) -> None:
-    """torch.save to a temporary file, then rename it: a crash mid-write leaves the previous `path` intact."""
+    """torch.save to a temporary file, on disk before it is renamed over `path`: a crash or a full disk mid-write
+    leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it."""
     tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # atomic on POSIX and Windows
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        cause = e  # torch reports a failed write as a RuntimeError raised while handling the OSError
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None or cause is e:
+            raise
+        raise OSError(cause.errno, cause.strerror, tmp) from None
 
 
 def rng_states(runner: EnvRunner, eval_envs: list[gym.Env]) -> dict:
@@ -909,17 +927,26 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM: the run stops after writing its checkpoint."""
 
 
+class Finished(Exception):
+    """--resume of a run that has finished: nothing to train."""
+
+
 def prepare(args: Args) -> "Run":
     """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
     thread count; pick the device; then make the run directory and open its logs (`Run`).
 
     With --resume, the run goes on with its saved arguments (the thread count excepted: it belongs to this machine).
     """
+    if args.resume and os.path.isfile(os.path.join(args.resume, MODEL_FILE)):
+        raise Finished(f"{args.resume} has finished (it holds {MODEL_FILE}): nothing to train")
     check_args(args)
     checkpoint = None
     if args.resume:
         path = os.path.join(args.resume, CHECKPOINT_FILE)
         checkpoint, saved = load_checkpoint(path)
+        if checkpoint["global_step"] >= saved.total_timesteps:
+            raise Finished(f"{args.resume} has finished (step {checkpoint['global_step']}/{saved.total_timesteps}): "
+                           "nothing to train")  # fmt: skip
         args = dataclasses.replace(saved, resume=args.resume, threads=args.threads)
         check_args(args)  # the saved options must suit this machine too
     obs_dim, action_space = check_env(args.env_id)
@@ -976,10 +1003,21 @@ def check_args(args: Args) -> None:
         raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
     if args.resume and not os.path.isfile(os.path.join(args.resume, CHECKPOINT_FILE)):
         raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
+    if not args.eval_checkpoint:
+        check_writable(args.resume or RUNS_DIR)
     if args.eval_checkpoint:
         saved_file(args.eval_checkpoint)
     if args.track:
         check_wandb()
+
+
+def check_writable(directory: str) -> None:
+    """The run will write in `directory` (made if missing): refuse a file in its place, or a place it cannot write."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"{directory}: not a directory, but training writes its runs there")
+    existing = directory if os.path.isdir(directory) else os.path.dirname(os.path.abspath(directory))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{os.path.abspath(existing)}: this process cannot write there (permissions, read-only)")
 
 
 def num_threads(args: Args) -> int:
@@ -1035,6 +1073,15 @@ class Run:
         self.args, self.checkpoint, self.device = args, checkpoint, device
         self.obs_dim, self.action_space = obs_dim, action_space
         self.run_dir = args.resume or make_run_dir(args)
+        try:
+            self.open(args, checkpoint)
+        except BaseException:
+            if not args.resume:  # a new run that could not start leaves no directory behind
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def open(self, args: Args, checkpoint: dict | None) -> None:
+        """Lock the run directory, make the evaluation envs, open TensorBoard (and W&B), catch Ctrl-C."""
         self.lock = lock_run_dir(self.run_dir)
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
         self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \
@@ -1050,6 +1097,7 @@ class Run:
         self.writer = SummaryWriter(self.run_dir, purge_step=self.global_step + 1 if checkpoint else None)
         if not checkpoint:
             self.writer.add_text("hyperparameters", hyperparameter_table(args))
+        threading.excepthook = quiet_writer_thread
         self.signals = SignalFlag()
 
     def start(self, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps: FastSteps) -> tuple[int, int]:
@@ -1105,9 +1153,9 @@ class Run:
 
     def log_evaluation(self, returns: np.ndarray) -> None:
         self.eval_returns = returns
-        for env in self.eval_envs:  # RecordVideo writes an episode's mp4 only at the next reset: write it now
+        for env in self.eval_envs:
             if isinstance(env, gym.wrappers.RecordVideo) and env.recording:
-                env.stop_recording()
+                write_video(env)
         self.writer.add_scalar("eval/episodic_return", returns.mean(), self.global_step)
         if self.tracking:
             self.tracking.send_videos(self.global_step)
@@ -1118,6 +1166,7 @@ class Run:
         if bad:
             raise NotFinite(f"parameter {bad}")
         self.steps.flush()  # R holds this step's transitions
+        self.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
         save_atomic(
             {**self.description(), "global_step": self.global_step, "num_updates": self.num_updates,
              **part_states(self.agent, self.rb, self.noise, self.episodes),
@@ -1153,14 +1202,15 @@ class Run:
 
     def __exit__(self, kind, error, traceback) -> bool:
         """End the run: its status, its last words, everything closed. Errors other than ours are shown as usual."""
-        stream = sys.stdout
         if kind is None:
-            self.status, message = 0, self.finish()
-        elif kind is NotFinite:
-            kept = (f"the last good checkpoint is {self.checkpoint_path}" if os.path.exists(self.checkpoint_path)
-                    else "no checkpoint")  # fmt: skip
-            message = f"ddpg.py: error: step {self.global_step}: {error} is not finite; training stopped ({kept})"
-            self.status, stream = 1, sys.stderr
+            try:
+                self.status, message = 0, self.finish()
+            except OSError as e:
+                kind, error = OSError, e
+        if kind is NotFinite:
+            self.status, message = 1, f"{error} is not finite; training stopped ({self.kept()})"
+        elif kind is not None and issubclass(kind, OSError):
+            self.status, message = 1, f"{write_error(error, self.run_dir)}; training stopped ({self.kept()})"
         elif kind is Interrupted:
             signum = self.signals.signum
             self.status = 128 + signum
@@ -1168,12 +1218,21 @@ class Run:
                 f"{signal.Signals(signum).name} at step {self.global_step}: checkpoint saved to "
                 f"{self.checkpoint_path}\nresume with: python {sys.argv[0]} --resume {self.run_dir}"
             )
-        else:
+        elif kind is not None:  # anything else is a bug: Python shows it as usual
             self.status, message = 1, None
         self.close()
-        if message:
-            print(message, file=stream, flush=True)
-        return kind in (NotFinite, Interrupted)
+        if self.status == 1 and message:
+            print(f"ddpg.py: error: step {self.global_step}: {message}", file=sys.stderr, flush=True)
+        elif message:
+            print(message, flush=True)
+        return message is not None
+
+    def kept(self) -> str:
+        """What a stopped run leaves to go on from."""
+        if not os.path.exists(self.checkpoint_path):
+            return "no checkpoint"
+        return f"the last good checkpoint is {self.checkpoint_path}; resume with: python {sys.argv[0]} --resume " \
+            f"{self.run_dir}"  # fmt: skip
 
     def finish(self) -> str:
         """Save the model (unless --no-save-model); the final evaluation's line."""
@@ -1187,10 +1246,11 @@ class Run:
         return f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes"
 
     def close(self) -> None:
-        self.writer.close()
+        with contextlib.suppress(OSError):  # a disk that filled up has been reported already
+            self.writer.close()
+            for env in self.eval_envs:
+                env.close()
         self.envs.close()
-        for env in self.eval_envs:
-            env.close()
         if self.tracking:
             self.tracking.finish(self.global_step, self.status)
         self.signals.restore()
@@ -1199,7 +1259,7 @@ class Run:
 
 def make_run_dir(args: Args) -> str:
     """runs/<env_id>__<exp_name>__<seed>__<unix_time>, with a suffix if two runs start in the same second."""
-    base = os.path.join("runs", f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    base = os.path.join(RUNS_DIR, f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}")
     run_dir, n = base, 1
     while True:
         try:
@@ -1208,6 +1268,32 @@ def make_run_dir(args: Args) -> str:
         except FileExistsError:
             n += 1
             run_dir = f"{base}_{n}"
+
+
+def write_video(env: gym.wrappers.RecordVideo) -> None:
+    """Write the recorded episode's mp4 now (RecordVideo would at the next reset); a failed write leaves no partial
+    file and raises an OSError naming the file and the reason (ffmpeg's error code, which moviepy only quotes)."""
+    path = os.path.join(env.video_folder, f"{env._video_name}.mp4")
+    try:
+        env.stop_recording()
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        code = re.search(r"error code: -(\d+)", str(e))
+        raise OSError(int(code[1]) if code else e.errno, os.strerror(int(code[1])) if code else str(e).splitlines()[0],
+                      path) from None  # fmt: skip
+
+
+def write_error(error: OSError, run_dir: str) -> str:
+    """'cannot write PATH: REASON' (TensorBoard's writer names no path: the run directory stands for it)."""
+    return f"cannot write {error.filename or run_dir}: {error.strerror or error}"
+
+
+def quiet_writer_thread(hook: threading.ExceptHookArgs) -> None:
+    """TensorBoard writes from a thread of its own, which re-raises a failed write (a full disk) in the run, where
+    it is reported in one line: not also as the thread's traceback."""
+    if not (issubclass(hook.exc_type, OSError) and type(hook.thread).__name__ == "_AsyncWriterThread"):
+        threading.__excepthook__(hook)
 
 
 def lock_run_dir(run_dir: str) -> int:
@@ -1332,6 +1418,12 @@ def main() -> int:
     except UsageError as e:
         print(f"ddpg.py: error: {e}", file=sys.stderr)
         return 2
+    except Finished as e:
+        print(e)
+        return 0
+    except OSError as e:  # while setting up the run (its directory, logs or videos)
+        print(f"ddpg.py: error: {write_error(e, RUNS_DIR)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python benchmarks/bench.py              # about 10 minutes on 2 CPU cores; writes benchmarks/results.md
     python benchmarks/bench.py --quick      # fewer repeats, for a smoke test; writes nothing
     python benchmarks/bench.py --gpu-only   # on a GPU machine: tables 2 (threads only) and 3; writes results-gpu.md
+    python benchmarks/bench.py --against OTHER/ddpg.py  # table 2 only, ddpg.py against another copy; writes nothing
 
 What it measures, all in one process, on the current machine:
 1. the update: one full DDPG update (critic and actor, batch 256, 256x256 networks, HalfCheetah-v5 sizes), timed
@@ -22,6 +23,10 @@ What it measures, all in one process, on the current machine:
 4. memory: what a 1M-transition HalfCheetah-v5 replay buffer allocates against the raw size of its data, and the
    process's peak resident set size; the time and disk size of a checkpoint holding that buffer.
 
+With --against FILE, it times whole training runs of ddpg.py and of another version of it (FILE, e.g. the
+previous release's `git show REV:ddpg.py > /tmp/previous.py`) alternately, with the same arguments: a change's cost
+in speed, measured side by side.
+
 The baseline is what a plain eager implementation does: a numpy replay buffer whose batches are converted to
 tensors at every sample, a Python loop over parameters for the soft update, torch's default Adam, and gradients
 computed for the critic's weights during the actor step. It uses the same networks as ddpg.py.
@@ -31,6 +36,7 @@ import argparse
 import contextlib
 import dataclasses
 import gc
+import importlib.util
 import io
 import os
 import resource
@@ -65,6 +71,7 @@ BUFFER_1M = 1_000_000
 WARMUP_STEPS = 50  # training steps of the untimed warm-up run
 # What the training-phase SPS tables compare: ddpg.Args changes per variant; {BASELINE: device}: the baseline loop
 BASELINE = "baseline"
+AGAINST = "against"  # {AGAINST: module}: another version of ddpg.py, loaded from a file (--against)
 CPU_VARIANTS = {"ddpg.py": {}, "ddpg.py --compile": {"compile": True}, "eager baseline": {BASELINE: "cpu"}}
 GPU_VARIANTS = {"--cuda": {"cuda": True}, "--cuda --no-cudagraphs": {"cuda": True, "cudagraphs": False},
                 "--cuda --compile": {"cuda": True, "compile": True}, "--no-cuda": {},
@@ -265,6 +272,10 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
             env_only(env_id, total_timesteps)
         elif BASELINE in changes:
             baseline_train(env_id, total_timesteps, BATCH, device=changes[BASELINE])
+        elif AGAINST in changes:
+            other, args = changes[AGAINST], training_args(env_id, longest)
+            with contextlib.redirect_stdout(io.StringIO()):
+                other.train(other.Args(**{**dataclasses.asdict(args), "total_timesteps": total_timesteps}))
         else:
             with contextlib.redirect_stdout(io.StringIO()):
                 args = training_args(env_id, longest, **changes)  # the same buffer for every run length
@@ -420,6 +431,18 @@ def gpu_report(gpu) -> list[str]:
     ]  # fmt: skip
 
 
+def against_report(path: str, repeats: int, steps: int) -> str:
+    """Training-phase steps per second of ddpg.py and of the ddpg.py in `path`, alternately, on the CPU."""
+    spec = importlib.util.spec_from_file_location("other_ddpg", path)
+    other = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other)
+    variants = {"ddpg.py": {}, path: {AGAINST: other}}
+    sps = {env: measure_sps(env, repeats, steps, variants) for env in ("Pendulum-v1", "HalfCheetah-v5")}
+    return "\n".join([f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; "
+                      f"medians over {repeats} alternating repeats, (min-max) after them.", "",
+                      *sps_table(sps, reference=path)])  # fmt: skip
+
+
 def report(update, sps, threads_sps, gpu, memory, repeats, command) -> str:
     """The markdown report; `update` and `sps` are None when only the GPU machine's tables were measured."""
     lines = [
@@ -464,8 +487,10 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, help="repeats of the update timing (7; --quick 2); whole runs: half")
     parser.add_argument("--steps", type=int, help="training steps of a timed run (2000; --quick 300)")
+    parser.add_argument("--against", metavar="FILE", help="time ddpg.py's training against this other ddpg.py only")
     opts = parser.parse_args()
     for problem in (
+        opts.against and not os.path.isfile(opts.against) and f"--against {opts.against}: no such file",
         opts.gpu_only and not torch.cuda.is_available() and "--gpu-only needs a CUDA device; none is available",
         opts.repeats is not None and opts.repeats < 1 and f"--repeats must be positive, got {opts.repeats}",
         opts.steps is not None and opts.steps < 1 and f"--steps must be positive, got {opts.steps}",
@@ -478,6 +503,9 @@ def main() -> None:
     repeats, steps = opts.repeats or repeats, opts.steps or steps
     torch.set_num_threads(ddpg.num_threads(ddpg.Args()))  # ddpg.py's default, for every measurement and the header
     sps_repeats = max(repeats // 2, 2)
+    if opts.against:
+        print(against_report(opts.against, sps_repeats, steps))
+        return
     update = sps = None
     gpu = {}
     if torch.cuda.is_available():  # first: on a GPU machine, the figures it is there for

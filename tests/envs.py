@@ -72,7 +72,16 @@ class NanRewardEnv(CounterEnv):
         return obs, (float("nan") if self.life_steps > NAN_AFTER else reward), terminated, truncated, info
 
 
+class AnnouncedEnv(CounterEnv):
+    """Says so when it is made: a command refused before any environment is made never prints it."""
+
+    def __init__(self):
+        super().__init__()
+        print("made an environment")
+
+
 gym.register("Counter-v0", entry_point=CounterEnv, max_episode_steps=HORIZON)
+gym.register("Announced-v0", entry_point=AnnouncedEnv, max_episode_steps=HORIZON)
 gym.register(
     "TerminatingCounter-v0", entry_point=CounterEnv, kwargs={"terminal_step": TERMINAL_STEP}, max_episode_steps=50
 )

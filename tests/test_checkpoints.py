@@ -1,5 +1,6 @@
 """Checkpoints: exact resume after a real signal, atomic writes, refusal of bad files, stop on non-finite values."""
 
+import errno
 import glob
 import os
 import shutil
@@ -103,14 +104,14 @@ def test_a_crash_during_a_checkpoint_write_leaves_the_previous_one(tmp_path, mon
 
     def crash_midway(obj, f):
         real_save(obj, f)
-        with open(f, "r+b") as file:
-            file.truncate(10)  # half-written
-        raise OSError("disk full")
+        f.truncate(10)  # half-written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(torch, "save", crash_midway)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left on device"):
         ddpg.save_atomic({"global_step": 2}, path)
     assert torch.load(path, weights_only=True) == {"global_step": 1}
+    assert os.listdir(tmp_path) == [ddpg.CHECKPOINT_FILE]  # no partial file left behind
 
 
 @pytest.fixture(scope="module")

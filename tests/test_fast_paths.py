@@ -127,7 +127,8 @@ def pendulum_args(**overrides):
 @pytest.mark.parametrize("cuda", [False, pytest.param(True, marks=needs_cuda)], ids=["cpu", "cuda-graphs"])
 def test_training_resumed_from_a_checkpoint_equals_the_run_left_alone(in_tmp, cuda):
     whole = ddpg.train(pendulum_args(exp_name="whole", cuda=cuda))  # 900 steps wrap the 500-transition buffer
-    part = ddpg.train(pendulum_args(exp_name="part", cuda=cuda, total_timesteps=600, checkpoint_frequency=600))
+    part = ddpg.train(pendulum_args(exp_name="part", cuda=cuda, total_timesteps=600, checkpoint_frequency=600,
+                                    save_model=False))  # a finished run (with model.pt) would not resume
     path = os.path.join(part["run_dir"], ddpg.CHECKPOINT_FILE)
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["args"]["total_timesteps"] = 900  # go on to where the whole run ended
