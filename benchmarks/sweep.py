@@ -39,10 +39,11 @@ from machine import describe
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = {
     "none": [],
-    # CleanRL's DDPG settings for MuJoCo (its defaults), with evaluations every 10k steps
-    "mujoco": ["--learning-rate", "3e-4", "--learning-starts", "25000", "--noise-type", "gaussian",
-               "--exploration-noise", "0.1", "--policy-frequency", "2", "--hidden-size", "256", "--batch-size", "256",
-               "--tau", "0.005", "--gamma", "0.99", "--buffer-size", "1000000", "--eval-frequency", "10000"],
+    # CleanRL's DDPG settings for MuJoCo (its defaults, its 1M-step budget among them), evaluations every 10k steps
+    "mujoco": ["--total-timesteps", "1000000", "--learning-rate", "3e-4", "--learning-starts", "25000",
+               "--noise-type", "gaussian", "--exploration-noise", "0.1", "--policy-frequency", "2",
+               "--hidden-size", "256", "--batch-size", "256", "--tau", "0.005", "--gamma", "0.99",
+               "--buffer-size", "1000000", "--eval-frequency", "10000"],
 }  # fmt: skip
 RUNS_DIR_NAME = "runs"  # ddpg.py writes its run directories to ./runs of the directory it starts in
 POLL_S = 1.0

@@ -1,6 +1,9 @@
 """The sweep runner and the report on a tiny sweep: two short Pendulum runs and one that fails."""
 
+import importlib.util
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +13,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import BENCHMARKS, subprocess_env
+from tests.conftest import BENCHMARKS, ROOT, subprocess_env
 
 TINY = ["--total-timesteps", "500", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
         "--eval-frequency", "250", "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
@@ -105,3 +108,34 @@ def test_ctrl_c_stops_the_sweep_keeping_every_started_run_resumable(tmp_path):
     assert "seed 3: interrupted before it started" in out
     started = sorted((tmp_path / "runs").glob("Pendulum-v1__stop__*"))
     assert len(started) == 2 and all((d / "checkpoint.pt").exists() for d in started)
+
+
+def documented_sweeps() -> list[list[str]]:
+    """The arguments of every benchmarks/sweep.py command in the README's code blocks and of `make sweep`."""
+    blocks = open(os.path.join(ROOT, "README.md")).read().split("```")[1::2]
+    lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
+    if shutil.which("make"):
+        make = subprocess.run(["make", "-n", "sweep"], cwd=ROOT, capture_output=True, text=True, check=True)
+        lines += make.stdout.splitlines()
+    commands = [shlex.split(line.split("benchmarks/sweep.py", 1)[1], comments=True) for line in lines
+                if "benchmarks/sweep.py" in line]  # fmt: skip
+    assert len(commands) >= 5, "the README and Makefile show fewer sweeps than expected"
+    return commands
+
+
+def test_every_documented_sweep_is_accepted_by_the_sweep_and_its_runs_options_by_ddpg(monkeypatch):
+    import sweep
+    import tyro
+
+    import ddpg
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # --track needs no login to be checked
+    for command in documented_sweeps():
+        monkeypatch.setattr(sys, "argv", ["sweep.py", *command])
+        args = sweep.parse_args()  # refuses with SystemExit
+        for env_id in args.envs:
+            if "--track" in args.options_all and importlib.util.find_spec("wandb") is None:
+                continue  # checked where wandb is installed (CI installs it)
+            # what ddpg.py checks before it makes any environment: the preset's options and those after -- together
+            ddpg.check_args(tyro.cli(ddpg.Args, args=["--env-id", env_id, *args.options_all]))
+    assert sweep.PRESETS["mujoco"][:2] == ["--total-timesteps", "1000000"]  # CleanRL's budget, unless -- says other
