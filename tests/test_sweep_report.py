@@ -1,5 +1,6 @@
 """The sweep runner and the report on a tiny sweep: two short Pendulum runs and one that fails."""
 
+import fcntl
 import importlib.util
 import os
 import shlex
@@ -20,9 +21,10 @@ TINY = ["--total-timesteps", "500", "--learning-starts", "300", "--batch-size", 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def script(name, *args, cwd, first_on_path=()):
+def script(name, *args, cwd, first_on_path=(), env=None):
+    """benchmarks/NAME ARGS, run to its end in cwd; env: the child's environment (default: subprocess_env)."""
     return subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], cwd=cwd, capture_output=True,
-                          text=True, env=subprocess_env(*first_on_path))  # fmt: skip
+                          text=True, env=env or subprocess_env(*first_on_path))  # fmt: skip
 
 
 def test_sweep_survives_a_failed_run_skips_finished_ones_and_reports_logged_values(tmp_path):
@@ -110,6 +112,74 @@ def test_ctrl_c_stops_the_sweep_keeping_every_started_run_resumable(tmp_path):
     assert len(started) == 2 and all((d / "checkpoint.pt").exists() for d in started)
 
 
+def run_dir_with(runs, name, *files):
+    """runs/NAME holding these (empty) files; its path."""
+    os.makedirs(runs / name)
+    for file in files:
+        (runs / name / file).write_text("")
+    return runs / name
+
+
+def test_a_run_directory_in_use_is_waited_for_and_one_without_checkpoint_taken_up(tmp_path, stand_in):
+    from sweep import POLL_S
+
+    runs = tmp_path / "runs"
+    # seed 1: interrupted, and its directory still locked (as by a process on a node cut off from the cluster)
+    in_use = run_dir_with(runs, "Pendulum-v1__lock__1__100", "checkpoint.pt", "events.out.tfevents.1")
+    lock = os.open(in_use / "lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    os.write(lock, b"process 4242 on far-away\n")
+    # seed 2: its process died before writing a checkpoint, and holds the lock no more
+    abandoned = run_dir_with(runs, "Pendulum-v1__lock__2__100", "events.out.tfevents.1", "lock")
+    sweep = subprocess.Popen(
+        [sys.executable, os.path.join(BENCHMARKS, "sweep.py"), "--envs", "Pendulum-v1", "--seeds", "1", "2",
+         "--jobs", "2", "--exp-name", "lock"],
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True, env=stand_in.env(STAND_IN_REFUSE_RESUME_ONCE="1"),
+    )  # fmt: skip
+    deadline = time.time() + 60
+    while not [r for r in stand_in.records() if "--seed" in r["argv"]]:  # seed 2 started
+        assert sweep.poll() is None and time.time() < deadline, sweep.communicate()
+        time.sleep(0.1)
+    time.sleep(2 * POLL_S)  # seed 1 waits on
+    released = time.time()
+    os.close(lock)
+    out, _ = sweep.communicate(timeout=60)
+    assert sweep.returncode == 0 and "2 of 2 runs finished" in out, out
+
+    assert f"Pendulum-v1 seed 1: runs/{in_use.name} is in use by process 4242 on far-away; waiting for it" in out
+    (refused, resumed) = [r for r in stand_in.records() if "--resume" in r["argv"]]
+    assert refused["refused"] and not resumed["refused"]  # refused once as ddpg.py refuses a lock race ...
+    assert refused["time"] > released and resumed["argv"][:2] == ["--resume", f"runs/{in_use.name}"]
+    assert "is in use by process 1 on elsewhere; one process writes a run at a time: trying again" in out  # ... then
+    # started again
+    assert not abandoned.exists() and f"seed 2: removed runs/{abandoned.name}: its run ended before its first" in out
+    (started,) = [r for r in stand_in.records() if "--seed" in r["argv"]]
+    assert started["argv"][:4] == ["--env-id", "Pendulum-v1", "--seed", "2"]  # from the start: nothing to resume
+
+
+def test_waiting_for_a_run_directory_in_use_has_an_end(tmp_path, monkeypatch):
+    import sweep
+
+    monkeypatch.setattr(sweep, "LOCK_WAIT_S", 0.5)
+    runs = tmp_path / "runs"
+    in_use = run_dir_with(runs, "Pendulum-v1__wait__1__100", "checkpoint.pt")
+    os.makedirs(runs / "sweep-logs")
+    lock = os.open(in_use / "lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    said = []
+    attempt = sweep.Attempt(str(runs), "wait", "Pendulum-v1", 1, [], 1, {}, "", said.append)
+    start = time.time()
+    try:
+        with pytest.raises(sweep.StillInUse, match=f"runs/{in_use.name} is in use by another process, still after"):
+            while attempt.poll() is None:
+                assert time.time() - start < 5, "waited on and on"
+                time.sleep(0.05)
+    finally:
+        os.close(lock)
+    assert time.time() - start > 0.5 and attempt.proc is None
+    assert len(said) == 1 and "waiting for it to end" in said[0]
+
+
 def documented_sweeps() -> list[list[str]]:
     """The arguments of every benchmarks/sweep.py command in the README's code blocks and of `make sweep`."""
     blocks = open(os.path.join(ROOT, "README.md")).read().split("```")[1::2]
@@ -139,3 +209,29 @@ def test_every_documented_sweep_is_accepted_by_the_sweep_and_its_runs_options_by
             # what ddpg.py checks before it makes any environment: the preset's options and those after -- together
             ddpg.check_args(tyro.cli(ddpg.Args, args=["--env-id", env_id, *args.options_all]))
     assert sweep.PRESETS["mujoco"][:2] == ["--total-timesteps", "1000000"]  # CleanRL's budget, unless -- says other
+
+
+def test_a_run_stops_when_the_process_that_started_it_dies(tmp_path, stand_in):
+    # as when a Ray node is cut off and its worker dies: the run must stop, not train on beside its retry
+    os.makedirs(tmp_path / "runs")
+    start_and_stay = ("import os, sys, time, sweep; sweep.start_run(sys.argv[1], ['--env-id', 'Pendulum-v1'], 1, "
+                      "dict(os.environ), open(os.devnull, 'w')); time.sleep(60)")  # fmt: skip
+    starter = subprocess.Popen([sys.executable, "-c", start_and_stay, str(tmp_path / "runs")],
+                               env=stand_in.env(BENCHMARKS, STAND_IN_LINGER="60"))  # fmt: skip
+    try:
+        deadline = time.time() + 30
+        while not stand_in.records():
+            assert starter.poll() is None and time.time() < deadline, "the run did not start"
+            time.sleep(0.05)
+        os.kill(starter.pid, signal.SIGKILL)
+        starter.wait()
+        while not list(stand_in.dir.glob("*.sigterm")):
+            assert time.time() < deadline, "the run went on after its starter died"
+            time.sleep(0.05)
+    finally:
+        starter.kill()
+        for record in stand_in.records():
+            try:
+                os.kill(record["pid"], signal.SIGKILL)
+            except ProcessLookupError:  # it ended
+                pass
