@@ -15,17 +15,18 @@ goes to `<runs-dir>/sweep-logs/`. Every run gets `WANDB_RUN_GROUP=<exp-name>` in
 to Weights & Biases share one group. A run's process gets SIGTERM (and writes its checkpoint) when the process that
 started it ends (Linux).
 
-Local pool (default): `--jobs` runs at once, each with cores / jobs torch threads. Ctrl-C reaches the runs too:
-each writes its checkpoint and exits, no further run starts (nor after any run is interrupted), and the same
-command resumes them all.
+Local pool (default): `--jobs` runs at once, each with cores / jobs torch threads and, for runs that use CUDA, one of
+the visible GPUs (CUDA_VISIBLE_DEVICES, else nvidia-smi's list) in CUDA_VISIBLE_DEVICES. Ctrl-C reaches the runs too:
+each writes its checkpoint and exits, no further run starts (nor after any run is interrupted), and the same command
+resumes them all.
 
 Ray (`--ray` starts a local Ray instance without its dashboard and with token authentication; `--ray-address
 ADDRESS`, or `auto`, joins a running cluster): every run is a Ray task that starts the same `ddpg.py` process with
-`--cpus-per-run` CPUs (and as many torch threads) and `--gpus-per-run` GPUs (a fraction shares a GPU). A run whose
-process is killed (SIGKILL, out of memory) or whose worker or node is lost is submitted again, at most
-`--max-retries` times, and resumes from its last checkpoint; the sweep keeps its own state on its own node, and
-watches the nodes its runs are on. A run that exits with an error or is interrupted on purpose (SIGINT, SIGTERM) is
-not retried. Ctrl-C interrupts every run, which writes its checkpoint.
+`--cpus-per-run` CPUs (and as many torch threads) and `--gpus-per-run` GPUs (a fraction shares a GPU; by default one
+for runs that use CUDA where the cluster has GPUs). A run whose process is killed (SIGKILL, out of memory) or whose
+worker or node is lost is submitted again, at most `--max-retries` times, and resumes from its last checkpoint; the
+sweep keeps its own state on its own node, and watches the nodes its runs are on. A run that exits with an error or is
+interrupted on purpose (SIGINT, SIGTERM) is not retried. Ctrl-C interrupts every run, which writes its checkpoint.
 """
 
 import argparse
@@ -34,6 +35,7 @@ import datetime
 import fcntl
 import functools
 import glob
+import itertools
 import logging
 import os
 import shutil
@@ -43,7 +45,7 @@ import subprocess
 import sys
 import time
 
-from machine import describe
+from machine import describe, nvidia_smi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = {
@@ -67,6 +69,7 @@ POLL_S = 1.0
 TAIL_LINES = 5
 CONNECT_TIMEOUT_S = 3.0  # a Ray address that does not accept a connection in this time is refused
 DEFAULT_MAX_RETRIES = 3
+DEFAULT_GPUS_PER_RUN = 1  # on Ray, for runs that use CUDA where the cluster has GPUs (README: one run keeps a GPU busy)
 # how a run ended, from its exit status
 FINISHED, INTERRUPTED, KILLED, FAILED = "finished", "interrupted", "killed", "failed"
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # ddpg.py writes a checkpoint and exits 128 + signum
@@ -148,9 +151,10 @@ def tail(path: str, lines: int) -> str:
 # One attempt at one run, the same on the local pool and in a Ray task
 
 
-def run_environment(exp_name: str) -> dict:
-    """The environment of every run: this process's, plus the W&B group named after the sweep."""
-    return dict(os.environ, WANDB_RUN_GROUP=exp_name)
+def run_environment(exp_name: str, gpu: str | None = None) -> dict:
+    """The environment of every run: this process's, plus the W&B group named after the sweep and, where the sweep
+    chose one, the run's GPU."""
+    return dict(os.environ, WANDB_RUN_GROUP=exp_name, **({} if gpu is None else {"CUDA_VISIBLE_DEVICES": gpu}))
 
 
 def die_with_starter(prctl, starter: int) -> None:
@@ -324,16 +328,40 @@ class Progress:
 # Local pool
 
 
+def uses_cuda(options: list[str]) -> bool:
+    """Whether runs with these ddpg.py options use a GPU where there is one: --cuda is ddpg.py's default, and of
+    --cuda and --no-cuda the last one counts."""
+    flags = [option for option in options if option in ("--cuda", "--no-cuda")]
+    return not flags or flags[-1] == "--cuda"
+
+
+def visible_gpus() -> tuple[list[str], str]:
+    """The GPUs runs may use, and where that list comes from: CUDA_VISIBLE_DEVICES where it is set (CUDA reads it up
+    to its first entry that names no device, such as -1), else every GPU that nvidia-smi lists."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        entries = [entry.strip() for entry in os.environ["CUDA_VISIBLE_DEVICES"].split(",")]
+        return list(itertools.takewhile(lambda e: e and not e.startswith("-"), entries)), "CUDA_VISIBLE_DEVICES"
+    return nvidia_smi("index"), "nvidia-smi"
+
+
 def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: str) -> None:
     """Run the queued (env_id, seed) `--jobs` at a time until all ended or the sweep is stopped."""
     threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
-    running = []
+    gpus, source = visible_gpus() if uses_cuda(args.options_all) else ([], None)
+    if gpus:
+        print(f"GPUs: {', '.join(gpus)} (from {source}); each run gets the one that the fewest running runs use, in "
+              f"CUDA_VISIBLE_DEVICES", flush=True)  # fmt: skip
+    elif source:
+        print(f"no GPU ({source} lists none): the runs train on the CPU", flush=True)
+    running = {}  # Attempt -> its GPU or None
     while queue or running:
         try:
             while queue and len(running) < args.jobs:
                 env_id, seed = queue.pop(0)
-                running.append(Attempt(runs_dir, args.exp_name, env_id, seed, args.options_all, threads,
-                                       run_environment(args.exp_name), "", progress.say))  # fmt: skip
+                gpu = min(gpus, key=list(running.values()).count) if gpus else None  # ties: the first in the list
+                running[Attempt(runs_dir, args.exp_name, env_id, seed, args.options_all, threads,
+                                run_environment(args.exp_name, gpu), f" on GPU {gpu}" if gpus else "",
+                                progress.say)] = gpu  # fmt: skip
             for attempt in list(running):
                 try:
                     status = attempt.poll()
@@ -343,7 +371,7 @@ def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: st
                     if status is None:
                         continue
                     result = outcome(status, attempt.action, attempt.seconds() / 60, attempt.path)
-                running.remove(attempt)
+                running.pop(attempt)
                 progress.end(results, attempt.env_id, attempt.seed, result)
             time.sleep(POLL_S if running else 0)
             stop = any(result.startswith("interrupted") for result in results.values())
@@ -356,7 +384,7 @@ def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: st
                 results[(env_id, seed)] = "interrupted before it started"
             queue.clear()
             for attempt in waiting:
-                running.remove(attempt)
+                running.pop(attempt)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -374,12 +402,13 @@ def ray_attempt(env_id: str, seed: int, retries: int, exp_name: str, options: li
     import ray
 
     context = ray.get_runtime_context()
-    node = context.get_node_id()
+    node, gpus = context.get_node_id(), context.get_accelerator_ids().get("GPU")
     key = (env_id, seed, retries)
     events.tell.remote(key, node, None)  # not waited for: a task waiting in ray.get lends its CPUs to the next task,
     # and more runs than CPUs would run at once
-    where, say = f" on {socket.gethostname()}", lambda message: events.tell.remote(key, node, message)
-    attempt = Attempt(runs_dir, exp_name, env_id, seed, options, threads, run_environment(exp_name), where, say)
+    where = f" on {socket.gethostname()}" + (f", GPU {','.join(gpus)}" if gpus else "")
+    attempt = Attempt(runs_dir, exp_name, env_id, seed, options, threads, run_environment(exp_name), where,
+                      lambda message: events.tell.remote(key, node, message))  # fmt: skip
     try:
         while (status := attempt.poll()) is None:
             time.sleep(POLL_S)
@@ -405,7 +434,7 @@ class Events:
         return news
 
 
-def connect_ray(address: str | None, cpus_per_run: int):
+def connect_ray(address: str | None):
     """Start a local Ray instance (address None) or join the cluster at `address`; refuse in one line if neither."""
     if address is None:
         # a local instance's ports listen on all interfaces, so a token guards them (read when ray is imported)
@@ -416,9 +445,6 @@ def connect_ray(address: str | None, cpus_per_run: int):
         refuse("--ray needs ray, which is not installed: pip install -r benchmarks/requirements.txt")
     if address is None:  # without the dashboard, nor its jobs API
         ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        cpus = ray.cluster_resources().get("CPU", 0)
-        if cpus_per_run > cpus:  # such a task would wait forever
-            refuse(f"--cpus-per-run {cpus_per_run}: this machine has {cpus:.0f} CPUs")
         return ray
     if address != "auto":
         host, _, port = address.split("://")[-1].rpartition(":")
@@ -433,6 +459,27 @@ def connect_ray(address: str | None, cpus_per_run: int):
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as e:  # none there, or no token
         refuse(f"--ray-address {address}: {str(e).splitlines()[0]}")
     return ray
+
+
+def ray_resources(ray, args) -> str:
+    """Settle --gpus-per-run from the cluster (refusing what would hide its GPUs from CUDA runs, or fit no node);
+    returns a line saying what each run gets."""
+    gpus, cuda = ray.cluster_resources().get("GPU", 0), uses_cuda(args.options_all)
+    if args.gpus_per_run is None:
+        args.gpus_per_run = float(DEFAULT_GPUS_PER_RUN) if cuda and gpus else 0.0
+    elif args.gpus_per_run == 0 and cuda and gpus:
+        # Ray 2.60 leaves such a task's CUDA_VISIBLE_DEVICES as it was (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1: empty)
+        refuse(f"--gpus-per-run 0: the runs use CUDA (ddpg.py's default --cuda) and the Ray cluster has {gpus:g} GPUs, "
+               "but Ray would reserve none for them: they would crowd onto a node's first GPU (or, where Ray hides "
+               "the GPUs, train on the CPU); give each run a share, or pass --no-cuda after --")  # fmt: skip
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if not any(r.get("CPU", 0) >= args.cpus_per_run and r.get("GPU", 0) >= args.gpus_per_run for r in nodes):
+        sizes = ", ".join(f"{r.get('CPU', 0):g} CPUs and {r.get('GPU', 0):g} GPUs" for r in nodes)
+        refuse(f"--cpus-per-run {args.cpus_per_run} --gpus-per-run {args.gpus_per_run:g}: no node of the Ray cluster "
+               f"has that much (its nodes: {sizes}); such a run would wait forever")  # fmt: skip
+    if args.gpus_per_run:
+        return f"GPUs: {args.gpus_per_run:g} per run, of {gpus:g} in the cluster, in each run's CUDA_VISIBLE_DEVICES"
+    return "no GPU in the Ray cluster: the runs train on the CPU" if cuda else ""
 
 
 def run_ray(ray, queue: list, results: dict, progress: Progress, args, runs_dir: str) -> None:
@@ -507,7 +554,7 @@ def parse_args() -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", required=True, help="gymnasium ids")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--exp-name", default="sweep", help="--exp-name of every run: names the sweep")
+    parser.add_argument("--exp-name", default="sweep", help="--exp-name of every run: names the sweep, its W&B group")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="none", help="settings added to every run")
     parser.add_argument(
         "--runs-dir",
@@ -520,7 +567,12 @@ def parse_args() -> argparse.Namespace:
     on_ray.add_argument("--ray", action="store_true", help="run on a local Ray instance started for the sweep")
     on_ray.add_argument("--ray-address", help="join the Ray cluster at HOST:PORT, or `auto` (implies --ray)")
     on_ray.add_argument("--cpus-per-run", type=int, help="CPUs (and torch threads) of each run (default 1)")
-    on_ray.add_argument("--gpus-per-run", type=float, help="GPUs of each run, 0.25 puts four on a GPU (default 0)")
+    on_ray.add_argument(
+        "--gpus-per-run",
+        type=float,
+        help=f"GPUs of each run, 0.25 puts four on a GPU (default {DEFAULT_GPUS_PER_RUN} for runs that use CUDA where "
+        "the cluster has GPUs, else 0)",
+    )
     on_ray.add_argument(
         "--max-retries", type=int, help=f"times a killed or lost run is submitted again (default {DEFAULT_MAX_RETRIES})"
     )
@@ -536,10 +588,9 @@ def parse_args() -> argparse.Namespace:
         refuse(f"{', '.join(k for k, v in ray_only.items() if v is not None)}: only with --ray or --ray-address")
     args.jobs = 1 if args.jobs is None else args.jobs
     args.cpus_per_run = 1 if args.cpus_per_run is None else args.cpus_per_run
-    args.gpus_per_run = 0.0 if args.gpus_per_run is None else args.gpus_per_run
     args.max_retries = DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries
     minimum = {"--jobs": (args.jobs, 1), "--cpus-per-run": (args.cpus_per_run, 1),
-               "--gpus-per-run": (args.gpus_per_run, 0), "--max-retries": (args.max_retries, 0)}  # fmt: skip
+               "--gpus-per-run": (args.gpus_per_run or 0, 0), "--max-retries": (args.max_retries, 0)}  # fmt: skip
     for name, (value, least) in minimum.items():
         if value < least:
             refuse(f"{name} must be at least {least}, got {value:g}")
@@ -551,8 +602,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    # a Ray that is missing or does not answer is refused here, before anything is written
-    ray = connect_ray(args.ray_address, args.cpus_per_run) if args.ray else None
+    # a Ray that is missing or does not answer, or cannot fit a run, is refused here, before anything is written
+    ray = connect_ray(args.ray_address) if args.ray else None
+    resources = ray_resources(ray, args) if ray else ""
 
     runs_dir = os.path.abspath(args.runs_dir)
     os.makedirs(os.path.join(runs_dir, "sweep-logs"), exist_ok=True)
@@ -568,6 +620,12 @@ def main() -> int:
     with open(f"{machine_path}.tmp", "w") as f:
         f.write(machine + "\n")
     os.replace(f"{machine_path}.tmp", machine_path)
+    if resources:
+        print(resources, flush=True)
+    outer_group = os.environ.get("WANDB_RUN_GROUP")
+    if outer_group not in (None, args.exp_name):
+        print(f"WANDB_RUN_GROUP={outer_group} in the environment: the runs get the sweep's group instead, "
+              f"{args.exp_name} (--exp-name names it)", flush=True)  # fmt: skip
 
     queue, results = [], {}
     for env_id in args.envs:

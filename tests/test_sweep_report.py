@@ -21,10 +21,10 @@ TINY = ["--total-timesteps", "500", "--learning-starts", "300", "--batch-size", 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def script(name, *args, cwd, first_on_path=(), env=None):
+def script(name, *args, cwd, first_on_path=(), env=None, timeout=None):
     """benchmarks/NAME ARGS, run to its end in cwd; env: the child's environment (default: subprocess_env)."""
     return subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], cwd=cwd, capture_output=True,
-                          text=True, env=env or subprocess_env(*first_on_path))  # fmt: skip
+                          text=True, env=env or subprocess_env(*first_on_path), timeout=timeout)  # fmt: skip
 
 
 def test_sweep_survives_a_failed_run_skips_finished_ones_and_reports_logged_values(tmp_path):
@@ -110,6 +110,51 @@ def test_ctrl_c_stops_the_sweep_keeping_every_started_run_resumable(tmp_path):
     assert "seed 3: interrupted before it started" in out
     started = sorted((tmp_path / "runs").glob("Pendulum-v1__stop__*"))
     assert len(started) == 2 and all((d / "checkpoint.pt").exists() for d in started)
+
+
+def fake_nvidia_smi(folder, indices):
+    """An `nvidia-smi` that lists GPUs with these indices, in a folder to put first on PATH."""
+    os.makedirs(folder)
+    (folder / "nvidia-smi").write_text("#!/bin/sh\n" + "".join(f"echo {i}\n" for i in indices))
+    os.chmod(folder / "nvidia-smi", 0o755)
+    return str(folder)
+
+
+def received(stand_in, variable):
+    """{seed: the value of `variable` in its run's process}, from the stand-in's records."""
+    return {int(r["argv"][r["argv"].index("--seed") + 1]): r[variable] for r in stand_in.records()}
+
+
+def test_each_local_run_gets_a_gpu_in_turn_and_the_sweeps_wandb_group(tmp_path, stand_in):
+    # a torch that cannot be imported, first on the sweep's path: the sweep must not import torch to find the GPUs
+    os.makedirs(tmp_path / "no-torch" / "torch")
+    (tmp_path / "no-torch" / "torch" / "__init__.py").write_text("raise ImportError('the sweep imported torch')\n")
+    path = f"{fake_nvidia_smi(tmp_path / 'bin', [0, 1])}{os.pathsep}{os.environ['PATH']}"
+    env = stand_in.env(str(tmp_path / "no-torch"), PATH=path, WANDB_RUN_GROUP="someone-elses")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    common = ["--envs", "Pendulum-v1", "--exp-name", "gpus"]
+    sweep = script("sweep.py", *common, "--seeds", "1", "2", "--jobs", "2", cwd=tmp_path, env=env)
+    assert sweep.returncode == 0 and "2 of 2 runs finished" in sweep.stdout, sweep.stdout + sweep.stderr
+    assert "GPUs: 0, 1 (from nvidia-smi); each run gets the one that the fewest running runs use" in sweep.stdout
+    assert "start Pendulum-v1 seed 2 on GPU 1 (log: " in sweep.stdout
+    assert received(stand_in, "CUDA_VISIBLE_DEVICES") == {1: "0", 2: "1"}
+    assert "WANDB_RUN_GROUP=someone-elses in the environment: the runs get the sweep's group instead" in sweep.stdout
+    assert received(stand_in, "WANDB_RUN_GROUP") == {1: "gpus", 2: "gpus"}
+
+    # CUDA_VISIBLE_DEVICES, where set, says which GPUs the sweep may use; a third run at once shares the first GPU
+    for record in stand_in.dir.glob("*.json"):
+        record.unlink()
+    env["CUDA_VISIBLE_DEVICES"] = "3,5"
+    sweep = script("sweep.py", *common, "--seeds", "3", "4", "5", "--jobs", "3", cwd=tmp_path, env=env)
+    assert sweep.returncode == 0 and "GPUs: 3, 5 (from CUDA_VISIBLE_DEVICES)" in sweep.stdout, sweep.stderr
+    assert received(stand_in, "CUDA_VISIBLE_DEVICES") == {3: "3", 4: "5", 5: "3"}
+
+    # runs that do not use CUDA are left as they are
+    for record in stand_in.dir.glob("*.json"):
+        record.unlink()
+    sweep = script("sweep.py", *common, "--seeds", "6", "--", "--no-cuda", cwd=tmp_path, env=env)
+    assert sweep.returncode == 0 and "GPU" not in sweep.stdout, sweep.stderr
+    assert received(stand_in, "CUDA_VISIBLE_DEVICES") == {6: "3,5"}
 
 
 def run_dir_with(runs, name, *files):
