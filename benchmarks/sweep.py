@@ -352,7 +352,7 @@ def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: st
         print(f"GPUs: {', '.join(gpus)} (from {source}); each run gets the one that the fewest running runs use, in "
               f"CUDA_VISIBLE_DEVICES", flush=True)  # fmt: skip
     elif source:
-        print(f"no GPU ({source} lists none): the runs train on the CPU", flush=True)
+        print(f"no GPU found ({source}): the runs train on the CPU", flush=True)
     running = {}  # Attempt -> its GPU or None
     while queue or running:
         try:
