@@ -118,6 +118,20 @@ def lock_holder(run_dir: str) -> str | None:
         os.close(fd)  # and with it the shared lock
 
 
+def check_flock(runs_dir: str) -> None:
+    """Refuse, in one line, a --runs-dir on a file system that refuses flock locks (Lustre without -o flock, NFS
+    without a lock manager may): ddpg.py locks each run directory, and the sweep looks at those locks."""
+    probe = os.path.join(runs_dir, "sweep-logs", LOCK_FILE)
+    fd = os.open(probe, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: several sweeps may probe at once
+    except OSError as e:
+        refuse(f"--runs-dir {runs_dir}: its file system refuses flock locks ({e.strerror}), which ddpg.py holds on "
+               "each run directory; mount it with locking (NFS: its lock manager; Lustre: -o flock)")  # fmt: skip
+    finally:
+        os.close(fd)
+
+
 def take_up(run_dir: str) -> bool:
     """Remove a run directory whose run died before its first checkpoint: it has nothing to resume, and the run starts
     again in a new one. Under the directory's lock, so no ddpg.py can take it meanwhile; False if one holds it."""
@@ -555,7 +569,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--envs", nargs="+", required=True, help="gymnasium ids")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--exp-name", default="sweep", help="--exp-name of every run: names the sweep, its W&B group")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="none", help="settings added to every run")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="none",
+        help="settings added to every run, before the options after -- (mujoco: CleanRL's, with 1M steps)",
+    )
     parser.add_argument(
         "--runs-dir",
         default=RUNS_DIR_NAME,
@@ -608,6 +627,7 @@ def main() -> int:
 
     runs_dir = os.path.abspath(args.runs_dir)
     os.makedirs(os.path.join(runs_dir, "sweep-logs"), exist_ok=True)
+    check_flock(runs_dir)
     machine = describe()
     if ray is not None:
         cluster = ray.cluster_resources()

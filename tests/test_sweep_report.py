@@ -1,5 +1,6 @@
 """The sweep runner and the report on a tiny sweep: two short Pendulum runs and one that fails."""
 
+import errno
 import fcntl
 import importlib.util
 import os
@@ -280,3 +281,19 @@ def test_a_run_stops_when_the_process_that_started_it_dies(tmp_path, stand_in):
                 os.kill(record["pid"], signal.SIGKILL)
             except ProcessLookupError:  # it ended
                 pass
+
+
+def test_a_runs_dir_without_flock_locks_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    import sweep
+
+    os.makedirs(tmp_path / "runs" / "sweep-logs")
+
+    def no_locks(fd, operation):  # as on Lustre mounted without -o flock
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    monkeypatch.setattr(sweep.fcntl, "flock", no_locks)
+    with pytest.raises(SystemExit) as exit_:
+        sweep.check_flock(str(tmp_path / "runs"))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"sweep.py: error: --runs-dir {tmp_path / 'runs'}: its file system refuses flock locks (")
