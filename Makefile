@@ -37,7 +37,7 @@ pendulum-table:  ## the default command for seeds 1-5, as the README's table (~5
 SWEEP_ENVS ?= HalfCheetah-v5 Hopper-v5 Walker2d-v5
 SWEEP_ARGS ?= --seeds 1 2 3 --jobs 1 --preset mujoco
 
-sweep:  ## envs x seeds as separate runs (put --ray in SWEEP_ARGS, without --jobs, for Ray); re-running skips finished runs and resumes the others
+sweep:  ## envs x seeds as separate runs, with CleanRL's MuJoCo settings and 1M steps each (--preset mujoco; add "-- --total-timesteps N" to SWEEP_ARGS for fewer; put --ray in SWEEP_ARGS, without --jobs, for Ray); re-running skips finished runs and resumes the others
 	$(PYTHON) benchmarks/sweep.py --envs $(SWEEP_ENVS) $(SWEEP_ARGS)
 
 report:  ## learning curves (PNG) and a results table from the sweep's runs, into benchmarks/results/

@@ -446,7 +446,7 @@ def against_report(path: str, repeats: int, steps: int) -> str:
 def report(update, sps, threads_sps, gpu, memory, repeats, command) -> str:
     """The markdown report; `update` and `sps` are None when only the GPU machine's tables were measured."""
     lines = [
-        f"Machine: {describe()}.",
+        f"Machine: {describe(torch.get_num_threads())}.",
         f"Command: `{command}`; medians over {repeats} alternating repeats, (min-max) after them.",
     ]
     if update:

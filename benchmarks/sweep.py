@@ -6,52 +6,74 @@
 
 Every run is an ordinary `python ddpg.py` process writing its usual run directory under `--runs-dir` (default
 `runs`; named with `--exp-name`, default `sweep`) with `--save-model`. A run whose directory already holds
-`model.pt` is finished and skipped; one that holds only `checkpoint.pt` (interrupted, or stopped with the machine) is
-continued with `--resume`. A run that fails does not stop the others; the summary at the end names it and shows its
-last lines. Console output of each run goes to `<runs-dir>/sweep-logs/`. Every run gets `WANDB_RUN_GROUP=<exp-name>`
-in its environment, so that runs logging to Weights & Biases share one group.
+`model.pt` is finished and skipped; one that holds `checkpoint.pt` (interrupted, or stopped with the machine) is
+continued with `--resume`; one that holds neither (its process died before its first checkpoint) is removed and the
+run starts again, so that each seed keeps one directory. A run directory is written by one process at a time (ddpg.py
+holds a lock on it): an attempt that finds it in use waits for that process to end, at most LOCK_WAIT_S. A run that
+fails does not stop the others; the summary at the end names it and shows its last lines. Console output of each run
+goes to `<runs-dir>/sweep-logs/`. Every run gets `WANDB_RUN_GROUP=<exp-name>` in its environment, so that runs logging
+to Weights & Biases share one group. A run's process gets SIGTERM (and writes its checkpoint) when the process that
+started it ends (Linux).
 
-Local pool (default): `--jobs` runs at once, each with cores / jobs torch threads. Ctrl-C reaches the runs too:
-each writes its checkpoint and exits, no further run starts (nor after any run is interrupted), and the same
-command resumes them all later.
+Local pool (default): `--jobs` runs at once, each with cores / jobs torch threads and, for runs that use CUDA, one of
+the visible GPUs (CUDA_VISIBLE_DEVICES, else nvidia-smi's list) in CUDA_VISIBLE_DEVICES. Ctrl-C reaches the runs too:
+each writes its checkpoint and exits, no further run starts (nor after any run is interrupted), and the same command
+resumes them all.
 
 Ray (`--ray` starts a local Ray instance without its dashboard and with token authentication; `--ray-address
 ADDRESS`, or `auto`, joins a running cluster): every run is a Ray task that starts the same `ddpg.py` process with
-`--cpus-per-run` CPUs (and as many torch threads) and `--gpus-per-run` GPUs (a fraction shares a GPU). A run whose
-process is killed (SIGKILL, out of memory) or whose worker or node is lost is submitted again, at most
-`--max-retries` times, and resumes from its last checkpoint. A run that exits with an error or is interrupted on
-purpose (SIGINT, SIGTERM) is not retried. Ctrl-C interrupts every run, which writes its checkpoint.
+`--cpus-per-run` CPUs (and as many torch threads) and `--gpus-per-run` GPUs (a fraction shares a GPU; by default one
+for runs that use CUDA where the cluster has GPUs). A run whose process is killed (SIGKILL, out of memory) or whose
+worker or node is lost is submitted again, at most `--max-retries` times, and resumes from its last checkpoint; the
+sweep keeps its own state on its own node, and watches the nodes its runs are on. A run that exits with an error or is
+interrupted on purpose (SIGINT, SIGTERM) is not retried. Ctrl-C interrupts every run, which writes its checkpoint.
 """
 
 import argparse
+import ctypes
 import datetime
+import fcntl
+import functools
 import glob
+import itertools
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
-from machine import describe
+from machine import describe, nvidia_smi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRESETS = {
     "none": [],
-    # CleanRL's DDPG settings for MuJoCo (its defaults), with evaluations every 10k steps
-    "mujoco": ["--learning-rate", "3e-4", "--learning-starts", "25000", "--noise-type", "gaussian",
-               "--exploration-noise", "0.1", "--policy-frequency", "2", "--hidden-size", "256", "--batch-size", "256",
-               "--tau", "0.005", "--gamma", "0.99", "--buffer-size", "1000000", "--eval-frequency", "10000"],
+    # CleanRL's DDPG settings for MuJoCo (its defaults, its 1M-step budget among them), evaluations every 10k steps
+    "mujoco": ["--total-timesteps", "1000000", "--learning-rate", "3e-4", "--learning-starts", "25000",
+               "--noise-type", "gaussian", "--exploration-noise", "0.1", "--policy-frequency", "2",
+               "--hidden-size", "256", "--batch-size", "256", "--tau", "0.005", "--gamma", "0.99",
+               "--buffer-size", "1000000", "--eval-frequency", "10000"],
 }  # fmt: skip
 RUNS_DIR_NAME = "runs"  # ddpg.py writes its run directories to ./runs of the directory it starts in
+CHECKPOINT_FILE, MODEL_FILE, LOCK_FILE = "checkpoint.pt", "model.pt", "lock"  # ddpg.py's, in a run directory
+IN_USE = " is in use by "  # ddpg.py's refusal of a run directory whose lock another process holds ...
+USAGE_ERROR = 2  # ... comes with ddpg.py's exit status for a refused command line
+HOLDER_BYTES = 200  # a lock file names its holder: "process PID on HOST"
+ABANDONED_PREFIX = ".abandoned__"  # a run directory being removed, out of sight of the sweep's and report's globs
+# A run on a node cut off from a Ray cluster stops once that node gives up on the head: with Ray's default settings
+# after gRPC's keepalive (5 min) and its timeout (2 min), then 60 s of reconnecting. Its retry waits for it.
+LOCK_WAIT_S = 15 * 60
 POLL_S = 1.0
 TAIL_LINES = 5
 CONNECT_TIMEOUT_S = 3.0  # a Ray address that does not accept a connection in this time is refused
 DEFAULT_MAX_RETRIES = 3
+DEFAULT_GPUS_PER_RUN = 1  # on Ray, for runs that use CUDA where the cluster has GPUs (README: one run keeps a GPU busy)
 # how a run ended, from its exit status
 FINISHED, INTERRUPTED, KILLED, FAILED = "finished", "interrupted", "killed", "failed"
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # ddpg.py writes a checkpoint and exits 128 + signum
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when the thread that started it ends
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -65,41 +87,199 @@ def refuse(message: str):
     sys.exit(2)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Run directories: finished, resumable, in use, abandoned
+
+
 def run_dirs(runs_dir: str, env_id: str, exp_name: str, seed: int) -> list[str]:
     return sorted(glob.glob(os.path.join(runs_dir, f"{env_id.replace('/', '_')}__{exp_name}__{seed}__*")))
 
 
-def plan(runs_dir: str, env_id: str, exp_name: str, seed: int, options: list[str]) -> tuple[str, list[str] | None]:
-    """('done', None), ('resume', command) or ('start', command) for one env and seed."""
-    dirs = run_dirs(runs_dir, env_id, exp_name, seed)
-    if any(os.path.exists(os.path.join(d, "model.pt")) for d in dirs):
-        return "done", None
-    resumable = [d for d in dirs if os.path.exists(os.path.join(d, "checkpoint.pt"))]
-    if resumable:
-        return "resume", ["--resume", os.path.relpath(resumable[-1], os.path.dirname(runs_dir))]
-    return "start", ["--env-id", env_id, "--seed", str(seed), "--exp-name", exp_name, "--save-model", *options]
+def holds(run_dir: str, name: str) -> bool:
+    return os.path.exists(os.path.join(run_dir, name))
+
+
+def lock_holder(run_dir: str) -> str | None:
+    """Who holds the run directory's lock ("process PID on HOST"), or None if nobody does.
+
+    A shared lock taken and dropped at once: it fails while ddpg.py holds its exclusive one. (A ddpg.py locking the
+    directory in that instant is refused "in use"; the sweep knows that refusal for a race and tries again.)
+    """
+    try:
+        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
+    except FileNotFoundError:  # no process ever locked it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
+    finally:
+        os.close(fd)  # and with it the shared lock
+
+
+def check_flock(runs_dir: str) -> None:
+    """Refuse, in one line, a --runs-dir on a file system that refuses flock locks (Lustre without -o flock, NFS
+    without a lock manager may): ddpg.py locks each run directory, and the sweep looks at those locks."""
+    probe = os.path.join(runs_dir, "sweep-logs", LOCK_FILE)
+    fd = os.open(probe, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: several sweeps may probe at once
+    except OSError as e:
+        refuse(f"--runs-dir {runs_dir}: its file system refuses flock locks ({e.strerror}), which ddpg.py holds on "
+               "each run directory; mount it with locking (NFS: its lock manager; Lustre: -o flock)")  # fmt: skip
+    finally:
+        os.close(fd)
+
+
+def take_up(run_dir: str) -> bool:
+    """Remove a run directory whose run died before its first checkpoint: it has nothing to resume, and the run starts
+    again in a new one. Under the directory's lock, so no ddpg.py can take it meanwhile; False if one holds it."""
+    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    # renamed out of sight while locked, removed once unlocked (NFS keeps a file that is open when removed)
+    trash = os.path.join(os.path.dirname(run_dir), ABANDONED_PREFIX + os.path.basename(run_dir))
+    try:
+        os.rename(run_dir, trash)
+    finally:
+        os.close(fd)
+    shutil.rmtree(trash)
+    return True
 
 
 def log_path(runs_dir: str, env_id: str, exp_name: str, seed: int) -> str:
     return os.path.join(runs_dir, "sweep-logs", f"{env_id.replace('/', '_')}__{exp_name}__{seed}.log")
 
 
-def run_environment(exp_name: str) -> dict:
-    """The environment of every run: this process's, plus the W&B group named after the sweep."""
-    return dict(os.environ, WANDB_RUN_GROUP=exp_name)
+def tail(path: str, lines: int) -> str:
+    """The last lines of a run's log, on one line."""
+    with open(path) as f:
+        return " | ".join(line.strip() for line in f.readlines()[-lines:])
 
 
-def start_run(runs_dir: str, exp_name: str, command: list[str], threads: int, log_file) -> subprocess.Popen:
+# ----------------------------------------------------------------------------------------------------------------
+# One attempt at one run, the same on the local pool and in a Ray task
+
+
+def run_environment(exp_name: str, gpu: str | None = None) -> dict:
+    """The environment of every run: this process's, plus the W&B group named after the sweep and, where the sweep
+    chose one, the run's GPU."""
+    return dict(os.environ, WANDB_RUN_GROUP=exp_name, **({} if gpu is None else {"CUDA_VISIBLE_DEVICES": gpu}))
+
+
+def die_with_starter(prctl, starter: int) -> None:
+    """In a run's process, before it becomes ddpg.py: SIGTERM (ddpg.py then writes its checkpoint and exits) when the
+    thread that started it ends. The sweep and Ray's workers start runs from their main thread, which lives as long as
+    their process: so a run stops when the sweep is killed, or when its Ray worker is (Ray itself kills the children
+    of a worker that exits in order, not of one that is killed), instead of training on beside its retry."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != starter:  # the starter ended before prctl: no signal would come
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def start_run(runs_dir: str, command: list[str], threads: int, env: dict, log_file) -> subprocess.Popen:
     """`python ddpg.py COMMAND --threads THREADS` in the directory above runs_dir, its output to log_file."""
     # a child inherits its parent's mask of blocked signals, and a Ray worker runs its tasks with SIGINT blocked:
     # unblocked for the child, or ddpg.py could never be interrupted and write its checkpoint
     blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTING_SIGNALS)
+    # libc's prctl looked up here: the child, forked from a process that may run threads, only calls it
+    linux = sys.platform == "linux"
+    die_with_me = functools.partial(die_with_starter, ctypes.CDLL(None).prctl, os.getpid()) if linux else None
     try:
         return subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *command, "--threads", str(threads)],
-                                env=run_environment(exp_name), cwd=os.path.dirname(runs_dir), stdout=log_file,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+                                env=env, cwd=os.path.dirname(runs_dir), stdout=log_file, stderr=subprocess.STDOUT,
+                                preexec_fn=die_with_me)  # fmt: skip
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+class StillInUse(Exception):
+    """A run's directory stayed in use by another process for LOCK_WAIT_S."""
+
+
+class Attempt:
+    """One attempt at one run, on this machine: once no process holds the run's directories, start or resume ddpg.py
+    as they say (or find the run finished), and follow it to its end. It says each step through `say`."""
+
+    def __init__(self, runs_dir: str, exp_name: str, env_id: str, seed: int, options: list[str], threads: int,
+                 env: dict, where: str, say):  # fmt: skip
+        self.runs_dir, self.exp_name, self.env_id, self.seed, self.options = runs_dir, exp_name, env_id, seed, options
+        self.threads, self.env, self.where, self.say = threads, env, where, say
+        self.name = f"{env_id} seed {seed}"
+        self.path = log_path(runs_dir, env_id, exp_name, seed)
+        self.proc, self.action, self.started, self.waiting_since = None, None, None, None
+
+    def poll(self) -> int | None:
+        """The run's exit status once it ended (0 if it was found finished), else None: ask again later.
+        Raises StillInUse once its directory stayed in use for LOCK_WAIT_S."""
+        if self.proc is None:
+            return self.try_start()
+        status = self.proc.poll()
+        if status is None:
+            return None
+        self.log.close()
+        last = tail(self.path, 1) if status == USAGE_ERROR else ""
+        if IN_USE in last:  # another process locked the directory between the sweep's look and ddpg.py's
+            self.say(f"{self.name}: {last.removeprefix('ddpg.py: error: ')}: trying again")
+            self.proc = None
+            return None
+        return status
+
+    def try_start(self) -> int | None:
+        action, detail = self.look()
+        if action == "busy":
+            if self.waiting_since is None:
+                self.waiting_since = time.time()
+                self.say(f"{self.name}: {detail}; waiting for it to end (at most {LOCK_WAIT_S // 60} min)")
+            elif time.time() - self.waiting_since > LOCK_WAIT_S:
+                raise StillInUse(f"{detail}, still after {LOCK_WAIT_S // 60} min")
+            return None
+        self.action, self.waiting_since = action, None
+        if action == "done":  # finished meanwhile, by an earlier attempt or another process
+            return 0
+        self.log = open(self.path, "a")
+        self.proc = start_run(self.runs_dir, detail, self.threads, self.env, self.log)
+        self.started = time.time()
+        self.say(f"{action} {self.name}{self.where} (log: {self.path})")
+        return None
+
+    def look(self) -> tuple[str, list[str] | str | None]:
+        """('busy', who holds a directory), ('done', None), ('resume', command) or ('start', command)."""
+        dirs = run_dirs(self.runs_dir, self.env_id, self.exp_name, self.seed)
+        # locks first: a process that holds one may yet write model.pt or a checkpoint
+        for run_dir in dirs:
+            holder = lock_holder(run_dir)
+            if holder:
+                return "busy", f"{self.relative(run_dir)}{IN_USE}{holder}"
+        if any(holds(d, MODEL_FILE) for d in dirs):
+            return "done", None
+        resumable = [d for d in dirs if holds(d, CHECKPOINT_FILE)]
+        for run_dir in sorted(set(dirs) - set(resumable)):
+            if not take_up(run_dir):
+                return "busy", f"{self.relative(run_dir)}{IN_USE}another process"
+            self.say(f"{self.name}: removed {self.relative(run_dir)}: its run ended before its first checkpoint")
+        if resumable:
+            return "resume", ["--resume", self.relative(resumable[-1])]
+        return "start", ["--env-id", self.env_id, "--seed", str(self.seed), "--exp-name", self.exp_name,
+                         "--save-model", *self.options]  # fmt: skip
+
+    def relative(self, run_dir: str) -> str:
+        """A run directory as ddpg.py names it: from the directory it runs in, above --runs-dir."""
+        return os.path.relpath(run_dir, os.path.dirname(self.runs_dir))
+
+    def seconds(self) -> float:
+        return time.time() - self.started if self.started else 0.0
+
+    def interrupt(self) -> int:
+        """Pass Ctrl-C on to the run, which writes its checkpoint; its exit status."""
+        self.proc.send_signal(signal.SIGINT)
+        status = self.proc.wait()
+        self.log.close()
+        return status
 
 
 def exit_signal(returncode: int) -> int | None:
@@ -129,13 +309,12 @@ def outcome(returncode: int, action: str, minutes: float, log_path: str, retries
     after = f", resumed after {plural(retries, 'retry', 'retries')}" if retries else ""
     end = ending(returncode)
     if end == FINISHED:
-        return f"finished ({action}, {minutes:.1f} min){after}"
+        how = "by an earlier process" if action == "done" else f"{action}, {minutes:.1f} min"
+        return f"finished ({how}){after}"
     if end == INTERRUPTED:
         name = signal.Signals(exit_signal(returncode)).name
         return f"interrupted by {name} after {minutes:.1f} min, checkpoint kept{after}"
-    with open(log_path) as f:
-        tail = " | ".join(line.strip() for line in f.readlines()[-TAIL_LINES:])
-    return f"FAILED with exit status {returncode} after {minutes:.1f} min{after}: {tail}"
+    return f"FAILED with exit status {returncode} after {minutes:.1f} min{after}: {tail(log_path, TAIL_LINES)}"
 
 
 class Progress:
@@ -163,78 +342,113 @@ class Progress:
 # Local pool
 
 
+def uses_cuda(options: list[str]) -> bool:
+    """Whether runs with these ddpg.py options use a GPU where there is one: --cuda is ddpg.py's default, and of
+    --cuda and --no-cuda the last one counts."""
+    flags = [option for option in options if option in ("--cuda", "--no-cuda")]
+    return not flags or flags[-1] == "--cuda"
+
+
+def visible_gpus() -> tuple[list[str], str]:
+    """The GPUs runs may use, and where that list comes from: CUDA_VISIBLE_DEVICES where it is set (CUDA reads it up
+    to its first entry that names no device, such as -1), else every GPU that nvidia-smi lists."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        entries = [entry.strip() for entry in os.environ["CUDA_VISIBLE_DEVICES"].split(",")]
+        return list(itertools.takewhile(lambda e: e and not e.startswith("-"), entries)), "CUDA_VISIBLE_DEVICES"
+    return nvidia_smi("index"), "nvidia-smi"
+
+
 def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: str) -> None:
-    """Run the queued (env_id, seed, action, command) `--jobs` at a time until all ended or the sweep is stopped."""
+    """Run the queued (env_id, seed) `--jobs` at a time until all ended or the sweep is stopped."""
     threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
-    running = {}
+    gpus, source = visible_gpus() if uses_cuda(args.options_all) else ([], None)
+    if gpus:
+        print(f"GPUs: {', '.join(gpus)} (from {source}); each run gets the one that the fewest running runs use, in "
+              f"CUDA_VISIBLE_DEVICES", flush=True)  # fmt: skip
+    elif source:
+        print(f"no GPU found ({source}): the runs train on the CPU", flush=True)
+    running = {}  # Attempt -> its GPU or None
     while queue or running:
         try:
             while queue and len(running) < args.jobs:
-                env_id, seed, action, command = queue.pop(0)
-                path = log_path(runs_dir, env_id, args.exp_name, seed)
-                log = open(path, "a")
-                running[start_run(runs_dir, args.exp_name, command, threads, log)] = (env_id, seed, action, log,
-                                                                                      path, time.time())  # fmt: skip
-                progress.say(f"{action} {env_id} seed {seed} (log: {path})")
-            for proc in [p for p in running if p.poll() is not None]:
-                env_id, seed, action, log, path, start = running.pop(proc)
-                log.close()
-                progress.end(results, env_id, seed, outcome(proc.returncode, action, (time.time() - start) / 60, path))
+                env_id, seed = queue.pop(0)
+                gpu = min(gpus, key=list(running.values()).count) if gpus else None  # ties: the first in the list
+                running[Attempt(runs_dir, args.exp_name, env_id, seed, args.options_all, threads,
+                                run_environment(args.exp_name, gpu), f" on GPU {gpu}" if gpus else "",
+                                progress.say)] = gpu  # fmt: skip
+            for attempt in list(running):
+                try:
+                    status = attempt.poll()
+                except StillInUse as e:
+                    status, result = None, f"FAILED: {e}"
+                else:
+                    if status is None:
+                        continue
+                    result = outcome(status, attempt.action, attempt.seconds() / 60, attempt.path)
+                running.pop(attempt)
+                progress.end(results, attempt.env_id, attempt.seed, result)
             time.sleep(POLL_S if running else 0)
             stop = any(result.startswith("interrupted") for result in results.values())
         except KeyboardInterrupt:  # Ctrl-C reached the runs too: they write their checkpoints and exit
             stop = True
-        if stop and queue:  # someone is stopping the sweep: start nothing more
+        waiting = [attempt for attempt in running if attempt.proc is None]
+        if stop and (queue or waiting):  # someone is stopping the sweep: start nothing more
             print("interrupted: starting no more runs, waiting for the running ones to write checkpoints", flush=True)
-            for env_id, seed, _, _ in queue:
+            for env_id, seed in queue + [(attempt.env_id, attempt.seed) for attempt in waiting]:
                 results[(env_id, seed)] = "interrupted before it started"
             queue.clear()
+            for attempt in waiting:
+                running.pop(attempt)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Ray
 
 
-def ray_attempt(env_id: str, seed: int, exp_name: str, options: list[str], runs_dir: str, threads: int, starts):
-    """One attempt at one run, as a Ray task: start or resume ddpg.py, as the run directory says, and wait for it.
+def ray_attempt(env_id: str, seed: int, retries: int, exp_name: str, options: list[str], runs_dir: str, threads: int,
+                events):  # fmt: skip
+    """One attempt at one run, as a Ray task; returns (exit status, 'start' / 'resume' / 'done', seconds, log path).
 
-    Tells the StartLog actor `starts` when it starts. Returns (exit status, 'start' / 'resume' / 'done', seconds,
-    log path). `ray.cancel` (the sweep's Ctrl-C) raises KeyboardInterrupt here; it is passed on to ddpg.py as SIGINT,
-    which writes its checkpoint before it exits.
+    It tells the Events actor `events` first on which node it runs, then what the Attempt says. `ray.cancel` (the
+    sweep's Ctrl-C) raises KeyboardInterrupt here; it is passed on to ddpg.py as SIGINT, which writes its checkpoint
+    before it exits.
     """
-    action, command = plan(runs_dir, env_id, exp_name, seed, options)
-    path = log_path(runs_dir, env_id, exp_name, seed)
-    if action == "done":  # an earlier attempt finished the run, and its worker was lost before it could say so
-        return 0, action, 0.0, path
-    starts.started.remote(env_id, seed, action, socket.gethostname())  # not waited for: a task waiting in ray.get
-    # lends its CPUs to the next task, and more runs than CPUs would run at once
-    start = time.time()
-    with open(path, "a") as log:
-        proc = start_run(runs_dir, exp_name, command, threads, log)
-        try:
-            while proc.poll() is None:
-                time.sleep(POLL_S)
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            proc.wait()
-    return proc.returncode, action, time.time() - start, path
+    import ray
+
+    context = ray.get_runtime_context()
+    node, gpus = context.get_node_id(), context.get_accelerator_ids().get("GPU")
+    key = (env_id, seed, retries)
+    events.tell.remote(key, node, None)  # not waited for: a task waiting in ray.get lends its CPUs to the next task,
+    # and more runs than CPUs would run at once
+    where = f" on {socket.gethostname()}" + (f", GPU {','.join(gpus)}" if gpus else "")
+    attempt = Attempt(runs_dir, exp_name, env_id, seed, options, threads, run_environment(exp_name), where,
+                      lambda message: events.tell.remote(key, node, message))  # fmt: skip
+    try:
+        while (status := attempt.poll()) is None:
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        if attempt.proc is None:  # nothing started: the sweep hears 'cancelled'
+            raise
+        status = attempt.interrupt()
+    return status, attempt.action, attempt.seconds(), attempt.path
 
 
-class StartLog:
-    """A Ray actor: the runs' tasks tell it when they start, the sweep asks it now and then."""
+class Events:
+    """A Ray actor on the sweep's node: the runs' tasks tell it where they run and what they do; the sweep takes the
+    news now and then."""
 
     def __init__(self):
-        self.starts = []
+        self.news = []
 
-    def started(self, env_id: str, seed: int, action: str, host: str) -> None:
-        self.starts.append((env_id, seed, action, host))
+    def tell(self, key: tuple, node: str, message: str | None) -> None:
+        self.news.append((key, node, message))
 
     def take(self) -> list[tuple]:
-        starts, self.starts = self.starts, []
-        return starts
+        news, self.news = self.news, []
+        return news
 
 
-def connect_ray(address: str | None, cpus_per_run: int):
+def connect_ray(address: str | None):
     """Start a local Ray instance (address None) or join the cluster at `address`; refuse in one line if neither."""
     if address is None:
         # a local instance's ports listen on all interfaces, so a token guards them (read when ray is imported)
@@ -245,9 +459,6 @@ def connect_ray(address: str | None, cpus_per_run: int):
         refuse("--ray needs ray, which is not installed: pip install -r benchmarks/requirements.txt")
     if address is None:  # without the dashboard, nor its jobs API
         ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-        cpus = ray.cluster_resources().get("CPU", 0)
-        if cpus_per_run > cpus:  # such a task would wait forever
-            refuse(f"--cpus-per-run {cpus_per_run}: this machine has {cpus:.0f} CPUs")
         return ray
     if address != "auto":
         host, _, port = address.split("://")[-1].rpartition(":")
@@ -264,27 +475,67 @@ def connect_ray(address: str | None, cpus_per_run: int):
     return ray
 
 
+def ray_resources(ray, args) -> str:
+    """Settle --gpus-per-run from the cluster (refusing what would hide its GPUs from CUDA runs, or fit no node);
+    returns a line saying what each run gets."""
+    gpus, cuda = ray.cluster_resources().get("GPU", 0), uses_cuda(args.options_all)
+    if args.gpus_per_run is None:
+        args.gpus_per_run = float(DEFAULT_GPUS_PER_RUN) if cuda and gpus else 0.0
+    elif args.gpus_per_run == 0 and cuda and gpus:
+        # Ray 2.60 leaves such a task's CUDA_VISIBLE_DEVICES as it was (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1: empty)
+        refuse(f"--gpus-per-run 0: the runs use CUDA (ddpg.py's default --cuda) and the Ray cluster has {gpus:g} GPUs, "
+               "but Ray would reserve none for them: they would crowd onto a node's first GPU (or, where Ray hides "
+               "the GPUs, train on the CPU); give each run a share, or pass --no-cuda after --")  # fmt: skip
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if not any(r.get("CPU", 0) >= args.cpus_per_run and r.get("GPU", 0) >= args.gpus_per_run for r in nodes):
+        sizes = ", ".join(f"{r.get('CPU', 0):g} CPUs and {r.get('GPU', 0):g} GPUs" for r in nodes)
+        refuse(f"--cpus-per-run {args.cpus_per_run} --gpus-per-run {args.gpus_per_run:g}: no node of the Ray cluster "
+               f"has that much (its nodes: {sizes}); such a run would wait forever")  # fmt: skip
+    if args.gpus_per_run:
+        return f"GPUs: {args.gpus_per_run:g} per run, of {gpus:g} in the cluster, in each run's CUDA_VISIBLE_DEVICES"
+    return "no GPU in the Ray cluster: the runs train on the CPU" if cuda else ""
+
+
 def run_ray(ray, queue: list, results: dict, progress: Progress, args, runs_dir: str) -> None:
-    """Submit every queued run as a Ray task; submit again those killed or lost, until all ended."""
-    starts = ray.remote(StartLog).options(num_cpus=0).remote()
+    """Submit every queued run as a Ray task; submit again those killed or lost (with their worker or node), until
+    all ended."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # the sweep's own state stays on the sweep's node: losing another node loses none of it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    events = ray.remote(Events).options(num_cpus=0, scheduling_strategy=here).remote()
     # max_retries=0: the sweep itself submits a lost run again, so that it counts the retries and says so
     task = ray.remote(ray_attempt).options(num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=0)
-    pending = {}  # ObjectRef -> (env_id, seed, retries so far)
+    pending, nodes = {}, {}  # ObjectRef -> (env_id, seed, retries so far); that key -> the node its task runs on
+    stopping = False
 
     def submit(env_id, seed, retries):
-        ref = task.remote(env_id, seed, args.exp_name, args.options_all, runs_dir, args.cpus_per_run, starts)
-        pending[ref] = (env_id, seed, retries)
+        pending[task.remote(env_id, seed, retries, args.exp_name, args.options_all, runs_dir, args.cpus_per_run,
+                            events)] = (env_id, seed, retries)  # fmt: skip
 
-    for env_id, seed, _, _ in queue:
+    def settle(ref, lost, result):
+        """Submit a lost or killed run again if it may be; else record how it ended."""
+        env_id, seed, retries = pending.pop(ref)
+        if lost and retries < args.max_retries and not stopping:
+            progress.say(f"{env_id} seed {seed} was {lost}: retry {retries + 1} of {args.max_retries}, "
+                         f"from its last checkpoint if it wrote one")  # fmt: skip
+            submit(env_id, seed, retries + 1)
+        else:
+            progress.end(results, env_id, seed, result or f"FAILED: {lost} after {plural(retries, 'retry', 'retries')}")
+
+    for env_id, seed in queue:
         submit(env_id, seed, 0)
         progress.say(f"{env_id} seed {seed}: queued on Ray")
-    stopping = False
     while pending:
         try:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
-            for env_id, seed, action, host in ray.get(starts.take.remote()):
-                progress.say(f"{action} {env_id} seed {seed} on {host} (log: "
-                             f"{log_path(runs_dir, env_id, args.exp_name, seed)})")  # fmt: skip
+            current = set(pending.values())
+            for key, node, message in ray.get(events.take.remote()):
+                if key in current:  # not from an attempt given up for lost
+                    nodes[key] = node
+                    if message:
+                        progress.say(message)
+            dead = {node["NodeID"]: node["NodeManagerAddress"] for node in ray.nodes() if not node["Alive"]}
         except KeyboardInterrupt:  # the runs are Ray's processes, out of reach of Ctrl-C: pass it on
             if stopping:
                 raise  # a second Ctrl-C stops at once; the runs' last periodic checkpoints are kept
@@ -294,28 +545,20 @@ def run_ray(ray, queue: list, results: dict, progress: Progress, args, runs_dir:
                 ray.cancel(ref)
             continue
         for ref in ready:
-            env_id, seed, retries = pending.pop(ref)
             try:
                 returncode, action, seconds, path = ray.get(ref)
                 lost = ending(returncode) == KILLED and f"killed by {signal.Signals(exit_signal(returncode)).name}"
+                settle(ref, lost, outcome(returncode, action, seconds / 60, path, pending[ref][2]))
             except ray.exceptions.TaskCancelledError:
-                progress.end(results, env_id, seed, "interrupted before it started")
-                continue
+                settle(ref, False, "interrupted before it started")
             except ray.exceptions.RayTaskError as e:  # the task itself raised: no retry would do better
-                progress.end(results, env_id, seed, f"FAILED: {type(e.cause).__name__}: {e.cause}")
-                continue
+                settle(ref, False, f"FAILED: {type(e.cause).__name__}: {e.cause}")
             except ray.exceptions.RayError as e:  # its worker or node was lost (the error says which)
-                returncode, lost = None, f"lost with its worker ({type(e).__name__})"
-            if lost and retries < args.max_retries and not stopping:
-                progress.say(f"{env_id} seed {seed} was {lost}: retry {retries + 1} of {args.max_retries}, "
-                             f"from its last checkpoint if it wrote one")  # fmt: skip
-                submit(env_id, seed, retries + 1)
-                continue
-            if returncode is None:
-                result = f"FAILED: {lost} after {plural(retries, 'retry', 'retries')}"
-            else:
-                result = outcome(returncode, action, seconds / 60, path, retries)
-            progress.end(results, env_id, seed, result)
+                settle(ref, f"lost with its worker ({type(e).__name__})", None)
+        # Ray marks a node dead within seconds of its last health check, but fails the tasks that ran there only once
+        # gRPC gives up on their connections (minutes): the sweep retries them as soon as their node is dead
+        for ref in [ref for ref, key in pending.items() if nodes.get(key) in dead]:
+            settle(ref, f"lost with its node {dead[nodes[pending[ref]]]}, which Ray marked dead", None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -325,8 +568,13 @@ def parse_args() -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", required=True, help="gymnasium ids")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--exp-name", default="sweep", help="--exp-name of every run: names the sweep")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="none", help="settings added to every run")
+    parser.add_argument("--exp-name", default="sweep", help="--exp-name of every run: names the sweep, its W&B group")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="none",
+        help="settings added to every run, before the options after -- (mujoco: CleanRL's, with 1M steps)",
+    )
     parser.add_argument(
         "--runs-dir",
         default=RUNS_DIR_NAME,
@@ -338,7 +586,12 @@ def parse_args() -> argparse.Namespace:
     on_ray.add_argument("--ray", action="store_true", help="run on a local Ray instance started for the sweep")
     on_ray.add_argument("--ray-address", help="join the Ray cluster at HOST:PORT, or `auto` (implies --ray)")
     on_ray.add_argument("--cpus-per-run", type=int, help="CPUs (and torch threads) of each run (default 1)")
-    on_ray.add_argument("--gpus-per-run", type=float, help="GPUs of each run, 0.25 puts four on a GPU (default 0)")
+    on_ray.add_argument(
+        "--gpus-per-run",
+        type=float,
+        help=f"GPUs of each run, 0.25 puts four on a GPU (default {DEFAULT_GPUS_PER_RUN} for runs that use CUDA where "
+        "the cluster has GPUs, else 0)",
+    )
     on_ray.add_argument(
         "--max-retries", type=int, help=f"times a killed or lost run is submitted again (default {DEFAULT_MAX_RETRIES})"
     )
@@ -354,10 +607,9 @@ def parse_args() -> argparse.Namespace:
         refuse(f"{', '.join(k for k, v in ray_only.items() if v is not None)}: only with --ray or --ray-address")
     args.jobs = 1 if args.jobs is None else args.jobs
     args.cpus_per_run = 1 if args.cpus_per_run is None else args.cpus_per_run
-    args.gpus_per_run = 0.0 if args.gpus_per_run is None else args.gpus_per_run
     args.max_retries = DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries
     minimum = {"--jobs": (args.jobs, 1), "--cpus-per-run": (args.cpus_per_run, 1),
-             "--gpus-per-run": (args.gpus_per_run, 0), "--max-retries": (args.max_retries, 0)}  # fmt: skip
+               "--gpus-per-run": (args.gpus_per_run or 0, 0), "--max-retries": (args.max_retries, 0)}  # fmt: skip
     for name, (value, least) in minimum.items():
         if value < least:
             refuse(f"{name} must be at least {least}, got {value:g}")
@@ -369,11 +621,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    # a Ray that is missing or does not answer is refused here, before anything is written
-    ray = connect_ray(args.ray_address, args.cpus_per_run) if args.ray else None
+    # a Ray that is missing or does not answer, or cannot fit a run, is refused here, before anything is written
+    ray = connect_ray(args.ray_address) if args.ray else None
+    resources = ray_resources(ray, args) if ray else ""
 
     runs_dir = os.path.abspath(args.runs_dir)
     os.makedirs(os.path.join(runs_dir, "sweep-logs"), exist_ok=True)
+    check_flock(runs_dir)
     machine = describe()
     if ray is not None:
         cluster = ray.cluster_resources()
@@ -386,15 +640,20 @@ def main() -> int:
     with open(f"{machine_path}.tmp", "w") as f:
         f.write(machine + "\n")
     os.replace(f"{machine_path}.tmp", machine_path)
+    if resources:
+        print(resources, flush=True)
+    outer_group = os.environ.get("WANDB_RUN_GROUP")
+    if outer_group not in (None, args.exp_name):
+        print(f"WANDB_RUN_GROUP={outer_group} in the environment: the runs get the sweep's group instead, "
+              f"{args.exp_name} (--exp-name names it)", flush=True)  # fmt: skip
 
     queue, results = [], {}
     for env_id in args.envs:
         for seed in args.seeds:
-            action, command = plan(runs_dir, env_id, args.exp_name, seed, args.options_all)
-            if action == "done":
+            if any(holds(d, MODEL_FILE) for d in run_dirs(runs_dir, env_id, args.exp_name, seed)):
                 results[(env_id, seed)] = "already finished"
             else:
-                queue.append((env_id, seed, action, command))
+                queue.append((env_id, seed))
     progress = Progress(len(results) + len(queue), len(results))
     if ray is None:
         run_local(queue, results, progress, args, runs_dir)

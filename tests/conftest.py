@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 
@@ -30,3 +31,64 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty directory, so that `runs/` is created there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+# Imported first by every Python process whose PYTHONPATH starts with its folder; in a process started as ddpg.py, it
+# records what the process received and exits (at once, or after STAND_IN_LINGER seconds), training nothing and
+# importing no torch.
+STAND_IN = """
+import glob, json, os, sys, time
+
+if os.path.basename(sys.argv[0]) == "ddpg.py":
+    records = os.environ["STAND_IN_RECORDS"]
+    earlier = [json.load(open(path)) for path in glob.glob(os.path.join(records, "*.json"))]
+    # with STAND_IN_REFUSE_RESUME_ONCE, the first --resume is refused, as ddpg.py refuses a run directory in use
+    refused = "--resume" in sys.argv and "STAND_IN_REFUSE_RESUME_ONCE" in os.environ
+    refused = refused and not any(record["refused"] for record in earlier)
+    record = {"argv": sys.argv[1:], "pid": os.getpid(), "time": time.time(), "refused": refused,
+              "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+              "WANDB_RUN_GROUP": os.environ.get("WANDB_RUN_GROUP")}
+    path = os.path.join(records, f"{os.getpid()}.json")
+    with open(f"{path}.tmp", "w") as f:
+        json.dump(record, f)
+    os.replace(f"{path}.tmp", path)
+    if refused:
+        run_dir = sys.argv[sys.argv.index("--resume") + 1]
+        sys.stderr.write(f"ddpg.py: error: {run_dir} is in use by process 1 on elsewhere; one process writes a run "
+                         "at a time\\n")
+        sys.stderr.flush()
+        os._exit(2)
+    if "STAND_IN_LINGER" in os.environ:  # as a run that trains for that many seconds; SIGTERM is recorded
+        import signal
+
+        def stop(signum, frame):
+            open(f"{path}.sigterm", "w").close()
+            os._exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, stop)
+        time.sleep(float(os.environ["STAND_IN_LINGER"]))
+    os._exit(0)
+"""
+
+
+class StandIn:
+    """A stand-in for ddpg.py's process (see STAND_IN): `env(**variables)` is a child environment in which every
+    `python ddpg.py` records what it received; `records()` reads the records back, in order of time."""
+
+    def __init__(self, root):
+        self.site, self.dir = root / "stand-in-site", root / "stand-in-records"
+        os.makedirs(self.site)
+        os.makedirs(self.dir)
+        (self.site / "sitecustomize.py").write_text(STAND_IN)
+
+    def env(self, *first_on_path: str, **variables) -> dict:
+        return subprocess_env(str(self.site), *first_on_path, STAND_IN_RECORDS=str(self.dir), **variables)
+
+    def records(self) -> list[dict]:
+        records = [json.loads(path.read_text()) for path in self.dir.glob("*.json")]
+        return sorted(records, key=lambda record: record["time"])
+
+
+@pytest.fixture
+def stand_in(tmp_path):
+    return StandIn(tmp_path)

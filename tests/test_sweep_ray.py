@@ -24,9 +24,9 @@ REFUSAL_S = 20  # bad input is refused before torch trains anything; this leaves
 POLL_S = 0.05
 
 
-def sweep(cwd, *args, first_on_path=()):
+def sweep(cwd, *args, first_on_path=(), env=None, timeout=None):
     os.makedirs(cwd, exist_ok=True)
-    return script("sweep.py", *args, cwd=cwd, first_on_path=first_on_path)
+    return script("sweep.py", *args, cwd=cwd, first_on_path=first_on_path, env=env, timeout=timeout)
 
 
 def start_sweep(cwd, *args):
@@ -155,14 +155,9 @@ def test_an_address_nobody_answers_at_is_refused_in_one_line(tmp_path):
     assert_refused_quickly_in_one_line(result, time.time() - start, needle, tmp_path)
 
 
-def test_every_run_gets_the_sweeps_wandb_group_and_a_clear_end():
+def test_a_runs_exit_status_says_how_it_ended():
     import sweep as sweep_module
 
-    env = sweep_module.run_environment("paper-table")
-    assert env["WANDB_RUN_GROUP"] == "paper-table"
-    assert {k: v for k, v in env.items() if k != "WANDB_RUN_GROUP"} == {
-        k: v for k, v in os.environ.items() if k != "WANDB_RUN_GROUP"
-    }  # and nothing else changed
     ending = sweep_module.ending
     assert ending(0) == sweep_module.FINISHED
     for status in (130, 143, -signal.SIGINT, -signal.SIGTERM):  # checkpoint kept on purpose: no retry
@@ -181,7 +176,7 @@ def test_a_run_can_be_interrupted_even_if_its_starter_blocks_sigint(tmp_path):
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as a Ray worker runs its tasks
     try:
         with open(tmp_path / "run.log", "w") as log:
-            proc = sweep_module.start_run(str(runs_dir), "mask", ["--env-id", "Pendulum-v1"], 1, log)
+            proc = sweep_module.start_run(str(runs_dir), ["--env-id", "Pendulum-v1"], 1, subprocess_env(), log)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     with open(f"/proc/{proc.pid}/status") as f:
@@ -189,3 +184,26 @@ def test_a_run_can_be_interrupted_even_if_its_starter_blocks_sigint(tmp_path):
     proc.kill()
     proc.wait()
     assert not mask & (1 << (signal.SIGINT - 1)), "the run would never see Ctrl-C"
+
+
+def test_on_ray_a_cuda_run_gets_a_gpu_by_default_and_is_never_hidden_from_the_gpus(tmp_path, stand_in):
+    pytest.importorskip("ray")
+    env = stand_in.env(RAY_OVERRIDE_RESOURCES='{"GPU": 2}', STAND_IN_LINGER="5")  # Ray counts 2 GPUs on this node;
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # the runs linger so that they hold their GPUs at the same time
+    common = ["--envs", "Pendulum-v1", "--seeds", "1", "2", "--exp-name", "gpus", "--ray"]
+    result = sweep(tmp_path / "default", *common, env=env)  # ddpg.py's default is --cuda
+    assert result.returncode == 0 and "2 of 2 runs finished" in result.stdout, result.stdout + result.stderr
+    assert "GPUs: 1 per run, of 2 in the cluster" in result.stdout
+    records = stand_in.records()
+    assert {r["CUDA_VISIBLE_DEVICES"] for r in records} == {"0", "1"}  # what each run's process received
+    assert [r["WANDB_RUN_GROUP"] for r in records] == ["gpus", "gpus"]
+
+    start = time.time()
+    result = sweep(tmp_path / "zero", *common, "--gpus-per-run", "0", env=env)  # no GPU reserved for CUDA runs
+    needle = "--gpus-per-run 0: the runs use CUDA (ddpg.py's default --cuda) and the Ray cluster has 2 GPUs"
+    assert_refused_quickly_in_one_line(result, time.time() - start, needle, tmp_path / "zero")
+
+    start = time.time()
+    result = sweep(tmp_path / "big", *common, "--gpus-per-run", "3", env=env, timeout=REFUSAL_S)  # or wait forever
+    needle = "--cpus-per-run 1 --gpus-per-run 3: no node of the Ray cluster has that much (its nodes: "
+    assert_refused_quickly_in_one_line(result, time.time() - start, needle, tmp_path / "big")
