@@ -1306,6 +1306,9 @@ def lock_run_dir(run_dir: str) -> int:
         holder = os.read(fd, 200).decode().strip() or "another process"
         os.close(fd)
         raise UsageError(f"{run_dir} is in use by {holder}; one process writes a run at a time") from None
+    except OSError as e:  # ENOLCK, EOPNOTSUPP: some network and FUSE file systems
+        os.close(fd)
+        raise UsageError(f"{run_dir}: its file system refuses flock locks ({e.strerror})") from None
     os.ftruncate(fd, 0)
     os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
     return fd
