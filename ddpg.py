@@ -33,11 +33,8 @@ Where this file differs from the paper, and why (the README says more):
   before t, and a_{t+1} is still chosen by the updated actor. The update needs nothing from the env step, so a GPU
   computes it while the CPU steps the environment, and a step costs max(env, update) instead of their sum.
 
-The first part of the file is the algorithm, end to end, down to `train`. After the divider comes engineering a
-first reading may skip: the fast paths (CUDA graphs, one host-device copy each way per step), checkpoints and exact
-resume, checks of the command line, the run's bookkeeping (logs, evaluation, checkpoints, Ctrl-C, the console).
-
-Run `python ddpg.py --help` for the options; `tensorboard --logdir runs` to watch training.
+The first part of the file is the algorithm, end to end, down to `train` and its `loop`. After the divider comes
+engineering that a first reading may skip. `python ddpg.py --help` lists the options; `tensorboard --logdir runs`.
 """
 
 import collections
@@ -77,6 +74,8 @@ class Args:
     """name of this experiment, part of the run directory's name"""
     seed: int = 1
     """seed of python, numpy, torch and the environments"""
+    seeds: tuple[int, ...] | None = None
+    """train one agent per seed side by side in this process, batched on a GPU; each writes a --seed run's directory"""
     torch_deterministic: bool = True
     """make cuDNN deterministic (`torch.backends.cudnn.deterministic`); CPU runs are deterministic anyway"""
     cuda: bool = True
@@ -103,8 +102,8 @@ class Args:
     """number of episodes per evaluation, run side by side"""
     checkpoint_frequency: int = 50_000
     """write a checkpoint to resume from every this many environment steps and at the end (0: only when interrupted)"""
-    resume: str | None = None
-    """run directory to go on with, from its checkpoint and with its saved arguments"""
+    resume: tuple[str, ...] | None = None
+    """run directory to go on with, from its checkpoint and with its saved arguments (several: a --seeds population)"""
     eval_checkpoint: str | None = None
     """instead of training, evaluate the actor of this run directory, checkpoint or saved model"""
 
@@ -163,11 +162,8 @@ def seed_env(env: gym.Env, seed: int) -> None:
 
 class EnvRunner:
     """The training envs, stepped together (a gymnasium vector env), with each running episode's return and length.
-
-    Finished envs are reset by `step` itself, *after* it has read their true last observation. (gymnasium's
-    default autoreset would instead hand back the next episode's first observation in its place: storing that as
-    s_{t+1} teaches the critic a jump that never happens.)
-    """
+    Finished envs are reset by `step` itself, *after* it has read their true last observation: gymnasium's default
+    autoreset would hand back the next episode's first one in its place, a jump that never happens, as s_{t+1}."""
 
     def __init__(self, env_id: str, num_envs: int, seed: int):
         self.envs = gym.vector.SyncVectorEnv(
@@ -191,11 +187,8 @@ class EnvRunner:
         return self.envs.action_space.sample()
 
     def step(self, actions: np.ndarray):
-        """Returns (next_obs, rewards, terminations, truncations, finished episodes as [(return, length)]).
-
-        `next_obs` is the true s_{t+1} of every env; `self.obs` becomes the observation to act on next, which is
-        the first observation of a new episode where one ended.
-        """
+        """Returns (next_obs, rewards, terminations, truncations, finished episodes as [(return, length)]): next_obs
+        is the true s_{t+1}; `self.obs`, what to act on next, is a new episode's first observation where one ended."""
         next_obs, rewards, terminations, truncations, _ = self.envs.step(actions)
         self.episode_returns += rewards
         self.episode_lengths += 1
@@ -239,11 +232,10 @@ class Batch(NamedTuple):
 class ReplayBuffer:
     """Fixed-size store of transitions: one preallocated tensor on the training device, a row per transition.
 
-    A row holds s_t, a_t, r_t, s_{t+1} and terminated side by side, so a transition is stored with one write and a
-    minibatch is gathered with one read. Adding writes rows in place and wraps around when full (the oldest
-    transitions are overwritten). The write position and the fill level are tensors on the device too: storing and
-    sampling never wait for the host, and a recorded CUDA graph reads their current values (a Python int would be
-    frozen at the value it had when the graph was recorded).
+    A row holds s_t, a_t, r_t, s_{t+1} and terminated side by side: a transition is stored with one write, a minibatch
+    gathered with one read. Rows are written in place, wrapping around when full (the oldest overwritten). The write
+    position and fill level are device tensors too: storing and sampling never wait for the host, and a recorded CUDA
+    graph reads their current values (a Python int would be frozen at its value when the graph was recorded).
     """
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
@@ -255,9 +247,10 @@ class ReplayBuffer:
         self.size = torch.zeros((), dtype=torch.int64, device=device)  # rows filled
 
     def fields(self, rows: torch.Tensor) -> Batch:
-        """Views of the columns of packed rows (n, width), named as a Batch."""
+        """Views of the columns of packed rows (..., width), named as a Batch."""
         o, a = self.obs_dim, self.act_dim
-        return Batch(rows[:, :o], rows[:, o : o + a], rows[:, o + a], rows[:, o + a + 1 : 2 * o + a + 1], rows[:, -1])
+        return Batch(rows[..., :o], rows[..., o : o + a], rows[..., o + a], rows[..., o + a + 1 : 2 * o + a + 1],
+                     rows[..., -1])  # fmt: skip
 
     def add(self, rows: torch.Tensor) -> None:
         """Alg. 1: store one transition per env in R: `rows` (num_envs, width), packed as in `fields`."""
@@ -484,24 +477,31 @@ def evaluate(actor: Actor, envs: list[gym.Env], device: torch.device) -> np.ndar
 # Training
 
 
-def train(args: Args) -> dict:
-    """Run DDPG as `args` say (or go on with the run `args.resume`).
-
-    Returns the run directory, the final evaluation's returns, the agent, the replay buffer, and the exit status
-    (0; 128 + the signal number when interrupted; 1 when a loss, a parameter or an action went non-finite).
-    """
-    run = prepare(args)  # checks, seeds, the device, the run directory and its logs (a resumed run's own args)
-    args, device, act_dim = run.args, run.device, run.action_space.shape[0]
+def initialise(args: Args, obs_dim: int, action_space: gym.spaces.Box, device: torch.device):
+    """Alg. 1: initialise critic Q and actor mu, the targets Q' <- Q and mu' <- mu, and the replay buffer R; with
+    them, the training envs and the exploration noise. Returns (envs, agent, rb, noise)."""
+    act_dim = action_space.shape[0]
     envs = EnvRunner(args.env_id, args.num_envs, args.seed)
+    agent = make_agent(obs_dim, action_space, args, device)
+    return envs, agent, ReplayBuffer(args.buffer_size, obs_dim, act_dim, device), make_noise(args, act_dim, device)
 
-    # Alg. 1: initialise critic Q and actor mu, the targets Q' <- Q and mu' <- mu, and the replay buffer R
-    agent = make_agent(run.obs_dim, run.action_space, args, device)
-    rb = ReplayBuffer(args.buffer_size, run.obs_dim, act_dim, device)
-    noise = make_noise(args, act_dim, device)
-    steps = FastSteps(agent, rb, noise, args, device)  # the loop's device steps: on a GPU as CUDA graphs
-    global_step, num_updates = run.start(envs, agent, rb, noise, steps)  # (0, 0), or a resumed run's state
 
-    with run:  # the bookkeeping ends the run cleanly however the loop stops: done, Ctrl-C, a non-finite value
+def train(args: Args) -> dict:
+    """Run DDPG as `args` say (or go on with the run `args.resume`); returns the run directory, the final evaluation's
+    returns, the agent, the buffer, and the exit status (0; 128 + signal if interrupted; 1 if a value went NaN)."""
+    run = prepare(args)  # checks, seeds, the device, the run directory and its logs (a resumed run's own args)
+    args = run.args
+    envs, agent, rb, noise = initialise(args, run.obs_dim, run.action_space, run.device)
+    steps = fast_steps(agent, rb, noise, args, run.device)  # the loop's device steps: on a GPU as CUDA graphs
+    loop(args, envs, steps, run, *run.start(envs, agent, rb, noise, steps))  # from step 0, or where it stopped
+    return {"run_dir": run.run_dir, "eval_returns": run.eval_returns, "agent": agent, "replay_buffer": rb,
+            "status": run.status}  # fmt: skip
+
+
+def loop(args: Args, envs: EnvRunner, steps, run, global_step: int, num_updates: int) -> None:
+    """Algorithm 1's loop from `global_step` on, which `run` ends cleanly however it stops (done, Ctrl-C, a NaN). With
+    --seeds it trains several agents in step: `envs`, `steps` and `run` serve them all (`Population`)."""
+    with run:
         learning, losses = global_step >= args.learning_starts, None
         while global_step < args.total_timesteps:
             # Alg. 1: select action a_t = mu(s_t) + N_t; uniformly random actions while the buffer fills.
@@ -529,8 +529,6 @@ def train(args: Args) -> dict:
             learning = global_step >= args.learning_starts  # learning starts once R holds learning_starts
 
             run.record(global_step, num_updates, finished, losses)  # logs, evaluation, checkpoint, Ctrl-C, console
-    return {"run_dir": run.run_dir, "eval_returns": run.eval_returns, "agent": agent, "replay_buffer": rb,
-            "status": run.status}  # fmt: skip
 
 
 # ================================================================================================================
@@ -564,9 +562,18 @@ class Staged(NamedTuple):
     obs: torch.Tensor  # (num_envs, obs_dim) what to act on next
 
 
+def fast_steps(agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device) -> "FastSteps":
+    """The loop's device steps for one agent: `learn`, and `store_and_select` between two env steps."""
+    if args.compile:
+        compile_networks(agent)
+    set_capturable(agent, uses_cuda_graphs(args, device))
+    return FastSteps(functools.partial(learn, agent, rb, args.batch_size, args.gamma, args.tau),
+                     functools.partial(store_and_select, rb, noise, agent.actor), rb, args, device)  # fmt: skip
+
+
 def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, store: bool, act: bool):
-    """All the device does between two env steps apart from the update, in one call (one CUDA graph): store the
-    staged transitions in R (`ReplayBuffer.add`), then select the actions for the staged observations (`explore`)."""
+    """All the device does between two env steps but the update, in one call (a CUDA graph): store the staged
+    transitions in R (`ReplayBuffer.add`), then select the actions for the staged observations (`explore`)."""
     if store:
         rb.add(staged.transitions)
     return explore(actor, staged.obs, noise, staged.episode_starts) if act else None
@@ -574,31 +581,26 @@ def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, stor
 
 class FastSteps:
     """The loop's steps on the training device, `select_action`, `learn` and `store`: one copy each way per env step.
-
     `store` packs the step's transitions into a host tensor (pinned on CUDA); `select_action` adds the observations,
     sends it all with one asynchronous copy, and one call (`store_and_select`) stores the transitions in R and selects
     the actions, which come back with one copy. While R fills, the transitions go alone, at the next `store`. On CUDA
-    that call and `learn` are CUDA graphs (unless --no-cudagraphs): small networks are bound there by kernel launches,
-    and a replay launches all of a call's kernels at once; --compile fuses each network's kernels (the first calls
-    compile, for seconds). On the CPU the host tensor is the device's, nothing is copied: the same maths, in order.
-    """
+    that call and `update` are CUDA graphs (unless --no-cudagraphs): small networks are bound there by kernel
+    launches, and a replay launches all of a call's kernels at once. On the CPU nothing is copied: the same maths.
+    `rows`: envs (default num_envs); `row_names`: the agent of each row, for messages (a population's seeds)."""
 
-    def __init__(self, agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device):
-        cuda = device.type == "cuda"
-        self.width = rb.width
-        self.host = torch.zeros((args.num_envs, rb.width + 1 + rb.obs_dim), pin_memory=cuda)
-        self.device_rows = rows = self.host.to(device)  # the same tensor on the CPU
-        staged = Staged(rows[:, : rb.width], rows[:, rb.width], rows[:, rb.width + 1 :])
-        self.host_actions = torch.zeros((args.num_envs, rb.act_dim), pin_memory=cuda)
+    def __init__(self, update, store_and_select, rb: ReplayBuffer, args: Args, device: torch.device, rows: int = 0,
+                 row_names: list[str] | None = None):  # fmt: skip
+        cuda, rows = device.type == "cuda", rows or args.num_envs
+        self.width, self.row_names = rb.width, row_names
+        self.host = torch.zeros((rows, rb.width + 1 + rb.obs_dim), pin_memory=cuda)
+        self.device_rows = staged = self.host.to(device)  # the same tensor on the CPU
+        staged = Staged(staged[:, : rb.width], staged[:, rb.width], staged[:, rb.width + 1 :])
+        self.host_actions = torch.zeros((rows, rb.act_dim), pin_memory=cuda)
         self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
         self.unstored = False  # transitions staged that R does not hold yet
         self.saved_actions = None  # actions chosen ahead by a checkpoint of an earlier layout, to use first
-        if args.compile:
-            compile_networks(agent)
-        self.update = functools.partial(learn, agent, rb, args.batch_size, args.gamma, args.tau)
-        self.device_step = functools.partial(store_and_select, rb, noise, agent.actor, staged)
+        self.update, self.device_step = update, functools.partial(store_and_select, staged=staged)
         if uses_cuda_graphs(args, device):
-            set_capturable(agent, True)
             self.update, self.device_step = CudaGraph(self.update), CudaGraph(self.device_step)
         self.last_actor_loss = None
 
@@ -628,7 +630,8 @@ class FastSteps:
             self.received.synchronize()
         actions = self.host_actions.numpy().copy()
         if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
-            raise NotFinite("the actor's action")
+            row = np.flatnonzero(~np.isfinite(actions).all(axis=1))[0]
+            raise NotFinite(f"{self.row_names[row]}: the actor's action" if self.row_names else "the actor's action")
         return actions
 
     def flush(self) -> None:
@@ -658,8 +661,7 @@ def uses_cuda_graphs(args: Args, device: torch.device) -> bool:
 
 
 def set_capturable(agent: Agent, capturable: bool) -> None:
-    """Adam's `capturable` lets a CUDA graph record its step (its step count stays on the device); the fused kernel
-    computes the same either way."""
+    """Adam's `capturable` lets a CUDA graph record its step (the step count stays on the device); same maths."""
     for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
         for group in optimizer.param_groups:
             group["capturable"] = capturable
@@ -671,15 +673,12 @@ def compile_networks(agent: Agent) -> None:
 
 
 class CudaGraph:
-    """Calls `fn(**options)` through a CUDA graph: recorded once, then replayed with a single launch.
-
-    A replay runs the recorded kernels on the recorded memory, so `fn` reads its inputs from tensors that stay in
-    place (the replay buffer, the staged step) and the outputs it returns are the recorded ones, refilled. A graph
-    has no branches: one is recorded per value of `options` (e.g. `update_actor`). The first CUDA_GRAPH_WARMUP calls
-    run `fn` normally, on a side stream as recording requires, so that what is made lazily (Adam's moments, cuBLAS
-    workspaces) exists before recording; they are real calls, not rehearsals. Random numbers drawn inside (minibatch
-    indices, noise) come from the default CUDA generator, which hands each replay fresh ones.
-    """
+    """Calls `fn(**options)` through a CUDA graph: recorded once, then replayed with a single launch. A replay runs
+    the recorded kernels on the recorded memory: `fn` reads its inputs from tensors that stay in place (the buffer,
+    the staged step) and returns the recorded outputs, refilled. One graph per value of `options` (no branches). The
+    first CUDA_GRAPH_WARMUP calls run normally, on a side stream as recording requires, so that what is made lazily
+    (Adam's moments, cuBLAS workspaces) exists before; they are real calls. Random numbers drawn inside (minibatches,
+    noise) come from the default CUDA generator, which hands each replay fresh ones."""
 
     def __init__(self, fn):
         self.fn, self.graphs, self.calls = fn, {}, collections.Counter()
@@ -736,13 +735,9 @@ class EpisodeRecorder:
         return self.envs.step(actions)
 
     def state_dict(self) -> dict:
-        return {
-            "episode_returns": self.runner.episode_returns.tolist(),
-            "episode_lengths": self.runner.episode_lengths.tolist(),
-            "start_rng": self.start_rng,
-            "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions],
-            "obs": torch.as_tensor(self.runner.obs),
-        }
+        return {"episode_returns": self.runner.episode_returns.tolist(), "start_rng": self.start_rng,
+                "episode_lengths": self.runner.episode_lengths.tolist(), "obs": torch.as_tensor(self.runner.obs),
+                "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions]}
 
     def load_state_dict(self, state: dict) -> None:
         """Rewind each env's generator to its episode's start, reset, and replay the episode's actions."""
@@ -765,7 +760,7 @@ def part_states(agent: Agent, rb: ReplayBuffer, noise, episodes: EpisodeRecorder
     return {
         "agent": agent_state(agent),
         "replay_buffer": buffer_state(rb),
-        "noise": {"state": noise.state} if isinstance(noise, OUNoise) else {},
+        "noise": {"state": noise.state.clone()} if isinstance(noise, OUNoise) else {},
         "envs": episodes.state_dict(),
     }
 
@@ -780,8 +775,13 @@ def load_part_states(checkpoint: dict, agent: Agent, rb: ReplayBuffer, noise, ep
 
 
 def agent_state(agent: Agent) -> dict:
-    """The state of the four networks and the two optimisers."""
-    return {field.name: getattr(agent, field.name).state_dict() for field in dataclasses.fields(agent)}
+    """The state of the four networks and the two optimisers (copies: a population's are views of stacked tensors)."""
+    return {field.name: copies(getattr(agent, field.name).state_dict()) for field in dataclasses.fields(agent)}
+
+
+def copies(state: dict) -> dict:
+    """`state` with its tensors copied: torch.save would write a view's whole storage, the other seeds' too."""
+    return torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, state)
 
 
 def buffer_state(rb: ReplayBuffer) -> dict:
@@ -893,10 +893,8 @@ def first_nonfinite(agent: Agent) -> str | None:
 
 
 class SignalFlag:
-    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops.
-
-    A second signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact).
-    """
+    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops. A second
+    signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact)."""
 
     def __init__(self):
         self.signum = None
@@ -931,30 +929,35 @@ class Finished(Exception):
     """--resume of a run that has finished: nothing to train."""
 
 
-def prepare(args: Args) -> "Run":
+def prepare(args: Args, population: tuple[str, ...] = (), signals: "SignalFlag | None" = None) -> "Run":
     """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
-    thread count; pick the device; then make the run directory and open its logs (`Run`).
-
-    With --resume, the run goes on with its saved arguments (the thread count excepted: it belongs to this machine).
-    """
-    if args.resume and os.path.isfile(os.path.join(args.resume, MODEL_FILE)):
-        raise Finished(f"{args.resume} has finished (it holds {MODEL_FILE}): nothing to train")
+    thread count; pick the device; then make the run directory and open its logs (`Run`). With --resume, the run goes
+    on with its saved arguments (but this machine's thread count); a population's members (`population`: their
+    directories) are resumed together."""
+    (resume,) = args.resume or (None,)
+    if resume and os.path.isfile(os.path.join(resume, MODEL_FILE)):
+        raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
     check_args(args)
     checkpoint = None
-    if args.resume:
-        path = os.path.join(args.resume, CHECKPOINT_FILE)
+    if resume:
+        path = os.path.join(resume, CHECKPOINT_FILE)
         checkpoint, saved = load_checkpoint(path)
         if checkpoint["global_step"] >= saved.total_timesteps:
-            raise Finished(f"{args.resume} has finished (step {checkpoint['global_step']}/{saved.total_timesteps}): "
+            raise Finished(f"{resume} has finished (step {checkpoint['global_step']}/{saved.total_timesteps}): "
                            "nothing to train")  # fmt: skip
-        args = dataclasses.replace(saved, resume=args.resume, threads=args.threads)
+        members = sorted(checkpoint.get("population") or [os.path.basename(os.path.normpath(resume))])
+        if members != sorted(os.path.basename(os.path.normpath(d)) for d in population or (resume,)):
+            together = " ".join(os.path.join(os.path.dirname(os.path.normpath(resume)), m) for m in members)
+            raise UsageError(f"{resume} was trained with {len(members) - 1} other seeds: resume them together, "
+                             f"python {sys.argv[0]} --resume {together}")  # fmt: skip
+        args = dataclasses.replace(saved, resume=(resume,), threads=args.threads)
         check_args(args)  # the saved options must suit this machine too
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
         check_checkpoint_fits(checkpoint, args, path, obs_dim, action_space)
     device = use_machine(args)
     seed_everything(args.seed, args.torch_deterministic)
-    return Run(args, checkpoint, device, obs_dim, action_space)
+    return Run(args, checkpoint, device, obs_dim, action_space, signals)
 
 
 def use_machine(args: Args) -> torch.device:
@@ -1001,10 +1004,14 @@ def check_args(args: Args) -> None:
         raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
         raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
-    if args.resume and not os.path.isfile(os.path.join(args.resume, CHECKPOINT_FILE)):
-        raise UsageError(f"--resume {args.resume}: no {CHECKPOINT_FILE} in that directory")
+    for run_dir in args.resume or ():
+        if not os.path.isfile(os.path.join(run_dir, CHECKPOINT_FILE)):
+            raise UsageError(f"--resume {run_dir}: no {CHECKPOINT_FILE} in that directory")
+    if args.resume == ():
+        raise UsageError("--resume needs a run directory")
     if not args.eval_checkpoint:
-        check_writable(args.resume or RUNS_DIR)
+        for directory in args.resume or (RUNS_DIR,):
+            check_writable(directory)
     if args.eval_checkpoint:
         saved_file(args.eval_checkpoint)
     if args.track:
@@ -1036,10 +1043,8 @@ def find_cpp_compiler() -> str | None:
 
 
 def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
-    """Make the environment once to check its id and spaces; returns (obs_dim, action_space).
-
-    DDPG needs a flat continuous observation and a bounded continuous action.
-    """
+    """Make the environment once to check its id and spaces (DDPG needs a flat continuous observation and a bounded
+    continuous action); returns (obs_dim, action_space)."""
     try:
         env = make_env(env_id)
     except (gym.error.Error, ModuleNotFoundError) as e:
@@ -1061,26 +1066,24 @@ def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
 
 class Run:
     """Everything of a training run that is not DDPG itself: its directory (locked: one writer), TensorBoard, the
-    evaluations, the checkpoints, Ctrl-C and the console.
-
-    `train` hands it the run's parts once (`start`, which restores them from a resumed run's checkpoint) and what
-    each step did (`record`); the loop owns the counters. As a context manager it ends the run however the loop
-    stops: done (the model saved), interrupted (checkpoint written) or a non-finite value (last checkpoint kept).
-    """
+    evaluations, the checkpoints, Ctrl-C and the console. `train` hands it the run's parts once (`start`, which
+    restores a resumed run's) and what each step did (`record`); the loop owns the counters. As a context manager it
+    ends the run however the loop stops: done (model saved), interrupted (checkpoint written), a NaN (last kept)."""
 
     def __init__(self, args: Args, checkpoint: dict | None, device: torch.device, obs_dim: int,
-                 action_space: gym.spaces.Box):  # fmt: skip
+                 action_space: gym.spaces.Box, signals: "SignalFlag | None" = None):  # fmt: skip
         self.args, self.checkpoint, self.device = args, checkpoint, device
         self.obs_dim, self.action_space = obs_dim, action_space
-        self.run_dir = args.resume or make_run_dir(args)
+        self.run_dir = args.resume[0] if args.resume else make_run_dir(args)
+        self.population = checkpoint.get("population") if checkpoint else None  # its members' directory names
         try:
-            self.open(args, checkpoint)
+            self.open(args, checkpoint, signals)
         except BaseException:
             if not args.resume:  # a new run that could not start leaves no directory behind
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
 
-    def open(self, args: Args, checkpoint: dict | None) -> None:
+    def open(self, args: Args, checkpoint: dict | None, signals: "SignalFlag | None") -> None:
         """Lock the run directory, make the evaluation envs, open TensorBoard (and W&B), catch Ctrl-C."""
         self.lock = lock_run_dir(self.run_dir)
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
@@ -1098,7 +1101,7 @@ class Run:
         if not checkpoint:
             self.writer.add_text("hyperparameters", hyperparameter_table(args))
         threading.excepthook = quiet_writer_thread
-        self.signals = SignalFlag()
+        self.signals = signals or SignalFlag()
 
     def start(self, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps: FastSteps) -> tuple[int, int]:
         """Take the run's parts (a resumed run's restored from its checkpoint); returns (global_step, num_updates)."""
@@ -1172,7 +1175,7 @@ class Run:
              **part_states(self.agent, self.rb, self.noise, self.episodes),
              "rng": rng_states(self.envs, self.eval_envs), "recent_returns": self.recent_returns,
              "eval_returns": None if self.eval_returns is None else self.eval_returns.tolist(),
-             "wandb_run_id": self.tracking.run.id if self.tracking else None},
+             "population": self.population, "wandb_run_id": self.tracking.run.id if self.tracking else None},
             self.checkpoint_path,
         )  # fmt: skip
 
@@ -1202,6 +1205,12 @@ class Run:
 
     def __exit__(self, kind, error, traceback) -> bool:
         """End the run: its status, its last words, everything closed. Errors other than ours are shown as usual."""
+        return say(self.end(kind, error), self.status, self.global_step)
+
+    def end(self, kind, error) -> str | None:
+        """Close the run after the loop stopped (`kind`: the exception type that stopped it, or None when done):
+        set its exit status; return what to say, or None for an error that is not ours (a bug)."""
+        message = None
         if kind is None:
             try:
                 self.status, message = 0, self.finish()
@@ -1213,33 +1222,37 @@ class Run:
             self.status, message = 1, f"{write_error(error, self.run_dir)}; training stopped ({self.kept()})"
         elif kind is Interrupted:
             signum = self.signals.signum
+            saved = f"checkpoints saved in {', '.join(self.members())}" if self.population else \
+                f"checkpoint saved to {self.checkpoint_path}"  # fmt: skip
             self.status = 128 + signum
-            message = (
-                f"{signal.Signals(signum).name} at step {self.global_step}: checkpoint saved to "
-                f"{self.checkpoint_path}\nresume with: python {sys.argv[0]} --resume {self.run_dir}"
-            )
-        elif kind is not None:  # anything else is a bug: Python shows it as usual
-            self.status, message = 1, None
+            message = f"{signal.Signals(signum).name} at step {self.global_step}: {saved}\nresume with: " \
+                f"{self.resume_command()}"  # fmt: skip
+        elif kind is not None:
+            self.status = 1
         self.close()
-        if self.status == 1 and message:
-            print(f"ddpg.py: error: step {self.global_step}: {message}", file=sys.stderr, flush=True)
-        elif message:
-            print(message, flush=True)
-        return message is not None
+        return message
+
+    def members(self) -> list[str]:
+        """The run directories trained together with this one (itself included), or just its own."""
+        return [os.path.join(os.path.dirname(self.run_dir), name) for name in self.population or []] or [self.run_dir]
+
+    def resume_command(self) -> str:
+        return f"python {sys.argv[0]} --resume {' '.join(self.members())}"
 
     def kept(self) -> str:
         """What a stopped run leaves to go on from."""
         if not os.path.exists(self.checkpoint_path):
             return "no checkpoint"
-        return f"the last good checkpoint is {self.checkpoint_path}; resume with: python {sys.argv[0]} --resume " \
-            f"{self.run_dir}"  # fmt: skip
+        kept = "each seed's last good checkpoint is kept" if self.population else \
+            f"the last good checkpoint is {self.checkpoint_path}"  # fmt: skip
+        return f"{kept}; resume with: {self.resume_command()}"
 
     def finish(self) -> str:
         """Save the model (unless --no-save-model); the final evaluation's line."""
         self.steps.flush()  # R holds the last transitions
         if self.args.save_model:
             model_path = os.path.join(self.run_dir, MODEL_FILE)
-            networks = {"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict()}
+            networks = copies({"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict()})
             save_atomic({**self.description(), "agent": networks}, model_path)
             print(f"model saved to {model_path}")
         r = self.eval_returns
@@ -1268,6 +1281,15 @@ def make_run_dir(args: Args) -> str:
         except FileExistsError:
             n += 1
             run_dir = f"{base}_{n}"
+
+
+def say(message: str | None, status: int, global_step: int) -> bool:
+    """Print how a run ended: errors on stderr, in one line that names the step. False if there is nothing to say."""
+    if message and status == 1:
+        print(f"ddpg.py: error: step {global_step}: {message}", file=sys.stderr, flush=True)
+    elif message:
+        print(message, flush=True)
+    return message is not None
 
 
 def write_video(env: gym.wrappers.RecordVideo) -> None:
@@ -1328,6 +1350,301 @@ def format_seconds(seconds: float) -> str:
     """h:mm:ss, hours not wrapping at a day."""
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Many seeds in one process (--seeds): independent agents trained in step, batched on a GPU
+
+
+def train_population(args: Args) -> dict:
+    """Train one agent per seed of --seeds (or go on with a population's runs: --resume DIR DIR ...), all in step.
+
+    Each seed's envs, networks, optimisers, replay buffer, noise, evaluations and run directory are its own, made as a
+    single run with that --seed makes them; minibatches and noise come from one generator, so a seed here is not
+    bit-identical to its single run. The loop is the lesson's. On a GPU one call updates all K agents and one stores
+    and selects for all (`batched_steps`): the kernels are K times wider, about as fast as one agent's; on a CPU each
+    agent's plain calls, one after another, are faster (`member_steps`).
+    """
+    check_seeds(args)
+    if args.seeds is not None and len(args.seeds) == 1:
+        return train(dataclasses.replace(args, seed=args.seeds[0], seeds=None))  # exactly the single run
+    if args.compile and args.cuda and torch.cuda.is_available():
+        raise UsageError("--compile with --seeds on a GPU: the seeds' networks are batched instead, not compiled")
+    signals, seen = SignalFlag(), SeenSignal()  # read once per step for all seeds: they stop at one step
+    members = [dataclasses.replace(args, resume=(run_dir,)) for run_dir in args.resume] if args.resume else [
+        dataclasses.replace(args, seed=seed, seeds=None) for seed in args.seeds]  # fmt: skip
+    runs = [prepare(member, args.resume or (), seen) for member in members]
+    if len({run.global_step for run in runs}) > 1:
+        raise UsageError(f"--resume {' '.join(args.resume)}: its runs stopped at different steps")
+    for run in runs:
+        run.population = run.population or [os.path.basename(r.run_dir) for r in runs]
+    parts = []
+    for run in runs:
+        seed_everything(run.args.seed, run.args.torch_deterministic)  # each agent starts as its single run would
+        parts.append(initialise(run.args, run.obs_dim, run.action_space, run.device))
+    envs, agents, rbs, noises = (list(part) for part in zip(*parts))
+    args, device = runs[0].args, runs[0].device
+    row_names = [f"seed {run.args.seed}" for run in runs for _ in range(args.num_envs)]
+    steps = (batched_steps if batches_seeds(device) else member_steps)(agents, rbs, noises, args, device, row_names)
+    population = Population(runs, envs, signals, seen)
+    loop(args, population, steps, population, *population.start(agents, rbs, noises, steps))
+    return {"run_dirs": [run.run_dir for run in runs], "eval_returns": [run.eval_returns for run in runs],
+            "agents": agents, "replay_buffers": rbs, "status": population.status}  # fmt: skip
+
+
+def check_seeds(args: Args) -> None:
+    """Refuse, in one line, what cannot make one population."""
+    if args.seeds is None:
+        return
+    if args.resume:
+        raise UsageError("--seeds and --resume: a resumed population goes on with its own seeds")
+    if not args.seeds:
+        raise UsageError("--seeds needs at least one seed")
+    if len(set(args.seeds)) < len(args.seeds):
+        raise UsageError(f"--seeds: seed {next(s for s in args.seeds if args.seeds.count(s) > 1)} is given twice")
+    if args.seed not in (Args.seed, args.seeds[0]):
+        raise UsageError(f"--seed {args.seed} and --seeds {' '.join(map(str, args.seeds))}: give one or the other")
+
+
+def batches_seeds(device: torch.device) -> bool:
+    """A population's updates run batched on a GPU; on a CPU the agents' plain updates one after another are faster."""
+    return device.type == "cuda"
+
+
+class SeenSignal:
+    """The Ctrl-C (or SIGTERM) a population's runs act on at this step: one reading for all of them."""
+
+    signum = None
+
+    def restore(self) -> None:
+        """Nothing to restore: the population's own SignalFlag catches the signals."""
+
+
+class Population:
+    """A population's runs and envs, as the lesson's loop sees one run and one EnvRunner: the observations, actions
+    and transitions of all seeds' envs one after another, seed by seed, and each seed's own bookkeeping."""
+
+    def __init__(self, runs: list[Run], envs: list[EnvRunner], signals: SignalFlag, seen: SeenSignal):
+        self.runs, self.envs, self.signals, self.seen = runs, envs, signals, seen
+
+    @property
+    def obs(self) -> np.ndarray:
+        return np.concatenate([envs.obs for envs in self.envs])
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return np.concatenate([envs.episode_lengths for envs in self.envs])
+
+    def random_actions(self) -> np.ndarray:
+        return np.concatenate([envs.random_actions() for envs in self.envs])  # each seed's from its own generator
+
+    def step(self, actions: np.ndarray):
+        *arrays, finished = zip(*(envs.step(a) for envs, a in zip(self.envs, np.split(actions, len(self.envs)))))
+        return *(np.concatenate(array) for array in arrays), finished  # finished episodes: one list per seed
+
+    def start(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, steps: FastSteps) -> tuple[int, int]:
+        for run, envs, agent, rb, noise in zip(self.runs, self.envs, agents, rbs, noises):
+            counters = run.start(envs, agent, rb, noise, steps)
+        return counters  # the same for every seed
+
+    def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None) -> None:
+        self.seen.signum, interrupted = self.signals.signum, None
+        for k, run in enumerate(self.runs):
+            own = None if losses is None else Losses(*(None if x is None else x[k] for x in losses))
+            try:
+                run.record(global_step, num_updates, finished[k], own)
+            except NotFinite as e:
+                raise NotFinite(f"seed {run.args.seed}: {e}") from None
+            except Interrupted as e:  # the others write their checkpoints too
+                interrupted = e
+        if interrupted:
+            raise interrupted
+
+    def __enter__(self) -> "Population":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        messages = [run.end(kind, error) for run in self.runs]
+        self.signals.restore()
+        self.status = self.runs[0].status
+        if kind is None:
+            for run, message in zip(self.runs, messages):
+                print(f"seed {run.args.seed}: {message}", flush=True)
+            return True
+        return say(messages[0], self.status, self.runs[0].global_step)
+
+
+def member_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device: torch.device,
+                 row_names: list[str]) -> FastSteps:  # fmt: skip
+    """A population's device steps as each agent's own plain calls, one after another."""
+    n = args.num_envs
+    for agent in agents:
+        if args.compile:
+            compile_networks(agent)
+        set_capturable(agent, uses_cuda_graphs(args, device))
+
+    def update(update_actor: bool) -> Losses:
+        each = [learn(agent, rb, args.batch_size, args.gamma, args.tau, update_actor) for agent, rb in zip(agents, rbs)]
+        return Losses(*(None if parts[0] is None else torch.stack(parts) for parts in zip(*each)))
+
+    def store_and_select_each(staged: Staged, store: bool, act: bool):
+        actions = [store_and_select(rb, noise, agent.actor, Staged(*(x[k * n : (k + 1) * n] for x in staged)), store,
+                                    act) for k, (agent, rb, noise) in enumerate(zip(agents, rbs, noises))]  # fmt: skip
+        return torch.cat(actions) if act else None
+
+    return FastSteps(update, store_and_select_each, rbs[0], args, device, len(agents) * n, row_names)
+
+
+def batched_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device: torch.device,
+                  row_names: list[str]) -> FastSteps:  # fmt: skip
+    """A population's device steps batched: one call updates all K agents (`batched_update`), one stores all their
+    transitions and selects all their actions (`store_and_select` on the stacked buffer, noise and actor)."""
+    nets, optimizers = stack_agents(agents, args, device)
+    rb = StackedBuffer(rbs)
+    noise = make_noise(dataclasses.replace(args, num_envs=len(agents) * args.num_envs), rbs[0].act_dim, device)
+    for k, own in enumerate(noises):  # each seed's OU state: a view of its rows
+        if isinstance(own, OUNoise):
+            own.state = noise.state[k * args.num_envs : (k + 1) * args.num_envs]
+    update = functools.partial(batched_update, nets, optimizers, rb, args.batch_size, args.gamma, args.tau)
+    return FastSteps(update, functools.partial(store_and_select, rb, noise, nets["actor"]), rbs[0], args, device,
+                     len(agents) * args.num_envs, row_names)  # fmt: skip
+
+
+NETWORKS = ("actor", "critic", "target_actor", "target_critic")  # the fields of an Agent that are networks
+
+
+def stack_agents(agents: list[Agent], args: Args, device: torch.device) -> tuple[dict, dict]:
+    """The agents' networks stacked (`Batched`), with one Adam for each kind over the stacked parameters; each
+    agent's own optimisers become its share of those (`MemberOptimizer`). Returns (networks, optimisers)."""
+    nets = {name: Batched([getattr(agent, name) for agent in agents], trained=not name.startswith("target"))
+            for name in NETWORKS}  # fmt: skip
+    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True,
+                             capturable=uses_cuda_graphs(args, device))  # fmt: skip
+    optimizers = {"actor": adam(nets["actor"].parameters()), "critic": adam(nets["critic"].parameters())}
+    for k, agent in enumerate(agents):
+        agent.actor_optimizer = MemberOptimizer(optimizers["actor"], k)
+        agent.critic_optimizer = MemberOptimizer(optimizers["critic"], k)
+    return nets, optimizers
+
+
+class Batched:
+    """K networks of one architecture as one: their parameters stacked along a first dimension (each member module's
+    parameters become views of its slice, so its evaluations and checkpoints stay its own), called member by member
+    on the slices of the inputs with torch.func (vmap of functional_call)."""
+
+    def __init__(self, modules: list[nn.Module], trained: bool):
+        self.template = modules[0]
+        self.params = {name: torch.stack([m.get_parameter(name).detach() for m in modules]).requires_grad_(trained)
+                       for name, _ in self.template.named_parameters()}  # fmt: skip
+        self.buffers = {name: torch.stack([m.get_buffer(name) for m in modules])
+                        for name, _ in self.template.named_buffers()}  # fmt: skip
+        for k, module in enumerate(modules):
+            for name, param in module.named_parameters():
+                param.data = self.params[name].data[k]
+        self.action_scale = getattr(self.template, "action_scale", None)  # an actor's box, the same for all members
+        self.action_bias = getattr(self.template, "action_bias", None)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.params.values())
+
+    def requires_grad_(self, requires_grad: bool) -> None:
+        for param in self.params.values():
+            param.requires_grad_(requires_grad)
+
+    def member(self, params: dict, buffers: dict, *inputs: torch.Tensor) -> torch.Tensor:
+        """One member's network (its parameters and buffers given), as a function: what vmap maps."""
+        return torch.func.functional_call(self.template, (params, buffers), inputs)
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The members' outputs for their inputs, one after another: (K * n, ...) in and out."""
+        k = len(next(iter(self.params.values())))
+        per_member = (x.view(k, -1, *x.shape[1:]) for x in inputs)
+        return torch.func.vmap(self.member)(self.params, self.buffers, *per_member).flatten(0, 1)
+
+
+def batched_update(nets: dict, optimizers: dict, rb: "StackedBuffer", batch_size: int, gamma: float, tau: float,
+                   update_actor: bool) -> Losses:  # fmt: skip
+    """`learn` for K agents at once, step by step as `update`: each member's losses come from the lesson's
+    `critic_loss` and `actor_loss` on its own networks (vmapped), and are summed for one backward pass, which gives
+    each member exactly its own gradients (their parameters are apart). Adam, elementwise, updates the stacked
+    parameters as K separate Adams would."""
+    data = rb.sample(batch_size)  # (K, batch, ...)
+    params = {name: net.params for name, net in nets.items()}
+    buffers = {name: net.buffers for name, net in nets.items()}
+
+    def networks(params, buffers, *names):  # inside vmap: a member's networks as functions
+        return [functools.partial(nets[name].member, params[name], buffers[name]) for name in names]
+
+    def critic_losses(params, buffers, data):
+        return critic_loss(*networks(params, buffers, "critic", "target_actor", "target_critic"), data, gamma)
+
+    loss, q = torch.func.vmap(critic_losses)(params, buffers, data)
+    optimizers["critic"].zero_grad(set_to_none=True)
+    loss.sum().backward()
+    optimizers["critic"].step()
+    losses = Losses(critic=loss.detach(), q_values=q.detach().mean(-1), actor=None)
+    if not update_actor:
+        return losses
+    nets["critic"].requires_grad_(False)  # frozen for the actor's step, as in `update`
+    loss = torch.func.vmap(lambda p, b, obs: actor_loss(*networks(p, b, "actor", "critic"), obs))(params, buffers,
+                                                                                               data.obs)  # fmt: skip
+    optimizers["actor"].zero_grad(set_to_none=True)
+    loss.sum().backward()
+    optimizers["actor"].step()
+    nets["critic"].requires_grad_(True)
+    soft_update(nets["target_actor"], nets["actor"], tau)
+    soft_update(nets["target_critic"], nets["critic"], tau)
+    return losses._replace(actor=loss.detach())
+
+
+class MemberOptimizer:
+    """A population member's share of an Adam over stacked parameters, with the state_dict and load_state_dict of an
+    Adam of its own: its checkpoints are a single run's."""
+
+    def __init__(self, stacked: torch.optim.Optimizer, k: int):
+        self.stacked, self.k = stacked, k
+        self.param_groups = stacked.param_groups
+
+    def state_dict(self) -> dict:
+        full = self.stacked.state_dict()
+        own = {i: {name: x if x.dim() == 0 else x[self.k] for name, x in state.items()}
+               for i, state in full["state"].items()}  # fmt: skip
+        return {"state": own, "param_groups": full["param_groups"]}
+
+    def load_state_dict(self, state: dict) -> None:
+        params = self.param_groups[0]["params"]
+        if state["state"] and not self.stacked.state:  # a first step with zero gradients makes the state, moves nothing
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            self.stacked.step()
+        for i, saved in state["state"].items():
+            for name, x in self.stacked.state[params[i]].items():
+                (x if x.dim() == 0 else x[self.k]).copy_(saved[name])
+
+
+class StackedBuffer:
+    """A population's replay buffers as one: their rows stacked (K, capacity, width), each seed's ReplayBuffer made
+    views of its slice. `add` and `sample` do what ReplayBuffer's do, for all seeds at once."""
+
+    def __init__(self, rbs: list[ReplayBuffer]):
+        self.data, self.fields, self.capacity = torch.stack([rb.data for rb in rbs]), rbs[0].fields, rbs[0].capacity
+        self.pos, self.size = torch.stack([rb.pos for rb in rbs]), torch.stack([rb.size for rb in rbs])
+        self.seeds = torch.arange(len(rbs), device=self.data.device)[:, None]  # (K, 1): row k indexes seed k's rows
+        for k, rb in enumerate(rbs):
+            rb.data, rb.pos, rb.size = self.data[k], self.pos[k], self.size[k]
+            rb.storage = rb.fields(rb.data)
+
+    def add(self, rows: torch.Tensor) -> None:
+        """Rows of all seeds' envs, seed by seed (K * num_envs, width)."""
+        rows = rows.view(len(self.seeds), -1, rows.shape[-1])
+        idx = (self.pos[:, None] + torch.arange(rows.shape[1], device=rows.device)) % self.capacity
+        self.data[self.seeds, idx] = rows
+        self.pos.copy_((self.pos + rows.shape[1]) % self.capacity)
+        self.size.copy_((self.size + rows.shape[1]).clamp(max=self.capacity))
+
+    def sample(self, batch_size: int) -> Batch:
+        idx = torch.randint(SAMPLE_RANGE, (len(self.seeds), batch_size), device=self.data.device) % self.size[:, None]
+        return self.fields(self.data[self.seeds, idx])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1417,6 +1734,8 @@ def main() -> int:
             check_args(args)
             evaluate_checkpoint(args)
             return 0
+        if args.seeds is not None or len(args.resume or ()) > 1:
+            return train_population(args)["status"]
         return train(args)["status"]
     except UsageError as e:
         print(f"ddpg.py: error: {e}", file=sys.stderr)

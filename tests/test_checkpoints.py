@@ -126,6 +126,7 @@ def checkpoint_dir(tmp_path_factory):
 
 def altered_checkpoint(checkpoint_dir, tmp_path, change):
     checkpoint = torch.load(os.path.join(checkpoint_dir, ddpg.CHECKPOINT_FILE), weights_only=True)
+    checkpoint["args"]["total_timesteps"] *= 2  # not finished: --resume would go on
     change(checkpoint)
     run_dir = tmp_path / "altered"
     run_dir.mkdir()
@@ -189,7 +190,7 @@ def test_a_checkpoint_of_the_earlier_file_layout_still_resumes(in_tmp):
     run_dir = in_tmp / "runs" / "old"
     run_dir.mkdir(parents=True)
     shutil.copy(os.path.join(os.path.dirname(__file__), "data", "checkpoint-6c40bf7.pt"), run_dir / "checkpoint.pt")
-    out = ddpg.train(ddpg.Args(resume=str(run_dir)))
+    out = ddpg.train(ddpg.Args(resume=(str(run_dir),)))
     assert out["status"] == 0 and len(out["eval_returns"]) == 2 and np.isfinite(out["eval_returns"]).all()
     assert int(out["replay_buffer"].size) == 700  # the 500 saved transitions and the 200 of the resumed run
     _, logged = scalars(str(run_dir))

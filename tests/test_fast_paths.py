@@ -37,7 +37,7 @@ def setup(device: str, **speed_options):
     rb = ddpg.ReplayBuffer(CAPACITY, OBS_DIM, ACT_DIM, device)
     rb.add(torch.randn(FIRST_ROWS, rb.width, generator=torch.Generator().manual_seed(1)).to(device))
     noise = ddpg.make_noise(args, ACT_DIM, device)
-    return agent, rb, ddpg.FastSteps(agent, rb, noise, args, device)
+    return agent, rb, ddpg.fast_steps(agent, rb, noise, args, device)
 
 
 def device_round(steps, step, update_actor=True):
@@ -133,7 +133,7 @@ def test_training_resumed_from_a_checkpoint_equals_the_run_left_alone(in_tmp, cu
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["args"]["total_timesteps"] = 900  # go on to where the whole run ended
     torch.save(checkpoint, path)
-    resumed = ddpg.train(ddpg.Args(resume=part["run_dir"]))
+    resumed = ddpg.train(ddpg.Args(resume=(part["run_dir"],)))
     assert resumed["status"] == 0
     for net in ("actor", "critic", "target_actor", "target_critic"):
         for a, b in zip(getattr(whole["agent"], net).parameters(), getattr(resumed["agent"], net).parameters()):

@@ -167,9 +167,9 @@ def test_interrupted_and_resumed_run_goes_on_in_the_same_wandb_run(offline, monk
     # wandb syncs the event files whose names carry a time (whole seconds) from its run's start on; a resumed
     # process starts seconds after the interrupted one wrote its file, as here, so that file is not sent again
     time.sleep(1)
-    resumed = ddpg.train(ddpg.Args(resume=cut["run_dir"]))  # --track comes from the saved arguments
+    resumed = ddpg.train(ddpg.Args(resume=(cut["run_dir"],)))  # --track comes from the saved arguments
     assert resumed["status"] == 0
-    assert ddpg.train(ddpg.Args(resume=older_dir))["status"] == 0
+    assert ddpg.train(ddpg.Args(resume=(older_dir,)))["status"] == 0
     first, second, older = read_offline_runs(offline)
     assert older.run.run_id not in ("", first.run.run_id) and older.exit_code == 0
     assert first.run.run_id == second.run.run_id == run_id

@@ -107,10 +107,10 @@ def test_update_t_samples_the_buffer_before_transition_t_and_precedes_the_next_a
         calls.append(("update", int(rb.size)))
         return real_learn(agent, rb, *args, **kwargs)
 
-    def store_and_select(rb, *args, store, act):
+    def store_and_select(rb, *args, store, act, **staged):
         calls.append(({(True, True): "store+act", (True, False): "store", (False, True): "act"}[store, act],
                       int(rb.size)))  # fmt: skip
-        return real_store_and_select(rb, *args, store=store, act=act)
+        return real_store_and_select(rb, *args, store=store, act=act, **staged)
 
     monkeypatch.setattr(ddpg, "learn", learn)
     monkeypatch.setattr(ddpg, "store_and_select", store_and_select)

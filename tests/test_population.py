@@ -1,0 +1,250 @@
+"""--seeds: several independent agents trained in one process, in step; batched on a GPU, one after another on a CPU."""
+
+import copy
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import ddpg
+from tests.conftest import subprocess_env
+from tests.test_checkpoints import all_scalars
+from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, scalars
+from tests.test_fast_paths import needs_cuda
+from tests.test_units import ASYMMETRIC_BOX, random_batch
+
+SHORT = ["--total-timesteps", "1500", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
+         "--eval-frequency", "500", "--eval-episodes", "2", "--checkpoint-frequency", "500", "--no-cuda"]  # fmt: skip
+TIMING_TAG = "charts/SPS"  # the one logged value that depends on the machine's speed
+LEARNED = -400.0  # a Pendulum policy this good has learned to swing up (uniformly random actions: about -1200)
+POLL_S = 0.05
+
+
+def short_args(**overrides):
+    settings = dict(cuda=False, total_timesteps=1500, learning_starts=300, batch_size=64, hidden_size=32,
+                    eval_frequency=500, eval_episodes=2, checkpoint_frequency=500)  # fmt: skip
+    return ddpg.Args(**{**settings, **overrides})
+
+
+def weights(agent):
+    return [p.detach().clone() for net in ddpg.NETWORKS for p in getattr(agent, net).parameters()]
+
+
+def files(run_dir):
+    """The kinds of file in a run directory (TensorBoard's event file by its kind, not its name)."""
+    return {"events" if name.startswith("events.out.tfevents") else name for name in os.listdir(run_dir)}
+
+
+def logged(run_dir):
+    return {tag: events for tag, events in all_scalars(run_dir).items() if tag != TIMING_TAG}
+
+
+@pytest.fixture
+def batched(monkeypatch):
+    """The population's GPU path (one batched call for all agents) on the CPU, where it is otherwise not taken."""
+    monkeypatch.setattr(ddpg, "batches_seeds", lambda device: True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The batched update is K separate updates
+
+
+def test_one_batched_update_equals_separate_updates_of_each_agent():
+    seeds, rounds, tau, gamma = (3, 5, 8), 6, 0.1, 0.9
+    args = ddpg.Args(hidden_size=16, learning_rate=1e-2)
+    agents = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        agents.append(ddpg.make_agent(3, ASYMMETRIC_BOX, args, torch.device("cpu")))
+    alone = copy.deepcopy(agents)  # the same agents, each updated by the lesson's `update`
+    nets, optimizers = ddpg.stack_agents(agents, args, torch.device("cpu"))
+    for i in range(rounds):
+        batches = [random_batch(seed=100 * i + k) for k in range(len(seeds))]  # each agent's own minibatch
+        stacked = ddpg.Batch(*(torch.stack(field) for field in zip(*batches)))
+        together = ddpg.batched_update(nets, optimizers, stacked, gamma, tau, update_actor=i % 2 == 1)
+        for k, (agent, batch) in enumerate(zip(alone, batches)):
+            own = ddpg.update(agent, batch, gamma, tau, update_actor=i % 2 == 1)
+            for name in ("critic", "q_values", "actor"):
+                if own._asdict()[name] is None:
+                    assert together._asdict()[name] is None
+                else:
+                    torch.testing.assert_close(together._asdict()[name][k], own._asdict()[name])
+    for agent, own in zip(agents, alone):
+        for a, b in zip(weights(agent), weights(own), strict=True):
+            torch.testing.assert_close(a, b)
+        assert not all(torch.equal(a, b) for a, b in zip(weights(agent), weights(alone[0])))  # agents stay apart
+        for name in ("actor_optimizer", "critic_optimizer"):  # Adam's moments, as the agent's own Adam holds them
+            mine, theirs = getattr(agent, name).state_dict()["state"], getattr(own, name).state_dict()["state"]
+            assert mine.keys() == theirs.keys()
+            for i in mine:
+                for key in ("step", "exp_avg", "exp_avg_sq"):
+                    torch.testing.assert_close(mine[i][key], theirs[i][key])
+
+
+def test_a_batched_population_stores_and_acts_for_each_seed_apart(in_tmp, batched):
+    out = ddpg.train_population(short_args(seeds=(1, 2), total_timesteps=700, checkpoint_frequency=0))
+    assert out["status"] == 0
+    first, second = out["replay_buffers"]
+    assert int(first.size) == int(second.size) == 700  # each seed's buffer holds its own 700 transitions
+    assert not torch.equal(first.storage.obs[:700], second.storage.obs[:700])
+    # the stored transitions are each seed's own episodes: s_{t+1} of one is s_t of the next within an episode
+    for rb in out["replay_buffers"]:
+        obs, next_obs = rb.storage.obs[:700].numpy(), rb.storage.next_obs[:700].numpy()
+        same_episode = np.arange(1, 700) % 200 != 0
+        np.testing.assert_array_equal(obs[1:][same_episode], next_obs[:-1][same_episode])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Each seed is a run of its own
+
+
+def test_a_two_seed_population_learns_and_writes_single_runs(tmp_path):
+    result = run_cli(tmp_path, "--seeds", "1", "2", "--exp-name", "pair", "--no-cuda")  # the default settings
+    assert result.returncode == 0, result.stderr
+    run_dirs = sorted(glob.glob(str(tmp_path / "runs" / "*")))
+    assert [os.path.basename(d).split("__")[:3] for d in run_dirs] == [["Pendulum-v1", "pair", "1"],
+                                                                     ["Pendulum-v1", "pair", "2"]]  # fmt: skip
+    (tmp_path / "single").mkdir()
+    single = run_cli(tmp_path / "single", *SHORT)
+    assert single.returncode == 0, single.stderr
+    (single_dir,) = glob.glob(str(tmp_path / "single" / "runs" / "*"))
+    for seed, run_dir in zip((1, 2), run_dirs):
+        assert files(run_dir) == files(single_dir) == {"checkpoint.pt", "events", "lock", "model.pt"}
+        events, logged_tags = scalars(run_dir)
+        assert sorted(logged_tags) == sorted(scalars(single_dir)[1])  # the same tags as a single run
+        (hparams,) = events.Tensors("hyperparameters/text_summary")
+        assert f"|seed|{seed}|" in hparams.tensor_proto.string_val[0].decode()
+        saved = torch.load(os.path.join(run_dir, ddpg.MODEL_FILE), weights_only=True)
+        assert ddpg.Args(**saved["args"]).seed == seed and saved["args"]["seeds"] is None
+        final = logged_tags["eval/episodic_return"][-1]
+        assert final.step == 10_000 and final.value >= LEARNED, (seed, final.value)
+        assert f"seed {seed}: final evaluation: {final.value:.1f}" in result.stdout
+        evaluated = run_cli(tmp_path, "--eval-checkpoint", run_dir, "--eval-episodes", "2", "--no-cuda")
+        assert evaluated.returncode == 0, evaluated.stderr
+
+
+def test_seeds_with_one_seed_is_exactly_that_seed(in_tmp):
+    alone = ddpg.train(short_args(seed=3, exp_name="alone"))
+    as_seeds = ddpg.train_population(short_args(seeds=(3,), exp_name="seeds"))
+    assert all(torch.equal(a, b) for a, b in zip(weights(alone["agent"]), weights(as_seeds["agent"]), strict=True))
+    assert logged(alone["run_dir"]) == logged(as_seeds["run_dir"])
+    assert os.path.basename(as_seeds["run_dir"]).split("__")[:3] == ["Pendulum-v1", "seeds", "3"]
+
+
+@pytest.mark.parametrize("path", ["each-after-another", "batched"])
+def test_a_population_resumed_from_its_checkpoints_ends_as_one_left_alone(in_tmp, monkeypatch, path):
+    if path == "batched":
+        monkeypatch.setattr(ddpg, "batches_seeds", lambda device: True)
+    whole = ddpg.train_population(short_args(seeds=(1, 2), exp_name="whole"))
+    part = ddpg.train_population(short_args(seeds=(1, 2), exp_name="part", total_timesteps=1000, save_model=False))
+    for run_dir in part["run_dirs"]:  # go on to where the whole population ended
+        path_ = os.path.join(run_dir, ddpg.CHECKPOINT_FILE)
+        checkpoint = torch.load(path_, weights_only=True)
+        checkpoint["args"]["total_timesteps"] = 1500
+        torch.save(checkpoint, path_)
+    resumed = ddpg.train_population(ddpg.Args(resume=tuple(part["run_dirs"])))
+    assert resumed["status"] == 0
+    for k in range(2):
+        assert all(torch.equal(a, b) for a, b in zip(weights(whole["agents"][k]), weights(resumed["agents"][k])))
+        assert torch.equal(whole["replay_buffers"][k].data, resumed["replay_buffers"][k].data)
+        np.testing.assert_array_equal(whole["eval_returns"][k], resumed["eval_returns"][k])
+
+
+def test_sigint_then_the_printed_command_ends_as_a_population_left_alone(tmp_path):
+    whole = run_cli(tmp_path / "whole", *SHORT, "--seeds", "1", "2", "--exp-name", "whole")
+    assert whole.returncode == 0, whole.stderr
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    proc = subprocess.Popen([sys.executable, SCRIPT, *SHORT, "--seeds", "1", "2", "--exp-name", "cut"], cwd=cut,
+                            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    deadline = time.time() + 600
+    while len(glob.glob(str(cut / "runs" / "*" / ddpg.CHECKPOINT_FILE))) < 2:
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(POLL_S)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    command = next(line for line in stdout.splitlines() if line.startswith("resume with: python "))
+    dirs = command.split(" --resume ")[1].split()
+    assert sorted(dirs) == sorted(os.path.join("runs", os.path.basename(d)) for d in glob.glob(str(cut / "runs" / "*")))
+    steps = {torch.load(cut / d / ddpg.CHECKPOINT_FILE, weights_only=True)["global_step"] for d in dirs}
+    assert len(steps) == 1 and 500 <= steps.pop() < 1500  # every seed stopped at the same step, mid-run
+    resumed = run_cli(cut, "--resume", *dirs)  # the command as printed
+    assert resumed.returncode == 0, resumed.stderr
+    for seed in (1, 2):
+        (whole_dir,) = glob.glob(str(tmp_path / "whole" / "runs" / f"*__{seed}__*"))
+        (cut_dir,) = glob.glob(str(cut / "runs" / f"*__{seed}__*"))
+        assert logged(cut_dir) == logged(whole_dir)
+        mine = torch.load(os.path.join(cut_dir, ddpg.MODEL_FILE), weights_only=True)["agent"]
+        theirs = torch.load(os.path.join(whole_dir, ddpg.MODEL_FILE), weights_only=True)["agent"]
+        for net in ("actor", "critic"):
+            assert all(torch.equal(mine[net][k], theirs[net][k]) for k in theirs[net]), (seed, net)
+    again = run_cli(cut, "--resume", *dirs)
+    assert again.returncode == 0 and "has finished" in again.stdout  # a finished population trains nothing
+
+
+def test_a_non_finite_value_stops_the_population_naming_the_seed(in_tmp, capsys):
+    args = short_args(env_id="tests.envs:NanReward-v0", seeds=(4, 5), total_timesteps=2000, learning_starts=100,
+                      checkpoint_frequency=100, eval_frequency=100, eval_episodes=1)  # fmt: skip
+    out = ddpg.train_population(args)
+    assert out["status"] == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ddpg.py: error: step ") and ": seed 4: " in line
+    assert " is not finite; training stopped" in line
+    assert "each seed's last good checkpoint is kept; resume with: " in line
+    for run_dir in out["run_dirs"]:
+        checkpoint = torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)
+        assert all(torch.isfinite(p).all() for net in ("actor", "critic") for p in checkpoint["agent"][net].values())
+
+
+BAD_POPULATIONS = [
+    (["--seeds"], "--seeds needs at least one seed"),
+    (["--seeds", "1", "2", "1"], "--seeds: seed 1 is given twice"),
+    (["--seed", "7", "--seeds", "1", "2"], "--seed 7 and --seeds 1 2: give one or the other"),
+    (["--resume"], "--resume needs a run directory"),
+]
+
+
+@pytest.mark.parametrize("cli_args, message", BAD_POPULATIONS, ids=[" ".join(a) for a, _ in BAD_POPULATIONS])
+def test_bad_seeds_are_refused_in_one_line(tmp_path, cli_args, message):
+    assert_refused_in_one_line(run_cli(tmp_path, *cli_args, "--no-cuda"), message, tmp_path)
+
+
+def test_runs_that_are_not_one_population_are_not_resumed_together(tmp_path):
+    population = run_cli(tmp_path, *SHORT, "--seeds", "1", "2", "--exp-name", "pop", "--total-timesteps", "800")
+    single = run_cli(tmp_path, *SHORT, "--seed", "3", "--exp-name", "single", "--total-timesteps", "800")
+    assert population.returncode == single.returncode == 0
+    members = sorted(glob.glob(os.path.join("runs", "*__pop__*"), root_dir=tmp_path))
+    (alone,) = glob.glob(os.path.join("runs", "*__single__*"), root_dir=tmp_path)
+    for run_dir in (*members, alone):  # not finished: a resume would go on
+        os.remove(tmp_path / run_dir / ddpg.MODEL_FILE)
+        path = tmp_path / run_dir / ddpg.CHECKPOINT_FILE
+        checkpoint = torch.load(path, weights_only=True)
+        checkpoint["args"]["total_timesteps"] = 1500
+        torch.save(checkpoint, path)
+    before = sorted(os.listdir(tmp_path / "runs"))
+    for dirs, message in (
+        ([members[0], alone], f"{members[0]} was trained with 1 other seeds: resume them together"),
+        ([members[0]], f"python {SCRIPT} --resume {' '.join(members)}"),
+        ([alone, *members], f"{alone} was trained with 0 other seeds"),
+    ):
+        result = run_cli(tmp_path, "--resume", *dirs)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert sorted(os.listdir(tmp_path / "runs")) == before
+
+
+@needs_cuda
+def test_cuda_graphs_of_a_population_compute_exactly_its_eager_steps(in_tmp):
+    graphed = ddpg.train_population(short_args(seeds=(1, 2), cuda=True, exp_name="graphs"))
+    eager = ddpg.train_population(short_args(seeds=(1, 2), cuda=True, cudagraphs=False, exp_name="eager"))
+    for k in range(2):
+        assert all(torch.equal(a, b) for a, b in zip(weights(graphed["agents"][k]), weights(eager["agents"][k])))
+        assert torch.equal(graphed["replay_buffers"][k].data, eager["replay_buffers"][k].data)
