@@ -70,7 +70,7 @@ def test_run_interrupted_by_sigint_and_resumed_equals_the_run_left_alone(tmp_pat
         for name, tensor in whole_weights[net].items():
             assert torch.equal(tensor, cut_weights[net][name]), f"{net}.{name}"
     whole_logs, cut_logs = all_scalars(whole_dir), all_scalars(cut_dir)
-    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/episodic_return", "losses/qf_loss"):
+    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/episodic_return", "losses/qf1_loss"):
         assert cut_logs[tag] == whole_logs[tag], tag  # same values at the same steps, none twice
     for tag, events in cut_logs.items():
         steps = [s for s, _ in events]

@@ -49,9 +49,9 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     assert [e.step for e in evals] == [300, 600]
     assert f"final evaluation: {evals[-1].value:.1f}" in result.stdout
     # updates once the buffer holds 300 transitions (the first at step 301), losses every 100 steps
-    for tag in ("losses/qf_loss", "losses/qf_values", "losses/actor_loss", "charts/SPS"):
+    for tag in ("losses/qf1_loss", "losses/qf1_values", "losses/actor_loss", "charts/SPS"):  # CleanRL's tags
         assert [e.step for e in logged[tag]] == [400, 500, 600], tag
-    assert all(e.value >= 0 for e in logged["losses/qf_loss"])
+    assert all(e.value >= 0 for e in logged["losses/qf1_loss"])
     assert all(e.value > 0 for e in logged["charts/SPS"])
     # the console shows progress
     assert "step 600/600" in result.stdout and "SPS" in result.stdout and "left" in result.stdout
