@@ -2,6 +2,7 @@ import os
 import sys
 
 import pytest
+import torch
 import torch._dynamo
 
 # torch.compile keeps at most `recompile_limit` compiled versions of a forward per process, shared by all instances;
@@ -30,3 +31,11 @@ def in_tmp(tmp_path, monkeypatch):
     """Run in an empty directory, so that `runs/` is created there."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """ddpg.train sets torch's thread count for the whole process: put it back after each test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
