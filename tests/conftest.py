@@ -3,6 +3,7 @@ import os
 import sys
 
 import pytest
+import torch
 import torch._dynamo
 
 # torch.compile keeps at most `recompile_limit` compiled versions of a forward per process, shared by all instances;
@@ -92,3 +93,11 @@ class StandIn:
 @pytest.fixture
 def stand_in(tmp_path):
     return StandIn(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """ddpg.train sets torch's thread count for the whole process: put it back after each test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

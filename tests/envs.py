@@ -3,12 +3,17 @@
 `gym.make("tests.envs:Counter-v0")` imports this module and so registers them; the CLI accepts the same ids.
 """
 
+import os
+import time
+
 import gymnasium as gym
 import numpy as np
 
 HORIZON = 5  # Counter-v0 is cut by its time limit after this many steps
 NAN_AFTER = 350  # NanReward-v0 returns NaN rewards after this many steps
 TERMINAL_STEP = 4  # TerminatingCounter-v0 reaches a terminal state after this many steps
+PAUSE_AT, PAUSE_S = 350, 60  # Pause-v0 stops for PAUSE_S seconds in its PAUSE_AT-th step, once (see PauseEnv)
+PAUSE_FILE = "DDPG_TEST_PAUSE_FILE"  # the environment variable naming the file Pause-v0 creates as it pauses
 # Asymmetric bounds on purpose: an actor that assumed [-1, 1] or symmetric ranges would leave them.
 ACTION_LOW = np.array([0.0, -3.0], dtype=np.float32)
 ACTION_HIGH = np.array([2.0, -1.0], dtype=np.float32)
@@ -80,6 +85,26 @@ class AnnouncedEnv(CounterEnv):
         print("made an environment")
 
 
+class PauseEnv(CounterEnv):
+    """A Counter-v0 that stops mid-step, once, so that a test can signal or kill a run at a known step.
+
+    In its PAUSE_AT-th step (of this env's life), if the environment variable PAUSE_FILE names a file that does not
+    exist yet, it creates that file and sleeps PAUSE_S seconds. A resumed run finds the file and does not pause.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.life_steps = 0
+
+    def step(self, action):
+        self.life_steps += 1
+        marker = os.environ.get(PAUSE_FILE)
+        if self.life_steps == PAUSE_AT and marker and not os.path.exists(marker):
+            open(marker, "w").close()
+            time.sleep(PAUSE_S)
+        return super().step(action)
+
+
 gym.register("Counter-v0", entry_point=CounterEnv, max_episode_steps=HORIZON)
 gym.register("Announced-v0", entry_point=AnnouncedEnv, max_episode_steps=HORIZON)
 gym.register(
@@ -88,3 +113,4 @@ gym.register(
 gym.register("NanReward-v0", entry_point=NanRewardEnv, max_episode_steps=HORIZON)
 gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=HORIZON)
 gym.register("UnboundedAction-v0", entry_point=UnboundedActionEnv, max_episode_steps=HORIZON)
+gym.register("Pause-v0", entry_point=PauseEnv, max_episode_steps=HORIZON)

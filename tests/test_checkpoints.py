@@ -15,7 +15,7 @@ import torch
 
 import ddpg
 from tests.conftest import subprocess_env
-from tests.envs import NAN_AFTER
+from tests.envs import HORIZON, NAN_AFTER, PAUSE_AT, PAUSE_FILE, PAUSE_S
 from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, scalars
 
 RUN = ["--total-timesteps", "2000", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
@@ -23,6 +23,13 @@ RUN = ["--total-timesteps", "2000", "--learning-starts", "300", "--batch-size", 
        "--no-cuda"]  # fmt: skip
 FIRST_CHECKPOINT_STEP = 400
 POLL_S = 0.05
+# Pause-v0 stops in its step PAUSE_AT (350), after the periodic checkpoint of step 200 and with steps logged since.
+# One thread: networks this small gain nothing from more, and lose much on a machine busy with other work.
+ONE_THREAD = ["--threads", "1"]
+PAUSED_RUN = ["--env-id", "tests.envs:Pause-v0", "--total-timesteps", "500", "--learning-starts", "50",
+              "--batch-size", "16", "--hidden-size", "8", "--eval-frequency", "100", "--eval-episodes", "1",
+              "--checkpoint-frequency", "200", "--save-model", "--no-cuda", *ONE_THREAD]  # fmt: skip
+PAUSED_CHECKPOINT_STEP = 200
 
 
 def start_and_signal(cwd, exp_name, signum):
@@ -38,6 +45,24 @@ def start_and_signal(cwd, exp_name, signum):
     stdout, stderr = proc.communicate(timeout=120)
     (run_dir,) = glob.glob(str(cwd / "runs" / f"*{exp_name}*"))
     return proc.returncode, stdout, run_dir
+
+
+def start_paused(cwd, exp_name):
+    """Start a run of Pause-v0 and wait until it is paused in its step PAUSE_AT; returns the process and run dir."""
+    marker = cwd / f"{exp_name}.paused"
+    proc = subprocess.Popen([sys.executable, SCRIPT, *PAUSED_RUN, "--exp-name", exp_name], cwd=cwd,
+                            env=subprocess_env(**{PAUSE_FILE: str(marker)}), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(POLL_S)
+    (run_dir,) = glob.glob(str(cwd / "runs" / f"*{exp_name}*"))
+    return proc, run_dir
+
+
+def checkpoint_step(run_dir):
+    return torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"]
 
 
 def all_scalars(run_dir):
@@ -56,7 +81,7 @@ def test_run_interrupted_by_sigint_and_resumed_equals_the_run_left_alone(tmp_pat
 
     status, stdout, cut_dir = start_and_signal(tmp_path, "cut", signal.SIGINT)
     assert status == 128 + signal.SIGINT
-    step = torch.load(os.path.join(cut_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"]
+    step = checkpoint_step(cut_dir)
     assert FIRST_CHECKPOINT_STEP < step < 2000  # stopped mid-run, after the periodic checkpoint
     assert f"SIGINT at step {step}: checkpoint saved to {os.path.join('runs', os.path.basename(cut_dir))}" in stdout
     assert f"--resume {os.path.join('runs', os.path.basename(cut_dir))}" in stdout
@@ -182,6 +207,70 @@ def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(in_tmp
     assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["critic"].values())
 
 
+def test_a_second_ctrl_c_stops_at_once_and_leaves_the_last_checkpoint(tmp_path):
+    proc, run_dir = start_paused(tmp_path, "twice")
+    proc.send_signal(signal.SIGINT)  # the first: the run would finish its step (paused), then checkpoint
+    time.sleep(1)  # its handler has run; the step goes on
+    proc.send_signal(signal.SIGINT)
+    try:
+        stdout, _ = proc.communicate(timeout=PAUSE_S / 2)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the run went on after a second SIGINT")
+    assert proc.returncode == -signal.SIGINT  # ended by the signal itself, not by an exit after a checkpoint
+    assert "checkpoint saved" not in stdout
+    assert checkpoint_step(run_dir) == PAUSED_CHECKPOINT_STEP  # the periodic one, not one of the paused step
+    assert not glob.glob(os.path.join(run_dir, "*.tmp"))
+    resumed = run_cli(tmp_path, "--resume", run_dir, *ONE_THREAD)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at step {PAUSED_CHECKPOINT_STEP}/500" in resumed.stdout
+
+
+def test_a_run_killed_after_its_checkpoint_resumes_with_every_step_logged_once(tmp_path):
+    whole = run_cli(tmp_path, *PAUSED_RUN, "--exp-name", "whole")  # without PAUSE_FILE: never paused
+    assert whole.returncode == 0, whole.stderr
+    (whole_dir,) = glob.glob(str(tmp_path / "runs" / "*whole*"))
+
+    proc, run_dir = start_paused(tmp_path, "killed")
+    try:  # wait until every tag has values past the checkpoint on disk: steps the resumed run logs again
+        deadline = time.time() + 60
+        while min((events[-1][0] for events in all_scalars(run_dir).values()), default=0) <= PAUSED_CHECKPOINT_STEP:
+            assert time.time() < deadline, all_scalars(run_dir)
+            time.sleep(POLL_S)
+    finally:
+        proc.kill()  # SIGKILL: no checkpoint, no flush; what a crash or the out-of-memory killer does
+    proc.communicate()
+    assert checkpoint_step(run_dir) == PAUSED_CHECKPOINT_STEP and PAUSED_CHECKPOINT_STEP + 100 < PAUSE_AT
+    resumed = run_cli(tmp_path, "--resume", run_dir, *ONE_THREAD)
+    assert resumed.returncode == 0, resumed.stderr
+
+    whole_logs, killed_logs = all_scalars(whole_dir), all_scalars(run_dir)
+    assert killed_logs.keys() == whole_logs.keys()
+    for tag, events in killed_logs.items():
+        assert [s for s, _ in events] == [s for s, _ in whole_logs[tag]], tag  # each step once, none missing
+        if tag != "charts/SPS":  # a speed, different in every process
+            assert events == whole_logs[tag], tag
+
+
+def test_checkpoint_frequency_zero_writes_a_checkpoint_only_when_interrupted(in_tmp, monkeypatch):
+    args = ddpg.Args(env_id="tests.envs:Counter-v0", total_timesteps=8 * HORIZON, learning_starts=2 * HORIZON,
+                     batch_size=HORIZON, hidden_size=8, eval_frequency=4 * HORIZON, eval_episodes=1,
+                     checkpoint_frequency=0, save_model=False, cuda=False)  # fmt: skip
+    left_alone = ddpg.train(args)
+    assert left_alone["status"] == 0
+    assert not os.path.exists(os.path.join(left_alone["run_dir"], ddpg.CHECKPOINT_FILE))
+
+    real_evaluate = ddpg.evaluate
+
+    def evaluate_then_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # caught by the run: it checkpoints at the end of this step and stops
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(ddpg, "evaluate", evaluate_then_ctrl_c)
+    interrupted = ddpg.train(args)
+    assert interrupted["status"] == 128 + signal.SIGINT
+    assert checkpoint_step(interrupted["run_dir"]) == 4 * HORIZON  # the first evaluation's step
 
 
 def test_a_checkpoint_of_the_earlier_file_layout_still_resumes(in_tmp):

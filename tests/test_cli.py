@@ -1,8 +1,13 @@
 """ddpg.py as a user runs it: a subprocess, its console, its TensorBoard run and its saved model."""
 
+import ast
+import dataclasses
+import inspect
 import os
+import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -49,7 +54,7 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     assert [e.step for e in evals] == [300, 600]
     assert f"final evaluation: {evals[-1].value:.1f}" in result.stdout
     # updates once the buffer holds 300 transitions (the first at step 301), losses every 100 steps
-    for tag in ("losses/qf1_loss", "losses/qf1_values", "losses/actor_loss", "charts/SPS"):
+    for tag in ("losses/qf1_loss", "losses/qf1_values", "losses/actor_loss", "charts/SPS"):  # CleanRL's tags
         assert [e.step for e in logged[tag]] == [400, 500, 600], tag
     assert all(e.value >= 0 for e in logged["losses/qf1_loss"])
     assert all(e.value > 0 for e in logged["charts/SPS"])
@@ -79,15 +84,25 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     assert f"Pendulum-v1: {returns.mean():.1f} +- {returns.std():.1f} over 2 episodes" in evaluated.stdout
 
 
-def test_help_shows_a_line_for_every_option(tmp_path):
+def field_docstrings(cls) -> dict:
+    """Each field of a dataclass and the docstring under it, read from the class's source (as tyro reads it)."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    return {field.target.id: (doc.value.value if isinstance(doc, ast.Expr) else None)
+            for field, doc in zip(body, body[1:] + [None]) if isinstance(field, ast.AnnAssign)}  # fmt: skip
+
+
+def test_help_shows_every_option_with_its_docstring(tmp_path):
     result = run_cli(tmp_path, "--help")
     assert result.returncode == 0
-    for flag in ("--env-id", "--seed", "--total-timesteps", "--learning-rate", "--buffer-size", "--gamma", "--tau",
-                 "--batch-size", "--exploration-noise", "--learning-starts", "--policy-frequency", "--cuda",
-                 "--no-cuda", "--torch-deterministic", "--capture-video", "--save-model", "--exp-name",
-                 "--noise-type", "--num-envs", "--eval-frequency", "--eval-episodes"):  # fmt: skip
-        assert flag in result.stdout, flag
-    assert "target smoothing coefficient" in result.stdout  # a field's docstring
+    shown = re.sub(r"[\s│]+", " ", result.stdout)  # wrapped lines joined, the box's borders dropped
+    docstrings = field_docstrings(ddpg.Args)
+    assert list(docstrings) == [field.name for field in dataclasses.fields(ddpg.Args)]
+    for field in dataclasses.fields(ddpg.Args):
+        flag = f"--{field.name.replace('_', '-')}"
+        flags = f"{flag}, --no-{flag[2:]}" if field.type in (bool, "bool") else f"{flag} "  # booleans: both spellings
+        assert docstrings[field.name], f"{field.name} has no docstring"
+        assert f" {flags}" in shown, flag
+        assert " ".join(docstrings[field.name].split()) in shown, flag
 
 
 BAD_INPUTS = [
@@ -101,6 +116,10 @@ BAD_INPUTS = [
     (["--batch-size", "0"], "--batch-size must be positive"),
     (["--num-envs", "0"], "--num-envs must be positive"),
     (["--learning-rate", "0"], "--learning-rate must be positive"),
+    (["--hidden-size", "0"], "--hidden-size must be positive"),
+    (["--policy-frequency", "0"], "--policy-frequency must be positive"),
+    (["--eval-frequency", "0"], "--eval-frequency must be positive"),
+    (["--eval-episodes", "0"], "--eval-episodes must be positive"),
     (["--tau", "0"], "--tau must be in (0, 1]"),
     (["--tau", "1.5"], "--tau must be in (0, 1]"),
     (["--gamma", "1.01"], "--gamma must be in [0, 1]"),
@@ -116,7 +135,7 @@ BAD_INPUTS = [
 
 
 def assert_refused_in_one_line(result, message, cwd):
-    assert result.returncode != 0
+    assert result.returncode == 2, result.stderr  # the status of a usage error, as argparse and tyro use
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -141,7 +160,6 @@ def test_missing_moviepy_is_one_line_naming_it(tmp_path):
     env = subprocess_env(str(fake))
     for cli_args in (["--capture-video"], ["--eval-checkpoint", str(tmp_path), "--capture-video"]):
         result = run_cli(tmp_path, *cli_args, "--no-cuda", env=env)
-        assert result.returncode == 2
         assert_refused_in_one_line(result, "--capture-video needs moviepy", tmp_path)
 
 

