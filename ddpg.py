@@ -1505,7 +1505,10 @@ def batched_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, ar
     for k, own in enumerate(noises):  # each seed's OU state: a view of its rows
         if isinstance(own, OUNoise):
             own.state = noise.state[k * args.num_envs : (k + 1) * args.num_envs]
-    update = functools.partial(batched_update, nets, optimizers, rb, args.batch_size, args.gamma, args.tau)
+
+    def update(update_actor: bool) -> Losses:  # as `learn`: sample, then update
+        return batched_update(nets, optimizers, rb.sample(args.batch_size), args.gamma, args.tau, update_actor)
+
     return FastSteps(update, functools.partial(store_and_select, rb, noise, nets["actor"]), rbs[0], args, device,
                      len(agents) * args.num_envs, row_names)  # fmt: skip
 
@@ -1562,13 +1565,11 @@ class Batched:
         return torch.func.vmap(self.member)(self.params, self.buffers, *per_member).flatten(0, 1)
 
 
-def batched_update(nets: dict, optimizers: dict, rb: "StackedBuffer", batch_size: int, gamma: float, tau: float,
-                   update_actor: bool) -> Losses:  # fmt: skip
-    """`learn` for K agents at once, step by step as `update`: each member's losses come from the lesson's
-    `critic_loss` and `actor_loss` on its own networks (vmapped), and are summed for one backward pass, which gives
-    each member exactly its own gradients (their parameters are apart). Adam, elementwise, updates the stacked
-    parameters as K separate Adams would."""
-    data = rb.sample(batch_size)  # (K, batch, ...)
+def batched_update(nets: dict, optimizers: dict, data: Batch, gamma: float, tau: float, update_actor: bool) -> Losses:
+    """`update` for K agents at once, on their minibatches `data` (K, batch, ...), step by step as `update`: each
+    member's losses come from the lesson's `critic_loss` and `actor_loss` on its own networks (vmapped), summed for
+    one backward pass, which gives each member exactly its own gradients (their parameters are apart). Adam, being
+    elementwise, updates the stacked parameters as K separate Adams would."""
     params = {name: net.params for name, net in nets.items()}
     buffers = {name: net.buffers for name, net in nets.items()}
 

@@ -1,0 +1,91 @@
+"""Several seeds on one machine: `ddpg.py --seeds ...` (one process) against the same seeds as separate processes.
+
+    python benchmarks/seeds.py [--seeds 1 2] [--repeats 3] [-- more ddpg.py options]
+
+For each repeat, in turn (A B C A B C ...), in temporary directories: the population (`python ddpg.py --seeds 1 2
+...`); the same seeds as single runs one after another (`--seed 1`, then `--seed 2`, ...); and the same single runs
+side by side, all at once (each with cores / seeds torch threads, as `sweep.py --jobs` gives them). It prints the
+whole-process wall time of each (start-up, training, evaluations) as medians with (min-max), the ratios to the
+population's time measured in the same repeat, and every run's final evaluation read back from TensorBoard. With
+`-- --cuda` on a GPU machine the processes share the GPU; add `--env-id`, `--total-timesteps` and the rest as needed.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from machine import describe
+from report import read_run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WAYS = ("population (--seeds)", "single runs one after another", "single runs side by side")
+
+
+def ddpg(cwd: str, *options: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *options], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def finish(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        _, stderr = proc.communicate()
+        if proc.returncode != 0:
+            sys.exit(f"seeds.py: error: ddpg.py failed: {stderr.strip().splitlines()[-1]}")
+
+
+def timed(way: str, seeds: list[int], extra: list[str]) -> tuple[float, list[float]]:
+    """Wall time of one way of training `seeds`, and each seed's final evaluation (in the order of `seeds`)."""
+    threads = str(max(1, len(os.sched_getaffinity(0)) // len(seeds)))
+    with tempfile.TemporaryDirectory() as cwd:
+        start = time.perf_counter()
+        if way == WAYS[0]:
+            finish([ddpg(cwd, "--seeds", *map(str, seeds), *extra)])
+        elif way == WAYS[1]:
+            for seed in seeds:
+                finish([ddpg(cwd, "--seed", str(seed), *extra)])
+        else:
+            finish([ddpg(cwd, "--seed", str(seed), "--threads", threads, *extra) for seed in seeds])
+        wall = time.perf_counter() - start
+        finals = []
+        for seed in seeds:
+            (run_name,) = [name for name in os.listdir(os.path.join(cwd, "runs")) if f"__{seed}__" in name]
+            finals.append(float(read_run(os.path.join(cwd, "runs", run_name))["returns"][-1]))
+    return wall, finals
+
+
+def spread(values: list[float], unit: str = "") -> str:
+    return f"{statistics.median(values):.2f}{unit} ({min(values):.2f}-{max(values):.2f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3, help="times each way runs, alternately")
+    parser.add_argument("extra", nargs="*", help="more ddpg.py options, after --")
+    args = parser.parse_args()
+    if len(args.seeds) < 2 or args.repeats < 1:
+        sys.exit("seeds.py: error: give two seeds or more, and --repeats of at least 1")
+    walls, finals = {way: [] for way in WAYS}, {way: [] for way in WAYS}
+    for _ in range(args.repeats):
+        for way in WAYS:
+            wall, final = timed(way, args.seeds, args.extra)
+            walls[way].append(wall)
+            finals[way].append(final)
+            print(f"{way}: {wall:.1f} s, final evaluations {', '.join(f'{f:.1f}' for f in final)}", file=sys.stderr)
+    command = " ".join(["python benchmarks/seeds.py", *sys.argv[1:]])
+    print(f"Machine: {describe()}.\nCommand: `{command}`; medians over {args.repeats} alternating repeats, "
+          "(min-max) after them.\n")  # fmt: skip
+    print("| seeds " + " ".join(map(str, args.seeds)) + " | wall time (s) | its time / the population's | "
+          "final evaluations |\n|---|---:|---:|---|")  # fmt: skip
+    for way in WAYS:
+        ratios = [mine / theirs for mine, theirs in zip(walls[way], walls[WAYS[0]])]
+        evals = "; ".join(", ".join(f"{f:.1f}" for f in repeat) for repeat in finals[way])
+        print(f"| {way} | {spread(walls[way])} | {spread(ratios, 'x')} | {evals} |")
+
+
+if __name__ == "__main__":
+    main()
