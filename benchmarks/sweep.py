@@ -15,6 +15,13 @@ goes to `<runs-dir>/sweep-logs/`. Every run gets `WANDB_RUN_GROUP=<exp-name>` in
 to Weights & Biases share one group. A run's process gets SIGTERM (and writes its checkpoint) when the process that
 started it ends (Linux).
 
+With `--seeds-per-process K`, each environment's seeds are taken K at a time, in order (the last group may be
+smaller), and each group is one `python ddpg.py --seeds ...` process: a population, whose seeds each write their own
+run directory. What follows holds for a population as for a run, with all its seeds at once: it is skipped when all
+have finished, resumed with `--resume` of all their directories when all hold checkpoints, else started again (a
+population resumes only as a whole); it takes one of --jobs, one GPU, one Ray task with --cpus-per-run and
+--gpus-per-run for the whole process; it is retried, interrupted and reported as one.
+
 Local pool (default): `--jobs` runs at once, each with cores / jobs torch threads and, for runs that use CUDA, one of
 the visible GPUs (CUDA_VISIBLE_DEVICES, else nvidia-smi's list) in CUDA_VISIBLE_DEVICES. Ctrl-C reaches the runs too:
 each writes its checkpoint and exits, no further run starts (nor after any run is interrupted), and the same command
@@ -95,6 +102,21 @@ def run_dirs(runs_dir: str, env_id: str, exp_name: str, seed: int) -> list[str]:
     return sorted(glob.glob(os.path.join(runs_dir, f"{env_id.replace('/', '_')}__{exp_name}__{seed}__*")))
 
 
+def groups(seeds: list[int], k: int) -> list[tuple[int, ...]]:
+    """The seeds, k at a time, in their order: the populations of one environment (the last may be smaller)."""
+    return [tuple(seeds[i : i + k]) for i in range(0, len(seeds), k)]
+
+
+def seeds_name(env_id: str, seeds: tuple[int, ...]) -> str:
+    """'Pendulum-v1 seed 1' for a run, 'Pendulum-v1 seeds 1 2' for a population."""
+    return f"{env_id} seed {seeds[0]}" if len(seeds) == 1 else f"{env_id} seeds {' '.join(map(str, seeds))}"
+
+
+def count_runs(keys) -> int:
+    """The runs of some (env_id, seeds) keys: one per seed."""
+    return sum(len(seeds) for _, seeds in keys)
+
+
 def holds(run_dir: str, name: str) -> bool:
     return os.path.exists(os.path.join(run_dir, name))
 
@@ -151,8 +173,14 @@ def take_up(run_dir: str) -> bool:
     return True
 
 
-def log_path(runs_dir: str, env_id: str, exp_name: str, seed: int) -> str:
-    return os.path.join(runs_dir, "sweep-logs", f"{env_id.replace('/', '_')}__{exp_name}__{seed}.log")
+def finished(run_dirs: list[str]) -> bool:
+    return any(holds(d, MODEL_FILE) for d in run_dirs)
+
+
+def log_path(runs_dir: str, env_id: str, exp_name: str, seeds: tuple[int, ...]) -> str:
+    """One log per process: `..._1.log` for a run, `..._1_2.log` for a population of seeds 1 and 2."""
+    name = f"{env_id.replace('/', '_')}__{exp_name}__{'_'.join(map(str, seeds))}.log"
+    return os.path.join(runs_dir, "sweep-logs", name)
 
 
 def tail(path: str, lines: int) -> str:
@@ -162,7 +190,7 @@ def tail(path: str, lines: int) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# One attempt at one run, the same on the local pool and in a Ray task
+# One attempt at one run or population, the same on the local pool and in a Ray task
 
 
 def run_environment(exp_name: str, gpu: str | None = None) -> dict:
@@ -202,20 +230,21 @@ class StillInUse(Exception):
 
 
 class Attempt:
-    """One attempt at one run, on this machine: once no process holds the run's directories, start or resume ddpg.py
-    as they say (or find the run finished), and follow it to its end. It says each step through `say`."""
+    """One attempt at one run (one seed) or population (several seeds, one process), on this machine: once no process
+    holds the seeds' run directories, start or resume ddpg.py as they say (or find the runs finished), and follow it
+    to its end. It says each step through `say`."""
 
-    def __init__(self, runs_dir: str, exp_name: str, env_id: str, seed: int, options: list[str], threads: int,
-                 env: dict, where: str, say):  # fmt: skip
-        self.runs_dir, self.exp_name, self.env_id, self.seed, self.options = runs_dir, exp_name, env_id, seed, options
+    def __init__(self, runs_dir: str, exp_name: str, env_id: str, seeds: tuple[int, ...], options: list[str],
+                 threads: int, env: dict, where: str, say):  # fmt: skip
+        self.runs_dir, self.exp_name, self.env_id, self.seeds, self.options = runs_dir, exp_name, env_id, seeds, options
         self.threads, self.env, self.where, self.say = threads, env, where, say
-        self.name = f"{env_id} seed {seed}"
-        self.path = log_path(runs_dir, env_id, exp_name, seed)
+        self.name = seeds_name(env_id, seeds)
+        self.path = log_path(runs_dir, env_id, exp_name, seeds)
         self.proc, self.action, self.started, self.waiting_since = None, None, None, None
 
     def poll(self) -> int | None:
-        """The run's exit status once it ended (0 if it was found finished), else None: ask again later.
-        Raises StillInUse once its directory stayed in use for LOCK_WAIT_S."""
+        """The process's exit status once it ended (0 if its runs were found finished), else None: ask again later.
+        Raises StillInUse once a run directory stayed in use for LOCK_WAIT_S."""
         if self.proc is None:
             return self.try_start()
         status = self.proc.poll()
@@ -230,7 +259,7 @@ class Attempt:
         return status
 
     def try_start(self) -> int | None:
-        action, detail = self.look()
+        action, detail, seeds = self.look()
         if action == "busy":
             if self.waiting_since is None:
                 self.waiting_since = time.time()
@@ -244,28 +273,35 @@ class Attempt:
         self.log = open(self.path, "a")
         self.proc = start_run(self.runs_dir, detail, self.threads, self.env, self.log)
         self.started = time.time()
-        self.say(f"{action} {self.name}{self.where} (log: {self.path})")
+        self.say(f"{action} {seeds_name(self.env_id, seeds)}{self.where} (log: {self.path})")
         return None
 
-    def look(self) -> tuple[str, list[str] | str | None]:
-        """('busy', who holds a directory), ('done', None), ('resume', command) or ('start', command)."""
-        dirs = run_dirs(self.runs_dir, self.env_id, self.exp_name, self.seed)
+    def look(self) -> tuple[str, list[str] | str | None, tuple[int, ...]]:
+        """('busy', who holds a directory), ('done', None) or ('resume' / 'start', command), and the seeds it is for:
+        those not finished. A population resumes only as a whole (each checkpoint names its members): with all its
+        runs' checkpoints, else it starts again."""
+        dirs = {seed: run_dirs(self.runs_dir, self.env_id, self.exp_name, seed) for seed in self.seeds}
         # locks first: a process that holds one may yet write model.pt or a checkpoint
-        for run_dir in dirs:
+        for run_dir in itertools.chain(*dirs.values()):
             holder = lock_holder(run_dir)
             if holder:
-                return "busy", f"{self.relative(run_dir)}{IN_USE}{holder}"
-        if any(holds(d, MODEL_FILE) for d in dirs):
-            return "done", None
-        resumable = [d for d in dirs if holds(d, CHECKPOINT_FILE)]
-        for run_dir in sorted(set(dirs) - set(resumable)):
+                return "busy", f"{self.relative(run_dir)}{IN_USE}{holder}", self.seeds
+        seeds = tuple(seed for seed in self.seeds if not finished(dirs[seed]))
+        if not seeds:
+            return "done", None, self.seeds
+        for run_dir in sorted(d for seed in seeds for d in dirs[seed] if not holds(d, CHECKPOINT_FILE)):
             if not take_up(run_dir):
-                return "busy", f"{self.relative(run_dir)}{IN_USE}another process"
+                return "busy", f"{self.relative(run_dir)}{IN_USE}another process", self.seeds
             self.say(f"{self.name}: removed {self.relative(run_dir)}: its run ended before its first checkpoint")
-        if resumable:
-            return "resume", ["--resume", self.relative(resumable[-1])]
-        return "start", ["--env-id", self.env_id, "--seed", str(self.seed), "--exp-name", self.exp_name,
-                         "--save-model", *self.options]  # fmt: skip
+        resumable = [[d for d in dirs[seed] if holds(d, CHECKPOINT_FILE)] for seed in seeds]
+        if all(resumable):
+            return "resume", ["--resume", *(self.relative(ds[-1]) for ds in resumable)], seeds
+        if any(resumable):
+            kept = ", ".join(self.relative(ds[-1]) for ds in resumable if ds)
+            self.say(f"{self.name}: {kept} left as they are: the other seeds have no checkpoint to resume with them")
+        chosen = ["--seed", str(seeds[0])] if len(seeds) == 1 else ["--seeds", *map(str, seeds)]
+        return "start", ["--env-id", self.env_id, *chosen, "--exp-name", self.exp_name, "--save-model",
+                         *self.options], seeds  # fmt: skip
 
     def relative(self, run_dir: str) -> str:
         """A run directory as ddpg.py names it: from the directory it runs in, above --runs-dir."""
@@ -330,12 +366,12 @@ class Progress:
             left = f", about {datetime.timedelta(seconds=round(seconds))} left"
         print(f"[{self.done}/{self.total} done{left}] {message}", flush=True)
 
-    def end(self, results: dict, env_id: str, seed: int, result: str) -> None:
-        """Record how a run ended in `results`, and say so."""
-        results[(env_id, seed)] = result
-        self.done += 1
-        self.ended += 1
-        self.say(f"{env_id} seed {seed}: {result}")
+    def end(self, results: dict, env_id: str, seeds: tuple[int, ...], result: str) -> None:
+        """Record how a run or population ended in `results`, and say so."""
+        results[(env_id, seeds)] = result
+        self.done += len(seeds)
+        self.ended += len(seeds)
+        self.say(f"{seeds_name(env_id, seeds)}: {result}")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -359,7 +395,7 @@ def visible_gpus() -> tuple[list[str], str]:
 
 
 def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: str) -> None:
-    """Run the queued (env_id, seed) `--jobs` at a time until all ended or the sweep is stopped."""
+    """Run the queued (env_id, seeds) `--jobs` processes at a time until all ended or the sweep is stopped."""
     threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
     gpus, source = visible_gpus() if uses_cuda(args.options_all) else ([], None)
     if gpus:
@@ -371,9 +407,9 @@ def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: st
     while queue or running:
         try:
             while queue and len(running) < args.jobs:
-                env_id, seed = queue.pop(0)
+                env_id, seeds = queue.pop(0)
                 gpu = min(gpus, key=list(running.values()).count) if gpus else None  # ties: the first in the list
-                running[Attempt(runs_dir, args.exp_name, env_id, seed, args.options_all, threads,
+                running[Attempt(runs_dir, args.exp_name, env_id, seeds, args.options_all, threads,
                                 run_environment(args.exp_name, gpu), f" on GPU {gpu}" if gpus else "",
                                 progress.say)] = gpu  # fmt: skip
             for attempt in list(running):
@@ -386,7 +422,7 @@ def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: st
                         continue
                     result = outcome(status, attempt.action, attempt.seconds() / 60, attempt.path)
                 running.pop(attempt)
-                progress.end(results, attempt.env_id, attempt.seed, result)
+                progress.end(results, attempt.env_id, attempt.seeds, result)
             time.sleep(POLL_S if running else 0)
             stop = any(result.startswith("interrupted") for result in results.values())
         except KeyboardInterrupt:  # Ctrl-C reached the runs too: they write their checkpoints and exit
@@ -394,8 +430,8 @@ def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: st
         waiting = [attempt for attempt in running if attempt.proc is None]
         if stop and (queue or waiting):  # someone is stopping the sweep: start nothing more
             print("interrupted: starting no more runs, waiting for the running ones to write checkpoints", flush=True)
-            for env_id, seed in queue + [(attempt.env_id, attempt.seed) for attempt in waiting]:
-                results[(env_id, seed)] = "interrupted before it started"
+            for env_id, seeds in queue + [(attempt.env_id, attempt.seeds) for attempt in waiting]:
+                results[(env_id, seeds)] = "interrupted before it started"
             queue.clear()
             for attempt in waiting:
                 running.pop(attempt)
@@ -405,9 +441,10 @@ def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: st
 # Ray
 
 
-def ray_attempt(env_id: str, seed: int, retries: int, exp_name: str, options: list[str], runs_dir: str, threads: int,
-                events):  # fmt: skip
-    """One attempt at one run, as a Ray task; returns (exit status, 'start' / 'resume' / 'done', seconds, log path).
+def ray_attempt(env_id: str, seeds: tuple[int, ...], retries: int, exp_name: str, options: list[str], runs_dir: str,
+                threads: int, events):  # fmt: skip
+    """One attempt at one run or population, as a Ray task; returns (exit status, 'start' / 'resume' / 'done',
+    seconds, log path).
 
     It tells the Events actor `events` first on which node it runs, then what the Attempt says. `ray.cancel` (the
     sweep's Ctrl-C) raises KeyboardInterrupt here; it is passed on to ddpg.py as SIGINT, which writes its checkpoint
@@ -417,11 +454,11 @@ def ray_attempt(env_id: str, seed: int, retries: int, exp_name: str, options: li
 
     context = ray.get_runtime_context()
     node, gpus = context.get_node_id(), context.get_accelerator_ids().get("GPU")
-    key = (env_id, seed, retries)
+    key = (env_id, seeds, retries)
     events.tell.remote(key, node, None)  # not waited for: a task waiting in ray.get lends its CPUs to the next task,
     # and more runs than CPUs would run at once
     where = f" on {socket.gethostname()}" + (f", GPU {','.join(gpus)}" if gpus else "")
-    attempt = Attempt(runs_dir, exp_name, env_id, seed, options, threads, run_environment(exp_name), where,
+    attempt = Attempt(runs_dir, exp_name, env_id, seeds, options, threads, run_environment(exp_name), where,
                       lambda message: events.tell.remote(key, node, message))  # fmt: skip
     try:
         while (status := attempt.poll()) is None:
@@ -497,8 +534,8 @@ def ray_resources(ray, args) -> str:
 
 
 def run_ray(ray, queue: list, results: dict, progress: Progress, args, runs_dir: str) -> None:
-    """Submit every queued run as a Ray task; submit again those killed or lost (with their worker or node), until
-    all ended."""
+    """Submit every queued run or population as a Ray task; submit again those killed or lost (with their worker or
+    node), until all ended."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # the sweep's own state stays on the sweep's node: losing another node loses none of it
@@ -506,26 +543,27 @@ def run_ray(ray, queue: list, results: dict, progress: Progress, args, runs_dir:
     events = ray.remote(Events).options(num_cpus=0, scheduling_strategy=here).remote()
     # max_retries=0: the sweep itself submits a lost run again, so that it counts the retries and says so
     task = ray.remote(ray_attempt).options(num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=0)
-    pending, nodes = {}, {}  # ObjectRef -> (env_id, seed, retries so far); that key -> the node its task runs on
+    pending, nodes = {}, {}  # ObjectRef -> (env_id, seeds, retries so far); that key -> the node its task runs on
     stopping = False
 
-    def submit(env_id, seed, retries):
-        pending[task.remote(env_id, seed, retries, args.exp_name, args.options_all, runs_dir, args.cpus_per_run,
-                            events)] = (env_id, seed, retries)  # fmt: skip
+    def submit(env_id, seeds, retries):
+        pending[task.remote(env_id, seeds, retries, args.exp_name, args.options_all, runs_dir, args.cpus_per_run,
+                            events)] = (env_id, seeds, retries)  # fmt: skip
 
     def settle(ref, lost, result):
         """Submit a lost or killed run again if it may be; else record how it ended."""
-        env_id, seed, retries = pending.pop(ref)
+        env_id, seeds, retries = pending.pop(ref)
         if lost and retries < args.max_retries and not stopping:
-            progress.say(f"{env_id} seed {seed} was {lost}: retry {retries + 1} of {args.max_retries}, "
+            progress.say(f"{seeds_name(env_id, seeds)} was {lost}: retry {retries + 1} of {args.max_retries}, "
                          f"from its last checkpoint if it wrote one")  # fmt: skip
-            submit(env_id, seed, retries + 1)
+            submit(env_id, seeds, retries + 1)
         else:
-            progress.end(results, env_id, seed, result or f"FAILED: {lost} after {plural(retries, 'retry', 'retries')}")
+            result = result or f"FAILED: {lost} after {plural(retries, 'retry', 'retries')}"
+            progress.end(results, env_id, seeds, result)
 
-    for env_id, seed in queue:
-        submit(env_id, seed, 0)
-        progress.say(f"{env_id} seed {seed}: queued on Ray")
+    for env_id, seeds in queue:
+        submit(env_id, seeds, 0)
+        progress.say(f"{seeds_name(env_id, seeds)}: queued on Ray")
     while pending:
         try:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
@@ -568,6 +606,14 @@ def parse_args() -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", required=True, help="gymnasium ids")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--seeds-per-process",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train an environment's seeds K at a time, each K in one ddpg.py process (ddpg.py --seeds: a population, "
+        "batched on a GPU); default 1: a process per seed",
+    )
     parser.add_argument("--exp-name", default="sweep", help="--exp-name of every run: names the sweep, its W&B group")
     parser.add_argument(
         "--preset",
@@ -581,19 +627,25 @@ def parse_args() -> argparse.Namespace:
         help="where the run directories are (and are written); on a cluster, a path all nodes share",
     )
     local = parser.add_argument_group("local pool")
-    local.add_argument("--jobs", type=int, help="runs at once (each gets cores / jobs torch threads; default 1)")
+    local.add_argument("--jobs", type=int, help="processes at once (each gets cores / jobs torch threads; default 1)")
     on_ray = parser.add_argument_group("Ray")
     on_ray.add_argument("--ray", action="store_true", help="run on a local Ray instance started for the sweep")
     on_ray.add_argument("--ray-address", help="join the Ray cluster at HOST:PORT, or `auto` (implies --ray)")
-    on_ray.add_argument("--cpus-per-run", type=int, help="CPUs (and torch threads) of each run (default 1)")
+    on_ray.add_argument(
+        "--cpus-per-run",
+        type=int,
+        help="CPUs (and torch threads) of each process, shared by a population's seeds (default 1)",
+    )
     on_ray.add_argument(
         "--gpus-per-run",
         type=float,
-        help=f"GPUs of each run, 0.25 puts four on a GPU (default {DEFAULT_GPUS_PER_RUN} for runs that use CUDA where "
-        "the cluster has GPUs, else 0)",
+        help=f"GPUs of each process, shared by a population's seeds; 0.25 puts four on a GPU (default "
+        f"{DEFAULT_GPUS_PER_RUN} for runs that use CUDA where the cluster has GPUs, else 0)",
     )
     on_ray.add_argument(
-        "--max-retries", type=int, help=f"times a killed or lost run is submitted again (default {DEFAULT_MAX_RETRIES})"
+        "--max-retries",
+        type=int,
+        help=f"times a killed or lost run (or population) is submitted again (default {DEFAULT_MAX_RETRIES})",
     )
     parser.add_argument("options", nargs="*", help="more ddpg.py options for every run, after --")
     args = parser.parse_args()
@@ -608,11 +660,15 @@ def parse_args() -> argparse.Namespace:
     args.jobs = 1 if args.jobs is None else args.jobs
     args.cpus_per_run = 1 if args.cpus_per_run is None else args.cpus_per_run
     args.max_retries = DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries
-    minimum = {"--jobs": (args.jobs, 1), "--cpus-per-run": (args.cpus_per_run, 1),
+    minimum = {"--seeds-per-process": (args.seeds_per_process, 1), "--jobs": (args.jobs, 1),
+               "--cpus-per-run": (args.cpus_per_run, 1),
                "--gpus-per-run": (args.gpus_per_run or 0, 0), "--max-retries": (args.max_retries, 0)}  # fmt: skip
     for name, (value, least) in minimum.items():
         if value < least:
             refuse(f"{name} must be at least {least}, got {value:g}")
+    twice = [seed for seed in args.seeds if args.seeds.count(seed) > 1]
+    if twice:
+        refuse(f"--seeds: seed {twice[0]} is given twice")
     if os.path.basename(os.path.abspath(args.runs_dir)) != RUNS_DIR_NAME:
         refuse(f"--runs-dir {args.runs_dir}: must be a directory named {RUNS_DIR_NAME}, where ddpg.py writes its runs")
     args.options_all = PRESETS[args.preset] + args.options
@@ -647,25 +703,25 @@ def main() -> int:
         print(f"WANDB_RUN_GROUP={outer_group} in the environment: the runs get the sweep's group instead, "
               f"{args.exp_name} (--exp-name names it)", flush=True)  # fmt: skip
 
-    queue, results = [], {}
+    queue, results = [], {}  # (env_id, seeds): a run, or a population of several seeds in one process
     for env_id in args.envs:
-        for seed in args.seeds:
-            if any(holds(d, MODEL_FILE) for d in run_dirs(runs_dir, env_id, args.exp_name, seed)):
-                results[(env_id, seed)] = "already finished"
+        for seeds in groups(args.seeds, args.seeds_per_process):
+            if all(finished(run_dirs(runs_dir, env_id, args.exp_name, seed)) for seed in seeds):
+                results[(env_id, seeds)] = "already finished"
             else:
-                queue.append((env_id, seed))
-    progress = Progress(len(results) + len(queue), len(results))
+                queue.append((env_id, seeds))
+    progress = Progress(count_runs(results) + count_runs(queue), count_runs(results))
     if ray is None:
         run_local(queue, results, progress, args, runs_dir)
     else:
         run_ray(ray, queue, results, progress, args, runs_dir)
 
     print("\nsweep summary:")
-    for (env_id, seed), result in sorted(results.items()):
-        print(f"  {env_id} seed {seed}: {result}")
-    failed = sum(result.startswith("FAILED") for result in results.values())
-    stopped = sum(result.startswith("interrupted") for result in results.values())
-    print(f"{len(results) - failed - stopped} of {len(results)} runs finished"
+    for (env_id, seeds), result in sorted(results.items()):
+        print(f"  {seeds_name(env_id, seeds)}: {result}")
+    failed = count_runs(key for key, result in results.items() if result.startswith("FAILED"))
+    stopped = count_runs(key for key, result in results.items() if result.startswith("interrupted"))
+    print(f"{count_runs(results) - failed - stopped} of {count_runs(results)} runs finished"
           + (f", {stopped} interrupted (run the same command again to resume them)" if stopped else "")
           + (f", {failed} failed" if failed else ""))  # fmt: skip
     return 1 if failed or stopped else 0

@@ -203,17 +203,19 @@ def test_a_run_directory_in_use_is_waited_for_and_one_without_checkpoint_taken_u
     assert started["argv"][:4] == ["--env-id", "Pendulum-v1", "--seed", "2"]  # from the start: nothing to resume
 
 
-def test_waiting_for_a_run_directory_in_use_has_an_end(tmp_path, monkeypatch):
+@pytest.mark.parametrize("seeds", [(1,), (2, 1)], ids=["run", "population"])
+def test_waiting_for_a_run_directory_in_use_has_an_end(tmp_path, monkeypatch, seeds):
     import sweep
 
     monkeypatch.setattr(sweep, "LOCK_WAIT_S", 0.5)
     runs = tmp_path / "runs"
     in_use = run_dir_with(runs, "Pendulum-v1__wait__1__100", "checkpoint.pt")
+    run_dir_with(runs, "Pendulum-v1__wait__2__100", "checkpoint.pt")  # a population's other member, free
     os.makedirs(runs / "sweep-logs")
     lock = os.open(in_use / "lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(lock, fcntl.LOCK_EX)
     said = []
-    attempt = sweep.Attempt(str(runs), "wait", "Pendulum-v1", 1, [], 1, {}, "", said.append)
+    attempt = sweep.Attempt(str(runs), "wait", "Pendulum-v1", seeds, [], 1, {}, "", said.append)
     start = time.time()
     try:
         with pytest.raises(sweep.StillInUse, match=f"runs/{in_use.name} is in use by another process, still after"):
