@@ -943,6 +943,10 @@ def prepare(args: Args, population: tuple[str, ...] = (), signals: "SignalFlag |
         path = os.path.join(resume, CHECKPOINT_FILE)
         checkpoint, saved = load_checkpoint(path)
         if checkpoint["global_step"] >= saved.total_timesteps:
+            if saved.save_model:  # the run stopped between its last checkpoint and its model.pt: write that now
+                networks = {name: checkpoint["agent"][name] for name in ("actor", "critic")}
+                save_atomic({"args": checkpoint["args"], "spaces": checkpoint["spaces"], "agent": networks},
+                            os.path.join(resume, MODEL_FILE))  # fmt: skip
             raise Finished(f"{resume} has finished (step {checkpoint['global_step']}/{saved.total_timesteps}): "
                            "nothing to train")  # fmt: skip
         members = sorted(checkpoint.get("population") or [os.path.basename(os.path.normpath(resume))])
@@ -1373,7 +1377,14 @@ def train_population(args: Args) -> dict:
     signals, seen = SignalFlag(), SeenSignal()  # read once per step for all seeds: they stop at one step
     members = [dataclasses.replace(args, resume=(run_dir,)) for run_dir in args.resume] if args.resume else [
         dataclasses.replace(args, seed=seed, seeds=None) for seed in args.seeds]  # fmt: skip
-    runs = [prepare(member, args.resume or (), seen) for member in members]
+    runs, finished = [], []
+    for member in members:  # a finished population's every member says so (and gets its model.pt)
+        try:
+            runs.append(prepare(member, args.resume or (), seen))
+        except Finished as e:
+            finished.append(str(e))
+    if finished:
+        raise Finished("\n".join(finished))
     if len({run.global_step for run in runs}) > 1:
         raise UsageError(f"--resume {' '.join(args.resume)}: its runs stopped at different steps")
     for run in runs:

@@ -34,9 +34,9 @@ def ddpg(*options: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the GIF")
-    parser.add_argument("options", nargs="*", help="more ddpg.py training options, after --")
+    parser.add_argument("extra", nargs="*", help="more ddpg.py training options, after --")
     args = parser.parse_args()
-    print(ddpg("--exp-name", EXP_NAME, *args.options).strip().splitlines()[-1])
+    print(ddpg("--exp-name", EXP_NAME, *args.extra).strip().splitlines()[-1])
     run_dir = max(glob.glob(os.path.join("runs", f"*__{EXP_NAME}__*")), key=os.path.getmtime)  # the run just made
     print(ddpg("--eval-checkpoint", run_dir, "--eval-episodes", "1", "--capture-video").strip())
     (video,) = glob.glob(os.path.join(run_dir, "videos", "checkpoint-eval*.mp4"))

@@ -284,3 +284,24 @@ def test_a_checkpoint_of_the_earlier_file_layout_still_resumes(in_tmp):
     assert int(out["replay_buffer"].size) == 700  # the 500 saved transitions and the 200 of the resumed run
     _, logged = scalars(str(run_dir))
     assert [e.step for e in logged["eval/episodic_return"]] == [700]
+
+
+def test_a_nan_parameter_stops_the_run_at_the_checkpoint_naming_it(in_tmp, monkeypatch, capsys):
+    real_save = ddpg.Run.save_checkpoint
+
+    def save_with_a_nan_at_step_400(run):
+        if run.global_step == 400:  # as if an update had left it: the checkpoint check must catch it
+            with torch.no_grad():
+                run.agent.critic.net[2].weight[0, 0] = float("nan")
+        real_save(run)
+
+    monkeypatch.setattr(ddpg.Run, "save_checkpoint", save_with_a_nan_at_step_400)
+    args = ddpg.Args(cuda=False, total_timesteps=600, learning_starts=100, batch_size=64, hidden_size=16,
+                     checkpoint_frequency=200, eval_frequency=600, eval_episodes=1)  # fmt: skip
+    out = ddpg.train(args)
+    assert out["status"] == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ddpg.py: error: step 400: parameter critic.net.2.weight is not finite; training stopped")
+    checkpoint = torch.load(os.path.join(out["run_dir"], ddpg.CHECKPOINT_FILE), weights_only=True)
+    assert checkpoint["global_step"] == 200  # the good one, not overwritten
+    assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["critic"].values())

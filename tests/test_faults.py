@@ -261,9 +261,17 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     again = run_cli(tmp_path, "--resume", run_dir)
     assert again.returncode == 0 and again.stderr == ""
     assert again.stdout.strip().splitlines() == [f"{run_dir} has finished (it holds model.pt): nothing to train"]
-    os.remove(os.path.join(run_dir, ddpg.MODEL_FILE))  # without model.pt, its final checkpoint says it all the same
-    before.pop(ddpg.MODEL_FILE)
+    # stopped after its final checkpoint but before its model.pt: the final checkpoint says it all the same, and the
+    # model.pt it missed is written from it
+    saved = torch.load(os.path.join(run_dir, ddpg.MODEL_FILE), weights_only=True)
+    os.remove(os.path.join(run_dir, ddpg.MODEL_FILE))
     again = run_cli(tmp_path, "--resume", run_dir)
     assert again.returncode == 0
     assert again.stdout.strip().splitlines() == [f"{run_dir} has finished (step 400/400): nothing to train"]
-    assert {name: os.stat(os.path.join(run_dir, name)).st_mtime_ns for name in os.listdir(run_dir)} == before
+    rewritten = torch.load(os.path.join(run_dir, ddpg.MODEL_FILE), weights_only=True)
+    assert rewritten["args"] == saved["args"] and rewritten["spaces"] == saved["spaces"]
+    for net in ("actor", "critic"):
+        assert all(torch.equal(rewritten["agent"][net][k], v) for k, v in saved["agent"][net].items())
+    before.pop(ddpg.MODEL_FILE)
+    after = {name: os.stat(os.path.join(run_dir, name)).st_mtime_ns for name in os.listdir(run_dir)}
+    assert {name: after[name] for name in before} == before  # nothing else was touched

@@ -1,6 +1,7 @@
 """--seeds: several independent agents trained in one process, in step; batched on a GPU, one after another on a CPU."""
 
 import copy
+import dataclasses
 import glob
 import os
 import signal
@@ -87,17 +88,20 @@ def test_one_batched_update_equals_separate_updates_of_each_agent():
                     torch.testing.assert_close(mine[i][key], theirs[i][key])
 
 
-def test_a_batched_population_stores_and_acts_for_each_seed_apart(in_tmp, batched):
-    out = ddpg.train_population(short_args(seeds=(1, 2), total_timesteps=700, checkpoint_frequency=0))
-    assert out["status"] == 0
-    first, second = out["replay_buffers"]
-    assert int(first.size) == int(second.size) == 700  # each seed's buffer holds its own 700 transitions
-    assert not torch.equal(first.storage.obs[:700], second.storage.obs[:700])
-    # the stored transitions are each seed's own episodes: s_{t+1} of one is s_t of the next within an episode
-    for rb in out["replay_buffers"]:
-        obs, next_obs = rb.storage.obs[:700].numpy(), rb.storage.next_obs[:700].numpy()
-        same_episode = np.arange(1, 700) % 200 != 0
+def test_a_batched_population_stores_each_seeds_transitions_apart(in_tmp, monkeypatch):
+    args = short_args(seeds=(1, 2), total_timesteps=700, checkpoint_frequency=0)
+    apart = ddpg.train_population(dataclasses.replace(args, exp_name="apart"))  # the CPU's path, agent by agent
+    monkeypatch.setattr(ddpg, "batches_seeds", lambda device: True)
+    batched = ddpg.train_population(dataclasses.replace(args, exp_name="batched"))
+    for mine, theirs in zip(batched["replay_buffers"], apart["replay_buffers"]):
+        assert int(mine.size) == 700  # each seed's buffer holds its own 700 transitions
+        # the same random warm-up actions, from each seed's own action space: the same transitions, row for row
+        assert torch.equal(mine.data[: args.learning_starts], theirs.data[: args.learning_starts])
+        obs, next_obs = mine.storage.obs[:700].numpy(), mine.storage.next_obs[:700].numpy()
+        same_episode = np.arange(1, 700) % 200 != 0  # then its own episodes go on: s_{t+1} is the next s_t
         np.testing.assert_array_equal(obs[1:][same_episode], next_obs[:-1][same_episode])
+    first, second = batched["replay_buffers"]
+    assert not torch.equal(first.data[:700], second.data[:700])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,6 +207,24 @@ def test_a_non_finite_value_stops_the_population_naming_the_seed(in_tmp, capsys)
     for run_dir in out["run_dirs"]:
         checkpoint = torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)
         assert all(torch.isfinite(p).all() for net in ("actor", "critic") for p in checkpoint["agent"][net].values())
+
+
+def test_a_nan_parameter_of_one_seed_stops_the_population_at_the_checkpoint_naming_it(in_tmp, monkeypatch, capsys):
+    real_save = ddpg.Run.save_checkpoint
+
+    def save_with_a_nan(run):
+        if run.args.seed == 5 and run.global_step == 1000:
+            with torch.no_grad():
+                run.agent.actor.net[0].bias[0] = float("inf")
+        real_save(run)
+
+    monkeypatch.setattr(ddpg.Run, "save_checkpoint", save_with_a_nan)
+    out = ddpg.train_population(short_args(seeds=(4, 5)))
+    assert out["status"] == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ddpg.py: error: step 1000: seed 5: parameter actor.net.0.bias is not finite; training")
+    for run_dir, step in zip(out["run_dirs"], (1000, 500)):  # seed 4 wrote its checkpoint before seed 5 stopped all
+        assert torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"] == step
 
 
 BAD_POPULATIONS = [

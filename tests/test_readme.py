@@ -36,7 +36,8 @@ from tests.conftest import ROOT
 
 README = open(os.path.join(ROOT, "README.md")).read()
 BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
-BENCHMARK_SCRIPTS = ("bench", "pendulum", "report", "sweep")  # benchmarks/<name>.py, importable (conftest)
+# benchmarks/<name>.py, importable (conftest)
+BENCHMARK_SCRIPTS = ("bench", "gif", "pendulum", "report", "seeds", "sweep")
 SYSTEM_TOOLS = {"awk", "chmod", "export", "find", "hostname", "rm", "sbatch", "scontrol", "set", "sleep", "source",
                 "ufw"}  # fmt: skip
 WRAPPERS = {"srun"}  # run the command that follows their own options: that command is checked
@@ -194,8 +195,8 @@ class Checker:
             options = parse_only(script.main)
         except SystemExit as e:
             pytest.fail(f"benchmarks/{name}.py {shlex.join(args)}: refused (exit status {e.code})")
-        if name == "pendulum":  # each seed runs `python ddpg.py --seed S` with the options after --
-            check_ddpg(["--seed", str(options.seeds[0]), *options.extra])
+        if hasattr(options, "extra"):  # the script runs `python ddpg.py [--seed S]` with the options after --
+            check_ddpg([*(["--seed", str(options.seeds[0])] if hasattr(options, "seeds") else []), *options.extra])
         return None
 
     def pip(self, args: list[str]) -> None:

@@ -122,3 +122,41 @@ def test_update_t_samples_the_buffer_before_transition_t_and_precedes_the_next_a
     rest = calls[200:]
     assert rest == [entry for t in range(200, 259) for entry in (("update", t), ("store+act", t))] + [
         ("update", 259), ("store", 259)]  # fmt: skip
+
+
+def test_with_policy_frequency_2_the_actor_and_targets_move_at_every_second_update_only(in_tmp, monkeypatch):
+    moved = []  # per update: (critic moved, actor moved, target actor moved, target critic moved)
+    real_update = ddpg.update
+
+    def update(agent, *args, **kwargs):
+        nets = ("critic", "actor", "target_actor", "target_critic")
+        before = [[p.detach().clone() for p in getattr(agent, net).parameters()] for net in nets]
+        losses = real_update(agent, *args, **kwargs)
+        after = [list(getattr(agent, net).parameters()) for net in nets]
+        moved.append(tuple(not all(torch.equal(a, b) for a, b in zip(x, y)) for x, y in zip(before, after)))
+        return losses
+
+    monkeypatch.setattr(ddpg, "update", update)
+    ddpg.train(counter_args("tests.envs:Counter-v0", total_timesteps=260, policy_frequency=2, num_envs=2,
+                            eval_frequency=260, eval_episodes=1))  # fmt: skip
+    assert len(moved) == 60  # one update per transition collected once R holds learning_starts
+    assert moved == [(True, n % 2 == 0, n % 2 == 0, n % 2 == 0) for n in range(1, 61)]
+
+
+def test_ou_noise_restarts_with_every_episode_time_limits_included(in_tmp, monkeypatch):
+    restarted, kept = [], []  # each env's OU state right after a reset: zero where its episode begins, else as it was
+    real_reset = ddpg.OUNoise.reset
+
+    def reset(noise, episode_starts):
+        before = noise.state.clone()
+        real_reset(noise, episode_starts)
+        starts = episode_starts.bool()
+        restarted.extend(noise.state[starts].abs().max(dim=-1).values.tolist())
+        kept.append(torch.equal(noise.state[~starts], before[~starts]))
+
+    monkeypatch.setattr(ddpg.OUNoise, "reset", reset)
+    ddpg.train(counter_args("tests.envs:Counter-v0", total_timesteps=400, num_envs=2, eval_frequency=400,
+                            eval_episodes=1))  # fmt: skip
+    # Counter-v0 is only ever cut by its time limit: 200 steps of 2 envs at HORIZON steps an episode, after warm-up
+    assert len(restarted) == (400 - 200) // 2 // HORIZON * 2
+    assert restarted == [0.0] * len(restarted) and all(kept)

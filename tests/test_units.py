@@ -318,3 +318,17 @@ def test_evaluation_runs_its_episodes_side_by_side_with_one_actor_call_per_step(
     returns = ddpg.evaluate(actor, envs, torch.device("cpu"))
     assert returns.tolist() == [HORIZON, TERMINAL_STEP]  # reward 1 per step; the ended episode is not stepped
     assert calls == [2] * HORIZON  # one call per step, for both episodes at once
+
+
+def test_a_replay_that_does_not_reach_the_saved_state_says_so(capsys):
+    original = ddpg.EnvRunner("Pendulum-v1", num_envs=1, seed=7)
+    recorder = ddpg.EpisodeRecorder(original)
+    for a in np.zeros((20, 1, 1), dtype=np.float32):
+        original.step(a)
+    state = recorder.state_dict()
+    restored = ddpg.EnvRunner("Pendulum-v1", num_envs=1, seed=7)
+    ddpg.EpisodeRecorder(restored).load_state_dict(state)
+    assert capsys.readouterr().out == ""  # a deterministic env replays to the saved state, silently
+    state["obs"] = state["obs"] + 1.0  # as a checkpoint of an env that does not replay to what it was
+    ddpg.EpisodeRecorder(ddpg.EnvRunner("Pendulum-v1", num_envs=1, seed=7)).load_state_dict(state)
+    assert "warning: the environment did not replay to the saved state" in capsys.readouterr().out
