@@ -136,7 +136,6 @@ class Args:
     """number of environments stepped together (one update per transition collected)"""
 
 
-# Named constants of the algorithm (those of the engineering are below the divider).
 OU_THETA = 0.15  # mean-reversion rate of the Ornstein-Uhlenbeck noise (the paper's value)
 FINAL_LAYER_INIT = 3e-3  # output layers start in [-3e-3, 3e-3]: first Q values ~0, first actions ~ the box's middle
 EVAL_STREAM = 10_000  # evaluation env i of run seed s draws from the stream (s, EVAL_STREAM, i), apart from training
@@ -400,8 +399,8 @@ def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: t
     critic = Critic(obs_dim, act_dim, args.hidden_size).to(device)
     target_actor = Actor(obs_dim, action_space, args.hidden_size).to(device)
     target_critic = Critic(obs_dim, act_dim, args.hidden_size).to(device)
-    target_actor.load_state_dict(actor.state_dict())
-    target_critic.load_state_dict(critic.state_dict())
+    soft_update(target_actor, actor, tau=1.0)  # theta' <- theta: exact copies
+    soft_update(target_critic, critic, tau=1.0)
     # fused=True: one kernel updates all parameters instead of several per tensor
     adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True)
     actor_optimizer, critic_optimizer = adam(actor.parameters()), adam(critic.parameters())
@@ -1197,9 +1196,10 @@ class Run:
         self.last_print, sps = now, self.sps()
         recent = f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-"
         last_eval = f"{self.eval_returns.mean():.1f}" if self.eval_returns is not None else "-"
+        seed = f"seed {self.args.seed} | " if self.population else ""  # a population prints a line per seed
         print(
-            f"step {self.global_step}/{self.args.total_timesteps} | SPS {sps:.0f} | return {recent} | eval {last_eval} "
-            f"| elapsed {format_seconds(now - self.start_time)} "
+            f"{seed}step {self.global_step}/{self.args.total_timesteps} | SPS {sps:.0f} | return {recent} "
+            f"| eval {last_eval} | elapsed {format_seconds(now - self.start_time)} "
             f"| left {format_seconds((self.args.total_timesteps - self.global_step) / max(sps, 1e-9))}",
             flush=True,
         )

@@ -273,9 +273,11 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
         elif BASELINE in changes:
             baseline_train(env_id, total_timesteps, BATCH, device=changes[BASELINE])
         elif AGAINST in changes:
-            other, args = changes[AGAINST], training_args(env_id, longest)
+            other = changes[AGAINST]
+            args = dataclasses.replace(training_args(env_id, longest), total_timesteps=total_timesteps)
+            known = {field.name for field in dataclasses.fields(other.Args)}  # an older file may lack newer options
             with contextlib.redirect_stdout(io.StringIO()):
-                other.train(other.Args(**{**dataclasses.asdict(args), "total_timesteps": total_timesteps}))
+                other.train(other.Args(**{k: v for k, v in dataclasses.asdict(args).items() if k in known}))
         else:
             with contextlib.redirect_stdout(io.StringIO()):
                 args = training_args(env_id, longest, **changes)  # the same buffer for every run length

@@ -24,6 +24,9 @@ SHORT = ["--total-timesteps", "1500", "--learning-starts", "300", "--batch-size"
          "--eval-frequency", "500", "--eval-episodes", "2", "--checkpoint-frequency", "500", "--no-cuda"]  # fmt: skip
 TIMING_TAG = "charts/SPS"  # the one logged value that depends on the machine's speed
 LEARNED = -400.0  # a Pendulum policy this good has learned to swing up (uniformly random actions: about -1200)
+LEARNING_STEPS = 5000  # at the default settings, enough for both seeds of the population to pass LEARNED
+SINGLE_RUN_TAGS = sorted(["charts/SPS", "charts/episodic_length", "charts/episodic_return", "eval/episodic_return",
+                          "losses/actor_loss", "losses/qf1_loss", "losses/qf1_values"])  # what a --seed run logs
 POLL_S = 0.05
 
 
@@ -109,28 +112,25 @@ def test_a_batched_population_stores_each_seeds_transitions_apart(in_tmp, monkey
 
 
 def test_a_two_seed_population_learns_and_writes_single_runs(tmp_path):
-    result = run_cli(tmp_path, "--seeds", "1", "2", "--exp-name", "pair", "--no-cuda")  # the default settings
+    result = run_cli(tmp_path, "--seeds", "1", "2", "--exp-name", "pair", "--total-timesteps", str(LEARNING_STEPS),
+                     "--eval-frequency", str(LEARNING_STEPS), "--no-cuda")  # otherwise the default settings
     assert result.returncode == 0, result.stderr
     run_dirs = sorted(glob.glob(str(tmp_path / "runs" / "*")))
     assert [os.path.basename(d).split("__")[:3] for d in run_dirs] == [["Pendulum-v1", "pair", "1"],
                                                                      ["Pendulum-v1", "pair", "2"]]  # fmt: skip
-    (tmp_path / "single").mkdir()
-    single = run_cli(tmp_path / "single", *SHORT)
-    assert single.returncode == 0, single.stderr
-    (single_dir,) = glob.glob(str(tmp_path / "single" / "runs" / "*"))
     for seed, run_dir in zip((1, 2), run_dirs):
-        assert files(run_dir) == files(single_dir) == {"checkpoint.pt", "events", "lock", "model.pt"}
+        assert files(run_dir) == {"checkpoint.pt", "events", "lock", "model.pt"}  # a single run's files
         events, logged_tags = scalars(run_dir)
-        assert sorted(logged_tags) == sorted(scalars(single_dir)[1])  # the same tags as a single run
+        assert sorted(logged_tags) == SINGLE_RUN_TAGS
         (hparams,) = events.Tensors("hyperparameters/text_summary")
         assert f"|seed|{seed}|" in hparams.tensor_proto.string_val[0].decode()
         saved = torch.load(os.path.join(run_dir, ddpg.MODEL_FILE), weights_only=True)
         assert ddpg.Args(**saved["args"]).seed == seed and saved["args"]["seeds"] is None
         final = logged_tags["eval/episodic_return"][-1]
-        assert final.step == 10_000 and final.value >= LEARNED, (seed, final.value)
+        assert final.step == LEARNING_STEPS and final.value >= LEARNED, (seed, final.value)
         assert f"seed {seed}: final evaluation: {final.value:.1f}" in result.stdout
-        evaluated = run_cli(tmp_path, "--eval-checkpoint", run_dir, "--eval-episodes", "2", "--no-cuda")
-        assert evaluated.returncode == 0, evaluated.stderr
+    evaluated = run_cli(tmp_path, "--eval-checkpoint", run_dirs[1], "--eval-episodes", "2", "--no-cuda")
+    assert evaluated.returncode == 0 and "Pendulum-v1: " in evaluated.stdout, evaluated.stderr
 
 
 def test_seeds_with_one_seed_is_exactly_that_seed(in_tmp):
