@@ -1,13 +1,16 @@
 """ddpg.py as a user runs it: a subprocess, its console, its TensorBoard run and its saved model."""
 
 import ast
+import contextlib
 import dataclasses
 import inspect
+import io
 import os
 import re
 import subprocess
 import sys
 import textwrap
+import unittest.mock
 
 import pytest
 import torch
@@ -25,6 +28,19 @@ SHORT_RUN = ["--total-timesteps", "600", "--learning-starts", "300", "--batch-si
 def run_cli(cwd, *cli_args, env=None):
     return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=env or subprocess_env(),
                           capture_output=True, text=True)  # fmt: skip
+
+
+def run_main(cwd, *cli_args):
+    """`python ddpg.py CLI_ARGS` in this process (`ddpg.main`, as the script runs it), without a new interpreter's
+    start-up: its exit status and console, as a finished subprocess."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
+            unittest.mock.patch.object(sys, "argv", [SCRIPT, *cli_args]):  # fmt: skip
+        try:
+            status = ddpg.main()
+        except SystemExit as e:  # tyro's own refusals exit
+            status = e.code
+    return subprocess.CompletedProcess([SCRIPT, *cli_args], status, stdout.getvalue(), stderr.getvalue())
 
 
 def scalars(run_dir):
@@ -144,6 +160,11 @@ def assert_refused_in_one_line(result, message, cwd):
 
 @pytest.mark.parametrize("cli_args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_is_one_line_without_traceback_or_run_dir(tmp_path, cli_args, message):
+    assert_refused_in_one_line(run_main(tmp_path, *cli_args), message, tmp_path)
+
+
+def test_bad_input_ends_the_script_with_status_2(tmp_path):  # the process itself, as a shell sees it
+    cli_args, message = BAD_INPUTS[0]
     assert_refused_in_one_line(run_cli(tmp_path, *cli_args), message, tmp_path)
 
 

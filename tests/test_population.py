@@ -16,7 +16,7 @@ import torch
 import ddpg
 from tests.conftest import subprocess_env
 from tests.test_checkpoints import all_scalars
-from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, scalars
+from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, run_main, scalars
 from tests.test_fast_paths import needs_cuda
 from tests.test_units import ASYMMETRIC_BOX, random_batch
 
@@ -237,7 +237,7 @@ BAD_POPULATIONS = [
 
 @pytest.mark.parametrize("cli_args, message", BAD_POPULATIONS, ids=[" ".join(a) for a, _ in BAD_POPULATIONS])
 def test_bad_seeds_are_refused_in_one_line(tmp_path, cli_args, message):
-    assert_refused_in_one_line(run_cli(tmp_path, *cli_args, "--no-cuda"), message, tmp_path)
+    assert_refused_in_one_line(run_main(tmp_path, *cli_args, "--no-cuda"), message, tmp_path)
 
 
 def test_runs_that_are_not_one_population_are_not_resumed_together(tmp_path):
@@ -258,7 +258,7 @@ def test_runs_that_are_not_one_population_are_not_resumed_together(tmp_path):
         ([members[0]], f"python {SCRIPT} --resume {' '.join(members)}"),
         ([alone, *members], f"{alone} was trained with 0 other seeds"),
     ):
-        result = run_cli(tmp_path, "--resume", *dirs)
+        result = run_main(tmp_path, "--resume", *dirs)
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
     assert sorted(os.listdir(tmp_path / "runs")) == before
