@@ -1096,7 +1096,6 @@ class Run:
         prefix = f"eval-resumed-{self.global_step}" if checkpoint else "eval"  # videos of each process apart
         self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
                                         os.path.join(self.run_dir, VIDEO_DIR), prefix)  # fmt: skip
-        # before the SummaryWriter: W&B hooks TensorBoard's event writer to sync the scalars it writes
         run_id = checkpoint.get("wandb_run_id") if checkpoint else None
         self.tracking = Tracking(args, self.run_dir, run_id) if args.track else None
         # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice
@@ -1133,8 +1132,8 @@ class Run:
         done = global_step >= self.args.total_timesteps
         for episode_return, episode_length in finished:
             self.recent_returns = (self.recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
-            self.writer.add_scalar("charts/episodic_return", episode_return, global_step)
-            self.writer.add_scalar("charts/episodic_length", episode_length, global_step)
+            self.log("charts/episodic_return", episode_return, global_step)
+            self.log("charts/episodic_length", episode_length, global_step)
         if losses is not None and every(LOG_INTERVAL, global_step, self.args.num_envs):
             self.log_losses(losses)
         if every(self.args.eval_frequency, global_step, self.args.num_envs) or done:
@@ -1147,6 +1146,12 @@ class Run:
             raise Interrupted
         self.print_progress(done)
 
+    def log(self, tag: str, value: float, global_step: int) -> None:
+        """A scalar, to TensorBoard (and with --track to W&B), at an env step."""
+        self.writer.add_scalar(tag, value, global_step)
+        if self.tracking:
+            self.tracking.run.log({tag: float(value), "global_step": global_step})
+
     def log_losses(self, losses: Losses) -> None:
         for name, tensor in losses._asdict().items():
             if tensor is None:  # no actor step yet
@@ -1154,15 +1159,15 @@ class Run:
             value = tensor.item()  # host sync point, once per LOG_INTERVAL steps
             if not math.isfinite(value):
                 raise NotFinite(LOSS_TAGS[name])
-            self.writer.add_scalar(LOSS_TAGS[name], value, self.global_step)
-        self.writer.add_scalar("charts/SPS", int(self.sps()), self.global_step)
+            self.log(LOSS_TAGS[name], value, self.global_step)
+        self.log("charts/SPS", int(self.sps()), self.global_step)
 
     def log_evaluation(self, returns: np.ndarray) -> None:
         self.eval_returns = returns
         for env in self.eval_envs:
             if isinstance(env, gym.wrappers.RecordVideo) and env.recording:
                 write_video(env)
-        self.writer.add_scalar("eval/episodic_return", returns.mean(), self.global_step)
+        self.log("eval/episodic_return", returns.mean(), self.global_step)
         if self.tracking:
             self.tracking.send_videos(self.global_step)
 
@@ -1666,21 +1671,18 @@ class StackedBuffer:
 class Tracking:
     """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
 
-    `sync_tensorboard` sends every TensorBoard scalar under its own tag, with the env step as `global_step` (the
-    charts' x-axis). A resumed run passes the checkpoint's W&B run id and goes on in that W&B run; wandb syncs only
-    event files created since its run started, so no step is sent twice. wandb itself reads WANDB_MODE (offline),
-    WANDB_DIR and WANDB_RUN_GROUP."""
+    Every scalar the run writes to TensorBoard is sent too (`Run.log`), under the same tag, with the env step as
+    `global_step` (the charts' x-axis). A resumed run passes the checkpoint's W&B run id and goes on in that W&B run,
+    sending what it logs from then on, so after Ctrl-C no step is sent twice. Each run is a W&B run of its own, also
+    when several share a process (--seeds). wandb itself reads WANDB_MODE (offline), WANDB_DIR and WANDB_RUN_GROUP."""
 
     def __init__(self, args: Args, run_dir: str, run_id: str | None):
         import wandb  # here, not at the top of the file: only --track needs it
 
         self.wandb = wandb
-        # the run directory as TensorBoard's root: tags keep their names, and wandb need not wait to guess the root
-        wandb.tensorboard.unpatch()  # from a previous run tracked in this process, if any
-        wandb.tensorboard.patch(root_logdir=run_dir)
         self.run = wandb.init(
             project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
-            id=run_id, resume="allow", config=dataclasses.asdict(args), sync_tensorboard=True, save_code=True,
+            id=run_id, resume="allow", config=dataclasses.asdict(args), save_code=True, reinit="create_new",
         )  # fmt: skip
         self.run.define_metric("*", step_metric="global_step")
         self.video_dir = os.path.join(run_dir, VIDEO_DIR)

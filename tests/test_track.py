@@ -131,7 +131,8 @@ def test_tracked_run_sends_arguments_scalars_and_videos(offline):
         assert [row[tag] for row in sent.rows if tag in row] == pytest.approx([e.value for e in events]), tag
     assert steps_of(sent.rows, "charts/episodic_return") == EPISODE_ENDS
     assert steps_of(sent.rows, "eval/episodic_return") == EVALUATIONS
-    assert sent.rows[-1]["eval/episodic_return"] == pytest.approx(result["eval_returns"].mean())  # the final one
+    final = [row["eval/episodic_return"] for row in sent.rows if "eval/episodic_return" in row][-1]
+    assert final == pytest.approx(result["eval_returns"].mean())  # the final one
 
     # each evaluation's video, byte for byte (the last one is written only when the eval env closes)
     videos = sorted(glob.glob(os.path.join(result["run_dir"], ddpg.VIDEO_DIR, "*.mp4")))
@@ -214,3 +215,18 @@ def test_a_run_without_track_never_imports_wandb(tmp_path):
                      "--eval-episodes", "1", "--checkpoint-frequency", "1", "--capture-video", "--save-model",
                      "--no-cuda", env=env)  # fmt: skip
     assert result.returncode == 0 and "wandb was imported" not in result.stderr, result.stderr
+
+
+def test_a_population_tracks_one_wandb_run_per_seed(offline):
+    out = ddpg.train_population(ddpg.Args(**RUN, seeds=(1, 2)))
+    assert out["status"] == 0
+    sent = read_offline_runs(offline)
+    assert sorted(found.run.display_name for found in sent) == sorted(map(os.path.basename, out["run_dirs"]))
+    for found in sent:
+        run_dir = next(d for d in out["run_dirs"] if os.path.basename(d) == found.run.display_name)
+        seed = int(found.run.display_name.split("__")[2])
+        assert found.run.run_group == "sweep-1" and found.config["seed"] == seed and found.exit_code == 0
+        _, logged = scalars(run_dir)  # each W&B run holds its own seed's scalars, all of them
+        for tag, events in logged.items():
+            assert steps_of(found.rows, tag) == [e.step for e in events], (seed, tag)
+            assert [row[tag] for row in found.rows if tag in row] == pytest.approx([e.value for e in events])
