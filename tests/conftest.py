@@ -1,3 +1,4 @@
+import glob
 import json
 import os
 import sys
@@ -25,6 +26,19 @@ def subprocess_env(*first_on_path: str, **variables) -> dict:
     PYTHONPATH (so that `--env-id tests.envs:...` imports the test envs) and the caller's PYTHONPATH kept after it."""
     path = os.pathsep.join(p for p in (*first_on_path, ROOT, os.environ.get("PYTHONPATH")) if p)
     return dict(os.environ, PYTHONPATH=path, **variables)
+
+
+@pytest.fixture(scope="session")
+def whole_run(tmp_path_factory):
+    """The directory of test_checkpoints' RUN left alone: one for every test that compares a disturbed run with it."""
+    from tests.test_checkpoints import RUN
+    from tests.test_cli import run_cli
+
+    cwd = tmp_path_factory.mktemp("whole")
+    result = run_cli(cwd, *RUN, "--exp-name", "whole")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = glob.glob(str(cwd / "runs" / "*"))
+    return run_dir
 
 
 @pytest.fixture

@@ -74,10 +74,8 @@ def saved_weights(run_dir):
     return torch.load(os.path.join(run_dir, ddpg.MODEL_FILE), weights_only=True)["agent"]
 
 
-def test_run_interrupted_by_sigint_and_resumed_equals_the_run_left_alone(tmp_path):
-    whole = run_cli(tmp_path, *RUN, "--exp-name", "whole")
-    assert whole.returncode == 0, whole.stderr
-    (whole_dir,) = glob.glob(str(tmp_path / "runs" / "*whole*"))
+def test_run_interrupted_by_sigint_and_resumed_equals_the_run_left_alone(tmp_path, whole_run):
+    whole_dir = whole_run
 
     status, stdout, cut_dir = start_and_signal(tmp_path, "cut", signal.SIGINT)
     assert status == 128 + signal.SIGINT

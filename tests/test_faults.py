@@ -28,13 +28,9 @@ LOGGED_BEFORE_THE_DISK_FILLS = 10  # TensorBoard records written before the inje
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(whole_run):
     """The run that nothing disturbs: its saved weights and every logged value (timing left out)."""
-    cwd = tmp_path_factory.mktemp("whole")
-    result = run_cli(cwd, *RUN, "--exp-name", "whole")
-    assert result.returncode == 0, result.stderr
-    (run_dir,) = glob.glob(str(cwd / "runs" / "*"))
-    return saved_weights(run_dir), logged(run_dir)
+    return saved_weights(whole_run), logged(whole_run)
 
 
 def logged(run_dir):
