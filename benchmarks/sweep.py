@@ -538,6 +538,8 @@ def run_ray(ray, queue: list, results: dict, progress: Progress, args, runs_dir:
     node), until all ended."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    if not queue:  # every run finished: no actor to make (Ray would log its cancelled creation at exit)
+        return
     # the sweep's own state stays on the sweep's node: losing another node loses none of it
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     events = ray.remote(Events).options(num_cpus=0, scheduling_strategy=here).remote()
