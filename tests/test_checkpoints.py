@@ -48,12 +48,18 @@ def start_and_signal(cwd, exp_name, signum):
     return proc.returncode, stdout, run_dir
 
 
+def default_ctrl_c() -> None:
+    """In the child, before it starts: Ctrl-C's usual action, as from a terminal (a shell's background job, as under
+    nohup or &, hands its children SIGINT ignored, and a run hands its second Ctrl-C to what it found)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_paused(cwd, exp_name):
     """Start a run of Pause-v0 and wait until it is paused in its step PAUSE_AT; returns the process and run dir."""
     marker = cwd / f"{exp_name}.paused"
     proc = subprocess.Popen([sys.executable, SCRIPT, *PAUSED_RUN, "--exp-name", exp_name], cwd=cwd,
                             env=subprocess_env(**{PAUSE_FILE: str(marker)}), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c)  # fmt: skip
     deadline = time.time() + 120
     while not marker.exists():
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
