@@ -4,8 +4,25 @@ import os
 import sys
 
 import pytest
-import torch
-import torch._dynamo
+
+
+def share_the_cores() -> set[int] | None:
+    """Under pytest-xdist, give each worker its own share of this process's cores, before torch starts its threads:
+    the runs a test makes, in-process or as child processes (which inherit the share), then take their default
+    thread count from it, and two workers' threads never compete for one core (small networks slow down many times
+    over when they do). Returns every core, or None where nothing was shared."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not (worker and count and hasattr(os, "sched_setaffinity")):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % len(cores) :: int(count)] or cores)
+    return set(cores)
+
+
+ALL_CORES = share_the_cores()
+
+import torch  # noqa: E402 (after the cores are shared)
+import torch._dynamo  # noqa: E402
 
 # torch.compile keeps at most `recompile_limit` compiled versions of a forward per process, shared by all instances;
 # past it, it would silently run uncompiled. The suite compiles networks of several sizes in one process: allow
@@ -107,6 +124,19 @@ class StandIn:
 @pytest.fixture
 def stand_in(tmp_path):
     return StandIn(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def ray_tests_use_every_core(request):
+    """A test that starts Ray (marked with xdist's group "ray") runs its processes on every core: Ray's own processes
+    and the runs of a sweep, one thread each, mostly wait on each other, and squeezed onto one core they crawl."""
+    if ALL_CORES is None or request.node.get_closest_marker("xdist_group") is None:
+        yield
+        return
+    share = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, ALL_CORES)
+    yield
+    os.sched_setaffinity(0, share)
 
 
 @pytest.fixture(autouse=True)

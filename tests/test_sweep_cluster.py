@@ -20,6 +20,8 @@ from tests.conftest import subprocess_env
 from tests.test_cli import SCRIPT
 from tests.test_sweep_ray import SWEEP, logged, start_sweep
 
+pytestmark = pytest.mark.xdist_group("ray")  # pytest-xdist runs the tests that start Ray on one worker, in turn
+
 RUN = ["--total-timesteps", "10000", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
        "--eval-frequency", "2500", "--eval-episodes", "2", "--checkpoint-frequency", "500", "--no-cuda"]  # fmt: skip
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]

@@ -115,6 +115,7 @@ def test_an_interrupted_population_is_resumed_by_the_same_sweep_to_the_end_of_on
     assert skipped.returncode == 0 and "Pendulum-v1 seeds 1 2: already finished" in skipped.stdout, skipped.stdout
 
 
+@pytest.mark.xdist_group("ray")  # with the other tests that start Ray (tests/test_sweep_ray.py)
 def test_on_ray_a_population_is_one_task_started_resumed_retried_or_skipped(tmp_path, stand_in):
     pytest.importorskip("ray")
     runs = tmp_path / "runs"

@@ -15,6 +15,8 @@ from tests.test_checkpoints import all_scalars
 from tests.test_cli import SCRIPT, SHORT_RUN
 from tests.test_sweep_report import script
 
+pytestmark = pytest.mark.xdist_group("ray")  # pytest-xdist runs the tests that start Ray on one worker, in turn
+
 SWEEP = os.path.join(ROOT, "benchmarks", "sweep.py")
 KILLED_RUN = ["--total-timesteps", "2000", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
               "--eval-frequency", "500", "--eval-episodes", "2", "--checkpoint-frequency", "400",
