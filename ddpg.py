@@ -799,17 +799,23 @@ def load_buffer_state(rb: ReplayBuffer, state: dict) -> None:
 def save_atomic(obj: dict, path: str) -> None:
     """torch.save to a temporary file, on disk before it is renamed over `path`: a crash or a full disk mid-write
     leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it."""
+    os.replace(write_beside(obj, path), path)  # atomic on POSIX and Windows
+
+
+def write_beside(obj: dict, path: str) -> str:
+    """torch.save `obj` to `path`.tmp and on to disk (fsync); returns that path. A failed write removes it and raises
+    the OSError behind it (torch reports one as a RuntimeError raised while handling the OSError)."""
     tmp = f"{path}.tmp"
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
+        return tmp
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        cause = e  # torch reports a failed write as a RuntimeError raised while handling the OSError
+        cause = e
         while cause is not None and not isinstance(cause, OSError):
             cause = cause.__context__
         if cause is None or cause is e:
@@ -1125,9 +1131,11 @@ class Run:
             self.steps.saved_actions = checkpoint["next_actions"].numpy()
         print(f"resuming {self.run_dir} at step {self.global_step}/{self.args.total_timesteps}")
 
-    def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None) -> None:
+    def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None,
+               together: list | None = None) -> None:  # fmt: skip
         """Bookkeeping at the end of an env step: log finished episodes and (every LOG_INTERVAL steps) the losses,
-        evaluate and checkpoint when due, stop after the checkpoint on Ctrl-C, print progress."""
+        evaluate and checkpoint when due (or join `together`, the runs to checkpoint at once), stop after the
+        checkpoint on Ctrl-C, print progress."""
         self.global_step, self.num_updates = global_step, num_updates
         done = global_step >= self.args.total_timesteps
         for episode_return, episode_length in finished:
@@ -1141,7 +1149,10 @@ class Run:
         interrupted = self.signals.signum  # read once: a signal arriving after this is handled at the next step
         frequency = self.args.checkpoint_frequency
         if interrupted or (frequency and (every(frequency, global_step, self.args.num_envs) or done)):
-            self.save_checkpoint()
+            if together is None:
+                self.save_checkpoint()
+            else:  # a population's seeds write theirs together (`save_together`)
+                together.append(self)
         if interrupted and not done:
             raise Interrupted
         self.print_progress(done)
@@ -1173,12 +1184,19 @@ class Run:
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint, unless a parameter is not finite (a broken agent never replaces a good one)."""
+        self.check_finite()
+        os.replace(self.write_checkpoint(), self.checkpoint_path)
+
+    def check_finite(self) -> None:
         bad = first_nonfinite(self.agent)
         if bad:
             raise NotFinite(f"parameter {bad}")
+
+    def write_checkpoint(self) -> str:
+        """Write the checkpoint beside its place (`write_beside`), not yet over it; returns the file written."""
         self.steps.flush()  # R holds this step's transitions
         self.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
-        save_atomic(
+        return write_beside(
             {**self.description(), "global_step": self.global_step, "num_updates": self.num_updates,
              **part_states(self.agent, self.rb, self.noise, self.episodes),
              "rng": rng_states(self.envs, self.eval_envs), "recent_returns": self.recent_returns,
@@ -1464,15 +1482,15 @@ class Population:
         return counters  # the same for every seed
 
     def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None) -> None:
-        self.seen.signum, interrupted = self.signals.signum, None
+        self.seen.signum, interrupted, due = self.signals.signum, None, []
         for k, run in enumerate(self.runs):
             own = None if losses is None else Losses(*(None if x is None else x[k] for x in losses))
             try:
-                run.record(global_step, num_updates, finished[k], own)
-            except NotFinite as e:
-                raise NotFinite(f"seed {run.args.seed}: {e}") from None
+                with named_seed(run):
+                    run.record(global_step, num_updates, finished[k], own, together=due)
             except Interrupted as e:  # the others write their checkpoints too
                 interrupted = e
+        save_together(due)
         if interrupted:
             raise interrupted
 
@@ -1488,6 +1506,34 @@ class Population:
                 print(f"seed {run.args.seed}: {message}", flush=True)
             return True
         return say(messages[0], self.status, self.runs[0].global_step)
+
+
+@contextlib.contextmanager
+def named_seed(run: Run):
+    """A non-finite value of a population's run, named with its seed."""
+    try:
+        yield
+    except NotFinite as e:
+        raise NotFinite(f"seed {run.args.seed}: {e}") from None
+
+
+def save_together(runs: list[Run]) -> None:
+    """The checkpoints of a population's seeds, all or none, so that it always resumes from one step: every agent is
+    checked first, every file written beside its place, and only then are they all renamed into place."""
+    for run in runs:
+        with named_seed(run):
+            run.check_finite()
+    written = []
+    try:
+        for run in runs:
+            written.append(run.write_checkpoint())
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise
+    for run, path in zip(runs, written):
+        os.replace(path, run.checkpoint_path)
 
 
 def member_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device: torch.device,

@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import errno
 import glob
 import os
 import signal
@@ -209,22 +210,48 @@ def test_a_non_finite_value_stops_the_population_naming_the_seed(in_tmp, capsys)
         assert all(torch.isfinite(p).all() for net in ("actor", "critic") for p in checkpoint["agent"][net].values())
 
 
-def test_a_nan_parameter_of_one_seed_stops_the_population_at_the_checkpoint_naming_it(in_tmp, monkeypatch, capsys):
-    real_save = ddpg.Run.save_checkpoint
+def assert_every_seed_resumes_from(run_dirs, step):
+    """Every seed's checkpoint is at `step`, none half written, and the population resumes from them to its end."""
+    for run_dir in run_dirs:
+        assert torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"] == step
+        assert not glob.glob(os.path.join(run_dir, "*.tmp"))
+    resumed = ddpg.train_population(short_args(resume=tuple(run_dirs)))
+    assert resumed["status"] == 0 and all(np.isfinite(r).all() for r in resumed["eval_returns"])
 
-    def save_with_a_nan(run):
-        if run.args.seed == 5 and run.global_step == 1000:
+
+def test_a_nan_parameter_of_one_seed_stops_the_population_at_the_checkpoint_naming_it(in_tmp, monkeypatch, capsys):
+    real_check = ddpg.Run.check_finite
+
+    def check_with_a_nan(run):
+        if run.args.seed == 5 and run.global_step == 1000:  # as if an update had left it
             with torch.no_grad():
                 run.agent.actor.net[0].bias[0] = float("inf")
-        real_save(run)
+        real_check(run)
 
-    monkeypatch.setattr(ddpg.Run, "save_checkpoint", save_with_a_nan)
-    out = ddpg.train_population(short_args(seeds=(4, 5)))
+    monkeypatch.setattr(ddpg.Run, "check_finite", check_with_a_nan)
+    out = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000))  # stopped at its last step
     assert out["status"] == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("ddpg.py: error: step 1000: seed 5: parameter actor.net.0.bias is not finite; training")
-    for run_dir, step in zip(out["run_dirs"], (1000, 500)):  # seed 4 wrote its checkpoint before seed 5 stopped all
-        assert torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"] == step
+    monkeypatch.setattr(ddpg.Run, "check_finite", real_check)
+    assert_every_seed_resumes_from(out["run_dirs"], 500)  # seed 4's checkpoint of step 1000 was not written either
+
+
+def test_a_failed_checkpoint_write_of_one_seed_keeps_every_seeds_last_checkpoint(in_tmp, monkeypatch, capsys):
+    real_write = ddpg.write_beside
+
+    def disk_full_for_seed_5_at_step_1000(obj, path):
+        if obj.get("global_step") == 1000 and obj["args"]["seed"] == 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"{path}.tmp")
+        return real_write(obj, path)
+
+    monkeypatch.setattr(ddpg, "write_beside", disk_full_for_seed_5_at_step_1000)
+    out = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000))  # stopped at its last step
+    assert out["status"] == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ddpg.py: error: step 1000: cannot write ") and "No space left on device" in line
+    monkeypatch.setattr(ddpg, "write_beside", real_write)
+    assert_every_seed_resumes_from(out["run_dirs"], 500)  # seed 4's written file was not put in place
 
 
 BAD_POPULATIONS = [
