@@ -4,6 +4,7 @@
     python benchmarks/bench.py --quick      # fewer repeats, for a smoke test; writes nothing
     python benchmarks/bench.py --gpu-only   # on a GPU machine: tables 2 (threads only) and 3; writes results-gpu.md
     python benchmarks/bench.py --against OTHER/ddpg.py  # table 2 only, ddpg.py against another copy; writes nothing
+    python benchmarks/bench.py --seeds 8 16  # table 5 only: many seeds, in one process and as processes; writes nothing
 
 What it measures, all in one process, on the current machine:
 1. the update: one full DDPG update (critic and actor, batch 256, 256x256 networks, HalfCheetah-v5 sizes), timed
@@ -22,6 +23,12 @@ What it measures, all in one process, on the current machine:
    command, `python ddpg.py --env-id Pendulum-v1`, with --cuda and with --no-cuda;
 4. memory: what a 1M-transition HalfCheetah-v5 replay buffer allocates against the raw size of its data, and the
    process's peak resident set size; the time and disk size of a checkpoint holding that buffer.
+
+5. with --seeds K [K ...], only this: HalfCheetah-v5 seeds trained at once, on the GPU if there is one, as aggregate
+   marginal training-phase steps per second (every seed's steps counted): one run alone; K seeds in one process
+   (`--seeds 1 ... K`); K single runs as separate processes started together (with cores / K threads each, as
+   `sweep.py --jobs K` gives them); each against the one run of the same repeat, and, on a GPU, the peak GPU memory
+   per seed of the one-process population.
 
 With --against FILE, it times whole training runs of ddpg.py and of another version of it (FILE, e.g. the
 previous release's `git show REV:ddpg.py > /tmp/previous.py`) alternately, with the same arguments: a change's cost
@@ -56,6 +63,8 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from machine import describe  # noqa: E402
 from pendulum import run as run_pendulum  # noqa: E402
+from seeds import ddpg as ddpg_process  # noqa: E402
+from seeds import finish  # noqa: E402
 
 import ddpg  # noqa: E402
 
@@ -304,6 +313,77 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
     return sps
 
 
+def measure_populations(sizes, repeats, steps, cuda):
+    """Aggregate marginal steps per second of HalfCheetah-v5 seeds trained at once (table 5), in turn per repeat:
+    {name: [SPS per repeat]}, and each one-process population's peak GPU memory per seed (bytes; CUDA only)."""
+    total, cores = BATCH + steps, ddpg.available_cores()
+    base = training_args("HalfCheetah-v5", total + steps, cuda=cuda)  # one buffer size for both run lengths
+    ways = {"one run": (1, "population")}
+    for k in sizes:
+        ways |= {f"`--seeds 1 ... {k}`, one process": (k, "population"), f"{k} processes at once": (k, "processes")}
+
+    def run(k, way, total_timesteps):
+        args = dataclasses.replace(base, total_timesteps=total_timesteps, seeds=tuple(range(1, k + 1)))
+        if way == "population":
+            with contextlib.redirect_stdout(io.StringIO()):
+                ddpg.train_population(args)  # with one seed: exactly `ddpg.train`
+            return
+        single = dataclasses.replace(args, seeds=None, threads=max(1, cores // k))  # as `sweep.py --jobs k`
+        finish([ddpg_process(cwd, *cli_options(single), "--seed", str(seed)) for seed in args.seeds])
+
+    def timed(k, way, total_timesteps):
+        start = time.perf_counter()
+        run(k, way, total_timesteps)
+        return time.perf_counter() - start
+
+    sps, memory = {name: [] for name in ways}, {}
+    with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd):
+        for k, way in ways.values():  # warm-up: imports, first calls and graph recordings are paid here
+            run(k, way, BATCH + WARMUP_STEPS)
+        for _ in range(repeats):
+            for name, (k, way) in ways.items():
+                short = timed(k, way, total)
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                    before = torch.cuda.memory_allocated()
+                sps[name].append(k * steps / (timed(k, way, total + steps) - short))
+                if cuda and way == "population":
+                    memory[name] = (torch.cuda.max_memory_allocated() - before) / k
+                progress(f"HalfCheetah-v5 {name}: {sps[name][-1]:.0f} SPS")
+    return sps, memory
+
+
+def cli_options(args):
+    """The ddpg.py command-line options that make `args`: those fields that differ from Args' defaults."""
+    options = []
+    for field in dataclasses.fields(args):
+        value, flag = getattr(args, field.name), "--" + field.name.replace("_", "-")
+        if value == field.default:
+            continue
+        if isinstance(value, bool):
+            options.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            options += [flag, *map(str, value if isinstance(value, tuple) else [value])]
+    return options
+
+
+def populations_report(sizes, repeats, steps, cuda) -> str:
+    sps, memory = measure_populations(sizes, repeats, steps, cuda)
+    device = torch.cuda.get_device_name() if cuda else f"the CPU, {ddpg.available_cores()} cores"
+    lines = [f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; medians over "
+             f"{repeats} alternating repeats, (min-max) after them.", "",
+             f"### Many seeds at once, HalfCheetah-v5 on {device}: aggregate training-phase env steps per second", "",
+             "Every seed's steps counted; marginal, as in the GPU table: the extra steps of runs twice as long, over",
+             "the extra time.", "",
+             "| seeds trained at once | aggregate SPS | / one run, per repeat | peak GPU memory per seed |",
+             "|---|---:|---:|---:|"]  # fmt: skip
+    for name, values in sps.items():
+        ratio = median_spread([a / b for a, b in zip(values, sps["one run"])])
+        peak = f"{memory[name] / 2**20:.1f} MiB" if name in memory else "-"
+        lines.append(f"| {name} | {fmt(*median_spread(values), digits=0)} | {fmt(*ratio, unit='x')} | {peak} |")
+    return "\n".join(lines)
+
+
 def progress(line):
     """A measurement as it comes, on stderr: a benchmark cut short still shows what it measured."""
     print(line, file=sys.stderr, flush=True)
@@ -490,12 +570,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="repeats of the update timing (7; --quick 2); whole runs: half")
     parser.add_argument("--steps", type=int, help="training steps of a timed run (2000; --quick 300)")
     parser.add_argument("--against", metavar="FILE", help="time ddpg.py's training against this other ddpg.py only")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", metavar="K", help="measure only K seeds at once (one process; K processes)"
+    )
     opts = parser.parse_args()
     for problem in (
         opts.against and not os.path.isfile(opts.against) and f"--against {opts.against}: no such file",
         opts.gpu_only and not torch.cuda.is_available() and "--gpu-only needs a CUDA device; none is available",
         opts.repeats is not None and opts.repeats < 1 and f"--repeats must be positive, got {opts.repeats}",
         opts.steps is not None and opts.steps < 1 and f"--steps must be positive, got {opts.steps}",
+        opts.seeds and min(opts.seeds) < 2 and f"--seeds: counts of 2 or more seeds, got {min(opts.seeds)}",
         ddpg.find_cpp_compiler() is None and "the --compile rows need a C++ compiler (g++ or clang++) on PATH",
     ):
         if problem:  # bad input: one line, exit status 2, before any work
@@ -507,6 +591,9 @@ def main() -> None:
     sps_repeats = max(repeats // 2, 2)
     if opts.against:
         print(against_report(opts.against, sps_repeats, steps))
+        return
+    if opts.seeds:
+        print(populations_report(opts.seeds, sps_repeats, steps, torch.cuda.is_available()))
         return
     update = sps = None
     gpu = {}

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import tyro
 
 import ddpg
 from tests.conftest import subprocess_env
@@ -298,3 +299,10 @@ def test_cuda_graphs_of_a_population_compute_exactly_its_eager_steps(in_tmp):
     for k in range(2):
         assert all(torch.equal(a, b) for a, b in zip(weights(graphed["agents"][k]), weights(eager["agents"][k])))
         assert torch.equal(graphed["replay_buffers"][k].data, eager["replay_buffers"][k].data)
+
+
+def test_the_benchmarks_separate_processes_are_given_the_populations_arguments():
+    import bench  # benchmarks/bench.py: its K processes, beside the K-seed population (conftest puts it on the path)
+
+    args = dataclasses.replace(bench.training_args("HalfCheetah-v5", 1000, cuda=True), seeds=(1, 2, 3), threads=2)
+    assert tyro.cli(ddpg.Args, args=bench.cli_options(args)) == args
