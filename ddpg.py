@@ -1132,7 +1132,7 @@ class Run:
         print(f"resuming {self.run_dir} at step {self.global_step}/{self.args.total_timesteps}")
 
     def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None,
-               together: list | None = None) -> None:  # fmt: skip
+               together: list["Run"] | None = None) -> None:  # fmt: skip
         """Bookkeeping at the end of an env step: log finished episodes and (every LOG_INTERVAL steps) the losses,
         evaluate and checkpoint when due (or join `together`, the runs to checkpoint at once), stop after the
         checkpoint on Ctrl-C, print progress."""
@@ -1150,8 +1150,8 @@ class Run:
         frequency = self.args.checkpoint_frequency
         if interrupted or (frequency and (every(frequency, global_step, self.args.num_envs) or done)):
             if together is None:
-                self.save_checkpoint()
-            else:  # a population's seeds write theirs together (`save_together`)
+                save_checkpoints([self])
+            else:  # a population's seeds write theirs together
                 together.append(self)
         if interrupted and not done:
             raise Interrupted
@@ -1182,12 +1182,8 @@ class Run:
         if self.tracking:
             self.tracking.send_videos(self.global_step)
 
-    def save_checkpoint(self) -> None:
-        """Write the checkpoint, unless a parameter is not finite (a broken agent never replaces a good one)."""
-        self.check_finite()
-        os.replace(self.write_checkpoint(), self.checkpoint_path)
-
     def check_finite(self) -> None:
+        """Raise NotFinite naming the first parameter that is not finite: a broken agent never replaces a good one."""
         bad = first_nonfinite(self.agent)
         if bad:
             raise NotFinite(f"parameter {bad}")
@@ -1295,6 +1291,53 @@ class Run:
             self.tracking.finish(self.global_step, self.status)
         self.signals.restore()
         os.close(self.lock)  # the run may be resumed, in this process too
+
+
+def save_checkpoints(runs: list[Run]) -> None:
+    """Write the runs' checkpoints, all or none (a population's seeds: so that it always resumes from one step): every
+    agent checked first, every checkpoint written beside its place, then all renamed into place, Ctrl-C and SIGTERM
+    deferred meanwhile (a second one would otherwise stop the process between two renames)."""
+    for run in runs:
+        with named_seed(run):
+            run.check_finite()
+    written = []
+    try:
+        for run in runs:
+            written.append(run.write_checkpoint())
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise
+    with signals_deferred():
+        for run, path in zip(runs, written):
+            os.replace(path, run.checkpoint_path)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Ctrl-C and SIGTERM arriving in the block are acted on after it, by the handlers they would have met before."""
+    arrived = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in arrived:
+            signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def named_seed(run: Run):
+    """A non-finite value of a population's run, named with its seed (a single run's as it is)."""
+    try:
+        yield
+    except NotFinite as e:
+        if not run.population:
+            raise
+        raise NotFinite(f"seed {run.args.seed}: {e}") from None
 
 
 def make_run_dir(args: Args) -> str:
@@ -1490,7 +1533,7 @@ class Population:
                     run.record(global_step, num_updates, finished[k], own, together=due)
             except Interrupted as e:  # the others write their checkpoints too
                 interrupted = e
-        save_together(due)
+        save_checkpoints(due)
         if interrupted:
             raise interrupted
 
@@ -1506,34 +1549,6 @@ class Population:
                 print(f"seed {run.args.seed}: {message}", flush=True)
             return True
         return say(messages[0], self.status, self.runs[0].global_step)
-
-
-@contextlib.contextmanager
-def named_seed(run: Run):
-    """A non-finite value of a population's run, named with its seed."""
-    try:
-        yield
-    except NotFinite as e:
-        raise NotFinite(f"seed {run.args.seed}: {e}") from None
-
-
-def save_together(runs: list[Run]) -> None:
-    """The checkpoints of a population's seeds, all or none, so that it always resumes from one step: every agent is
-    checked first, every file written beside its place, and only then are they all renamed into place."""
-    for run in runs:
-        with named_seed(run):
-            run.check_finite()
-    written = []
-    try:
-        for run in runs:
-            written.append(run.write_checkpoint())
-    except BaseException:
-        for path in written:
-            with contextlib.suppress(OSError):
-                os.remove(path)
-        raise
-    for run, path in zip(runs, written):
-        os.replace(path, run.checkpoint_path)
 
 
 def member_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device: torch.device,

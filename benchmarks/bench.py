@@ -6,7 +6,7 @@
     python benchmarks/bench.py --against OTHER/ddpg.py  # table 2 only, ddpg.py against another copy; writes nothing
     python benchmarks/bench.py --seeds 8 16  # table 5 only: many seeds, in one process and as processes; writes nothing
 
-What it measures, all in one process, on the current machine:
+What it measures, in this process (table 5 also in processes of its own), on the current machine:
 1. the update: one full DDPG update (critic and actor, batch 256, 256x256 networks, HalfCheetah-v5 sizes), timed
    for ddpg.py, ddpg.py with its networks compiled (--compile) and the baseline alternately (A B C A B C ...);
    FLOPs counted by torch; and the matmul rate of this machine for exactly the matrix products the update
@@ -316,7 +316,7 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
 def measure_populations(sizes, repeats, steps, cuda):
     """Aggregate marginal steps per second of HalfCheetah-v5 seeds trained at once (table 5), in turn per repeat:
     {name: [SPS per repeat]}, and each one-process population's peak GPU memory per seed (bytes; CUDA only)."""
-    total, cores = BATCH + steps, ddpg.available_cores()
+    total = BATCH + steps
     base = training_args("HalfCheetah-v5", total + steps, cuda=cuda)  # one buffer size for both run lengths
     ways = {"one run": (1, "population")}
     for k in sizes:
@@ -324,19 +324,20 @@ def measure_populations(sizes, repeats, steps, cuda):
 
     def run(k, way, total_timesteps):
         args = dataclasses.replace(base, total_timesteps=total_timesteps, seeds=tuple(range(1, k + 1)))
-        if way == "population":
-            with contextlib.redirect_stdout(io.StringIO()):
-                ddpg.train_population(args)  # with one seed: exactly `ddpg.train`
+        if way == "processes":
+            finish([ddpg_process(os.getcwd(), *options) for options in separate_runs(args)])
             return
-        single = dataclasses.replace(args, seeds=None, threads=max(1, cores // k))  # as `sweep.py --jobs k`
-        finish([ddpg_process(cwd, *cli_options(single), "--seed", str(seed)) for seed in args.seeds])
+        with contextlib.redirect_stdout(io.StringIO()):
+            status = ddpg.train_population(args)["status"]  # with one seed: exactly `ddpg.train`
+        if status != 0:
+            sys.exit(f"bench.py: error: --seeds {k} ended with status {status}")
 
     def timed(k, way, total_timesteps):
         start = time.perf_counter()
         run(k, way, total_timesteps)
         return time.perf_counter() - start
 
-    sps, memory = {name: [] for name in ways}, {}
+    sps, memory, threads = {name: [] for name in ways}, {}, torch.get_num_threads()
     with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd):
         for k, way in ways.values():  # warm-up: imports, first calls and graph recordings are paid here
             run(k, way, BATCH + WARMUP_STEPS)
@@ -344,13 +345,26 @@ def measure_populations(sizes, repeats, steps, cuda):
             for name, (k, way) in ways.items():
                 short = timed(k, way, total)
                 if cuda:
+                    gc.collect()
+                    torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats()
                     before = torch.cuda.memory_allocated()
-                sps[name].append(k * steps / (timed(k, way, total + steps) - short))
+                extra = timed(k, way, total + steps) - short
+                if extra <= 0:
+                    sys.exit(f"bench.py: error: {name}: a run {steps} steps longer took no longer; give more --steps")
+                sps[name].append(k * steps / extra)
                 if cuda and way == "population":
-                    memory[name] = (torch.cuda.max_memory_allocated() - before) / k
+                    memory[name] = max(memory.get(name, 0), (torch.cuda.max_memory_allocated() - before) / k)
                 progress(f"HalfCheetah-v5 {name}: {sps[name][-1]:.0f} SPS")
+    torch.set_num_threads(threads)  # as it was: ddpg.train sets the thread count of the run it made
     return sps, memory
+
+
+def separate_runs(args):
+    """The command-line options of the single runs that train what the population `args` trains, one seed each, with
+    cores / K threads each (as `sweep.py --jobs K` gives them)."""
+    threads = max(1, ddpg.available_cores() // len(args.seeds))
+    return [cli_options(dataclasses.replace(args, seeds=None, seed=seed, threads=threads)) for seed in args.seeds]
 
 
 def cli_options(args):
@@ -368,6 +382,7 @@ def cli_options(args):
 
 
 def populations_report(sizes, repeats, steps, cuda) -> str:
+    """Table 5 as markdown, with the machine and the command."""
     sps, memory = measure_populations(sizes, repeats, steps, cuda)
     device = torch.cuda.get_device_name() if cuda else f"the CPU, {ddpg.available_cores()} cores"
     lines = [f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; medians over "
@@ -580,7 +595,9 @@ def main() -> None:
         opts.repeats is not None and opts.repeats < 1 and f"--repeats must be positive, got {opts.repeats}",
         opts.steps is not None and opts.steps < 1 and f"--steps must be positive, got {opts.steps}",
         opts.seeds and min(opts.seeds) < 2 and f"--seeds: counts of 2 or more seeds, got {min(opts.seeds)}",
-        ddpg.find_cpp_compiler() is None and "the --compile rows need a C++ compiler (g++ or clang++) on PATH",
+        opts.seeds and opts.against and "--seeds and --against: each measures only a table of its own",
+        opts.seeds and opts.gpu_only and "--seeds and --gpu-only: --seeds measures only a table of its own",
+        not opts.seeds and ddpg.find_cpp_compiler() is None and "the --compile rows need a C++ compiler on PATH",
     ):
         if problem:  # bad input: one line, exit status 2, before any work
             print(f"bench.py: error: {problem}", file=sys.stderr)

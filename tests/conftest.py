@@ -14,9 +14,18 @@ def share_the_cores() -> set[int] | None:
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if not (worker and count and hasattr(os, "sched_setaffinity")):
         return None
-    cores = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % len(cores) :: int(count)] or cores)
+    cores = sorted(os.sched_getaffinity(0))  # the modulo gives a core to a worker numbered past them (a restarted one)
+    os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % len(cores) :: int(count)])
     return set(cores)
+
+
+MAX_WORKERS = 4  # pytest-xdist workers at most: each imports torch, and the suite gains little past a few
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`--numprocesses auto`: a worker per core this process may use (xdist's own count would take every physical
+    core of the machine, ignoring CPU affinity), at most MAX_WORKERS."""
+    return min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 ALL_CORES = share_the_cores()
@@ -130,7 +139,8 @@ def stand_in(tmp_path):
 def ray_tests_use_every_core(request):
     """A test that starts Ray (marked with xdist's group "ray") runs its processes on every core: Ray's own processes
     and the runs of a sweep, one thread each, mostly wait on each other, and squeezed onto one core they crawl."""
-    if ALL_CORES is None or request.node.get_closest_marker("xdist_group") is None:
+    group = request.node.get_closest_marker("xdist_group")
+    if ALL_CORES is None or group is None or group.args != ("ray",):
         yield
         return
     share = os.sched_getaffinity(0)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -296,15 +297,15 @@ def test_a_checkpoint_of_the_earlier_file_layout_still_resumes(in_tmp):
 
 
 def test_a_nan_parameter_stops_the_run_at_the_checkpoint_naming_it(in_tmp, monkeypatch, capsys):
-    real_save = ddpg.Run.save_checkpoint
+    real_check = ddpg.Run.check_finite
 
-    def save_with_a_nan_at_step_400(run):
+    def check_with_a_nan_at_step_400(run):
         if run.global_step == 400:  # as if an update had left it: the checkpoint check must catch it
             with torch.no_grad():
                 run.agent.critic.net[2].weight[0, 0] = float("nan")
-        real_save(run)
+        real_check(run)
 
-    monkeypatch.setattr(ddpg.Run, "save_checkpoint", save_with_a_nan_at_step_400)
+    monkeypatch.setattr(ddpg.Run, "check_finite", check_with_a_nan_at_step_400)
     args = ddpg.Args(cuda=False, total_timesteps=600, learning_starts=100, batch_size=64, hidden_size=16,
                      checkpoint_frequency=200, eval_frequency=600, eval_episodes=1)  # fmt: skip
     out = ddpg.train(args)
@@ -314,3 +315,28 @@ def test_a_nan_parameter_stops_the_run_at_the_checkpoint_naming_it(in_tmp, monke
     checkpoint = torch.load(os.path.join(out["run_dir"], ddpg.CHECKPOINT_FILE), weights_only=True)
     assert checkpoint["global_step"] == 200  # the good one, not overwritten
     assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["critic"].values())
+
+
+def test_a_signal_between_the_renames_of_checkpoints_is_acted_on_after_the_last(tmp_path, monkeypatch):
+    renamed, seen = [], []
+    real_replace = os.replace
+
+    def replace_signalled_once(src, dst):
+        if not renamed:  # SIGTERM between the first rename and the second
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_replace(src, dst)
+        renamed.append(os.path.basename(dst))
+
+    def run(name):
+        path = tmp_path / name
+        return SimpleNamespace(population=None, checkpoint_path=str(path), check_finite=lambda: None,
+                               write_checkpoint=lambda: ddpg.write_beside({"name": name}, str(path)))  # fmt: skip
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(list(renamed)))
+    try:
+        monkeypatch.setattr(os, "replace", replace_signalled_once)
+        ddpg.save_checkpoints([run("a"), run("b")])
+        monkeypatch.setattr(os, "replace", real_replace)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [["a", "b"]]  # handled once, after both were in place

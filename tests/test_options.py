@@ -8,6 +8,7 @@ import torch
 import tyro
 
 import ddpg
+from tests.conftest import ALL_CORES
 from tests.envs import HORIZON
 
 PENDULUM_EPISODE = 200  # steps of a Pendulum-v1 episode (its time limit)
@@ -49,7 +50,8 @@ def test_a_runs_exploration_noise_is_the_noise_type_asked_for(in_tmp, noise_type
 def test_the_default_thread_count_is_the_usable_cores_up_to_4(in_tmp):
     tiny = ddpg.Args(env_id="tests.envs:Counter-v0", total_timesteps=4 * HORIZON, learning_starts=2 * HORIZON,
                      batch_size=HORIZON, hidden_size=8, eval_episodes=1, save_model=False, cuda=False)  # fmt: skip
-    all_cores = os.sched_getaffinity(0)  # (torch's thread count is put back by conftest's keep_torch_threads)
+    share = os.sched_getaffinity(0)  # (torch's thread count is put back by conftest's keep_torch_threads)
+    all_cores = ALL_CORES or share  # every core, also where a pytest-xdist worker has its share of them
     try:
         for cores in ({min(all_cores)}, all_cores):  # one core, then every core this process may use
             os.sched_setaffinity(0, cores)
@@ -58,4 +60,4 @@ def test_the_default_thread_count_is_the_usable_cores_up_to_4(in_tmp):
             assert ddpg.train(tiny)["status"] == 0
             assert torch.get_num_threads() == expected, cores
     finally:
-        os.sched_setaffinity(0, all_cores)
+        os.sched_setaffinity(0, share)

@@ -301,8 +301,11 @@ def test_cuda_graphs_of_a_population_compute_exactly_its_eager_steps(in_tmp):
         assert torch.equal(graphed["replay_buffers"][k].data, eager["replay_buffers"][k].data)
 
 
-def test_the_benchmarks_separate_processes_are_given_the_populations_arguments():
+def test_the_benchmarks_separate_processes_train_what_the_population_trains():
     import bench  # benchmarks/bench.py: its K processes, beside the K-seed population (conftest puts it on the path)
 
-    args = dataclasses.replace(bench.training_args("HalfCheetah-v5", 1000, cuda=True), seeds=(1, 2, 3), threads=2)
-    assert tyro.cli(ddpg.Args, args=bench.cli_options(args)) == args
+    population = dataclasses.replace(bench.training_args("HalfCheetah-v5", 1000, cuda=True), seeds=(1, 2, 3))
+    threads = max(1, ddpg.available_cores() // 3)  # as `sweep.py --jobs 3` gives them
+    for seed, options in zip(population.seeds, bench.separate_runs(population), strict=True):
+        expected = dataclasses.replace(population, seeds=None, seed=seed, threads=threads)
+        assert tyro.cli(ddpg.Args, args=options) == expected
