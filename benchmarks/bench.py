@@ -27,9 +27,8 @@ What it measures, in this process (table 5 also in processes of its own), on the
 5. with --seeds K [K ...], only this: HalfCheetah-v5 seeds trained at once, on the GPU if there is one, as aggregate
    marginal training-phase steps per second (every seed's steps counted): one run alone; K seeds in one process
    (`--seeds 1 ... K`); K single runs as separate processes started together (with cores / K threads each, as
-   `sweep.py --jobs K` gives them); K seeds in one process that never learn (random actions: what the host side of
-   the loop allows, one thread stepping every seed's envs); each against the one run of the same repeat, and, on a
-   GPU, the peak GPU memory per seed of the one-process population.
+   `sweep.py --jobs K` gives them); each against the one run of the same repeat, and, on a GPU, the peak GPU memory
+   per seed of the one-process population.
 
 With --against FILE, it times whole training runs of ddpg.py and of another version of it (FILE, e.g. the
 previous release's `git show REV:ddpg.py > /tmp/previous.py`) alternately, with the same arguments: a change's cost
@@ -321,16 +320,13 @@ def measure_populations(sizes, repeats, steps, cuda):
     base = training_args("HalfCheetah-v5", total + steps, cuda=cuda)  # one buffer size for both run lengths
     ways = {"one run": (1, "population")}
     for k in sizes:
-        ways |= {f"`--seeds 1 ... {k}`, one process": (k, "population"), f"{k} processes at once": (k, "processes"),
-                 f"`--seeds 1 ... {k}`, random actions only: the host's roof": (k, "roof")}  # fmt: skip
+        ways |= {f"`--seeds 1 ... {k}`, one process": (k, "population"), f"{k} processes at once": (k, "processes")}
 
     def run(k, way, total_timesteps):
         args = dataclasses.replace(base, total_timesteps=total_timesteps, seeds=tuple(range(1, k + 1)))
         if way == "processes":
             finish([ddpg_process(os.getcwd(), *options) for options in separate_runs(args)])
             return
-        if way == "roof":  # the loop without its updates: envs, staging, storing, bookkeeping (one update at the end)
-            args = dataclasses.replace(args, learning_starts=total_timesteps - 1)
         with contextlib.redirect_stdout(io.StringIO()):
             status = ddpg.train_population(args)["status"]  # with one seed: exactly `ddpg.train`
         if status != 0:
