@@ -563,9 +563,7 @@ class Staged(NamedTuple):
 
 def fast_steps(agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device) -> "FastSteps":
     """The loop's device steps for one agent: `learn`, and `store_and_select` between two env steps."""
-    if args.compile:
-        compile_networks(agent)
-    set_capturable(agent, uses_cuda_graphs(args, device))
+    ready_for_device(agent, args, device)
     return FastSteps(functools.partial(learn, agent, rb, args.batch_size, args.gamma, args.tau),
                      functools.partial(store_and_select, rb, noise, agent.actor), rb, args, device)  # fmt: skip
 
@@ -653,6 +651,13 @@ class FastSteps:
         if self.sent is not None:
             self.device_rows.copy_(self.host, non_blocking=True)
             self.sent.record()
+
+
+def ready_for_device(agent: Agent, args: Args, device: torch.device) -> None:
+    """The agent's networks compiled with --compile, and its Adams able to be recorded where CUDA graphs are used."""
+    if args.compile:
+        compile_networks(agent)
+    set_capturable(agent, uses_cuda_graphs(args, device))
 
 
 def uses_cuda_graphs(args: Args, device: torch.device) -> bool:
@@ -1556,9 +1561,7 @@ def member_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, arg
     """A population's device steps as each agent's own plain calls, one after another."""
     n = args.num_envs
     for agent in agents:
-        if args.compile:
-            compile_networks(agent)
-        set_capturable(agent, uses_cuda_graphs(args, device))
+        ready_for_device(agent, args, device)
 
     def update(update_actor: bool) -> Losses:
         each = [learn(agent, rb, args.batch_size, args.gamma, args.tau, update_actor) for agent, rb in zip(agents, rbs)]

@@ -344,11 +344,7 @@ def measure_populations(sizes, repeats, steps, cuda):
         for _ in range(repeats):
             for name, (k, way) in ways.items():
                 short = timed(k, way, total)
-                if cuda:
-                    gc.collect()
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
-                    before = torch.cuda.memory_allocated()
+                before = reset_gpu_peak() if cuda else 0
                 extra = timed(k, way, total + steps) - short
                 if extra <= 0:
                     sys.exit(f"bench.py: error: {name}: a run {steps} steps longer took no longer; give more --steps")
@@ -412,15 +408,20 @@ def env_only(env_id, steps):
     runner.close()
 
 
+def reset_gpu_peak():
+    """Free what can be freed and restart the peak count; returns the GPU memory still allocated, to subtract."""
+    gc.collect()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
 def measure_gpu_memory(steps):
     """Peak GPU memory of HalfCheetah-v5 runs with a 1M-transition buffer, for two run lengths (flat: equal)."""
     peaks = {}
     with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd), contextlib.redirect_stdout(io.StringIO()):
         for total in (BATCH + steps, BATCH + 2 * steps):
-            gc.collect()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
+            before = reset_gpu_peak()
             ddpg.train(training_args("HalfCheetah-v5", total, buffer_size=BUFFER_1M, cuda=True))
             peaks[total] = torch.cuda.max_memory_allocated() - before
             progress(f"peak GPU memory after {total} steps: {peaks[total] / 2**20:.1f} MiB")

@@ -69,6 +69,19 @@ def start_paused(cwd, exp_name):
     return proc, run_dir
 
 
+def ctrl_c_at_each_evaluation(monkeypatch):
+    """Every evaluation of ddpg.train starts with a Ctrl-C (SIGINT), which the run catches: it checkpoints at the end
+    of that step and stops. Returns the real `evaluate`, to put back."""
+    real_evaluate = ddpg.evaluate
+
+    def evaluate_then_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(ddpg, "evaluate", evaluate_then_ctrl_c)
+    return real_evaluate
+
+
 def checkpoint_step(run_dir):
     return torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"]
 
@@ -271,13 +284,7 @@ def test_checkpoint_frequency_zero_writes_a_checkpoint_only_when_interrupted(in_
     assert left_alone["status"] == 0
     assert not os.path.exists(os.path.join(left_alone["run_dir"], ddpg.CHECKPOINT_FILE))
 
-    real_evaluate = ddpg.evaluate
-
-    def evaluate_then_ctrl_c(*args, **kwargs):
-        signal.raise_signal(signal.SIGINT)  # caught by the run: it checkpoints at the end of this step and stops
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(ddpg, "evaluate", evaluate_then_ctrl_c)
+    ctrl_c_at_each_evaluation(monkeypatch)
     interrupted = ddpg.train(args)
     assert interrupted["status"] == 128 + signal.SIGINT
     assert checkpoint_step(interrupted["run_dir"]) == 4 * HORIZON  # the first evaluation's step

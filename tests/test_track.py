@@ -19,6 +19,7 @@ import torch
 import ddpg
 from tests.conftest import subprocess_env
 from tests.envs import HORIZON
+from tests.test_checkpoints import ctrl_c_at_each_evaluation
 from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, scalars
 
 RUN = dict(total_timesteps=400, learning_starts=100, batch_size=64, hidden_size=32, eval_frequency=300,
@@ -145,13 +146,7 @@ def test_tracked_run_sends_arguments_scalars_and_videos(offline):
 
 
 def test_interrupted_and_resumed_run_goes_on_in_the_same_wandb_run(offline, monkeypatch):
-    real_evaluate = ddpg.evaluate
-
-    def evaluate_then_ctrl_c(*args, **kwargs):
-        signal.raise_signal(signal.SIGINT)  # caught by the run: it checkpoints at the end of this step and stops
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(ddpg, "evaluate", evaluate_then_ctrl_c)
+    real_evaluate = ctrl_c_at_each_evaluation(monkeypatch)
     cut = ddpg.train(ddpg.Args(**COUNTER_RUN))
     assert cut["status"] == 128 + signal.SIGINT
     monkeypatch.setattr(ddpg, "evaluate", real_evaluate)
