@@ -544,6 +544,7 @@ MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 
 RUNS_DIR = "runs"  # where new runs make their directories, in the working directory
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
+BESIDE = ".tmp"  # a file is written to its name with this suffix, then renamed into place
 LOCK_FILE = "lock"  # in the run directory: locked by the one process that writes the run, and naming it
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
@@ -577,13 +578,12 @@ def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, stor
 
 
 class FastSteps:
-    """The loop's steps on the training device, `select_action`, `learn` and `store`: one copy each way per env step.
-    `store` packs the step's transitions into a host tensor (pinned on CUDA); `select_action` adds the observations,
-    sends it all with one asynchronous copy, and one call (`store_and_select`) stores the transitions in R and selects
-    the actions, which come back with one copy. While R fills, the transitions go alone, at the next `store`. On CUDA
-    that call and `update` are CUDA graphs (unless --no-cudagraphs): small networks are bound there by kernel
-    launches, and a replay launches all of a call's kernels at once. On the CPU nothing is copied: the same maths.
-    `rows`: envs (default num_envs); `row_names`: the agent of each row, for messages (a population's seeds)."""
+    """The loop's steps on the training device, one copy each way per env step: `store` packs the transitions into
+    host rows (pinned on CUDA), `select_action` adds the observations, copies the rows over, and one call
+    (`store_and_select`) stores them in R and selects the actions, which come back in one copy (while R fills, the
+    transitions go alone at the next `store`). On CUDA that call and `update` are CUDA graphs: small networks are
+    launch-bound, and a replay launches all of a call's kernels at once. `rows`: envs (default num_envs);
+    `row_names`: each row's agent, for messages (a population's seeds)."""
 
     def __init__(self, update, store_and_select, rb: ReplayBuffer, args: Args, device: torch.device, rows: int = 0,
                  row_names: list[str] | None = None):  # fmt: skip
@@ -654,9 +654,10 @@ class FastSteps:
 
 
 def ready_for_device(agent: Agent, args: Args, device: torch.device) -> None:
-    """The agent's networks compiled with --compile, and its Adams able to be recorded where CUDA graphs are used."""
-    if args.compile:
-        compile_networks(agent)
+    """With --compile, the four networks compiled in place (their parameters and state_dict stay the module's); the
+    Adams made recordable where CUDA graphs are used."""
+    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
+        net.compile(dynamic=False)
     set_capturable(agent, uses_cuda_graphs(args, device))
 
 
@@ -671,18 +672,11 @@ def set_capturable(agent: Agent, capturable: bool) -> None:
             group["capturable"] = capturable
 
 
-def compile_networks(agent: Agent) -> None:
-    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic):
-        net.compile(dynamic=False)  # in place: parameters and state_dict stay those of the module
-
-
 class CudaGraph:
-    """Calls `fn(**options)` through a CUDA graph: recorded once, then replayed with a single launch. A replay runs
-    the recorded kernels on the recorded memory: `fn` reads its inputs from tensors that stay in place (the buffer,
-    the staged step) and returns the recorded outputs, refilled. One graph per value of `options` (no branches). The
-    first CUDA_GRAPH_WARMUP calls run normally, on a side stream as recording requires, so that what is made lazily
-    (Adam's moments, cuBLAS workspaces) exists before; they are real calls. Random numbers drawn inside (minibatches,
-    noise) come from the default CUDA generator, which hands each replay fresh ones."""
+    """Calls `fn(**options)` through a CUDA graph, recorded once and replayed with one launch: the recorded kernels on
+    the recorded memory, so `fn` reads tensors that stay in place and its outputs are refilled. One graph per value of
+    `options`. The first CUDA_GRAPH_WARMUP calls are real calls on a side stream, which make what is made lazily
+    (Adam's moments, cuBLAS workspaces). Random draws inside come fresh at each replay (the CUDA generator's)."""
 
     def __init__(self, fn):
         self.fn, self.graphs, self.calls = fn, {}, collections.Counter()
@@ -808,9 +802,9 @@ def save_atomic(obj: dict, path: str) -> None:
 
 
 def write_beside(obj: dict, path: str) -> str:
-    """torch.save `obj` to `path`.tmp and on to disk (fsync); returns that path. A failed write removes it and raises
-    the OSError behind it (torch reports one as a RuntimeError raised while handling the OSError)."""
-    tmp = f"{path}.tmp"
+    """torch.save `obj` to `path` + BESIDE and on to disk (fsync); returns that path. A failed write removes it and
+    raises the OSError behind it (torch reports one as a RuntimeError raised while handling the OSError)."""
+    tmp = path + BESIDE
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
@@ -1441,6 +1435,7 @@ def train_population(args: Args) -> dict:
     agent's plain calls, one after another, are faster (`member_steps`).
     """
     check_seeds(args)
+    finish_renames(args.resume or ())
     if args.seeds is not None and len(args.seeds) == 1:
         return train(dataclasses.replace(args, seed=args.seeds[0], seeds=None))  # exactly the single run
     if args.compile and args.cuda and torch.cuda.is_available():
@@ -1486,6 +1481,34 @@ def check_seeds(args: Args) -> None:
         raise UsageError(f"--seeds: seed {next(s for s in args.seeds if args.seeds.count(s) > 1)} is given twice")
     if args.seed not in (Args.seed, args.seeds[0]):
         raise UsageError(f"--seed {args.seed} and --seeds {' '.join(map(str, args.seeds))}: give one or the other")
+
+
+def finish_renames(run_dirs: tuple[str, ...]) -> None:
+    """A population killed (SIGKILL, a power cut) between renaming two seeds' checkpoints into place leaves seeds one
+    period behind, each with the newer checkpoint complete beside its place (`save_checkpoints` writes them all before
+    it renames one): their renames are finished here, under the runs' locks."""
+    paths = [os.path.join(run_dir, CHECKPOINT_FILE) for run_dir in run_dirs]
+    if not all(map(os.path.isfile, paths)) or any(os.path.isfile(os.path.join(d, MODEL_FILE)) for d in run_dirs):
+        return  # `prepare` says what is missing, or that the population has finished
+    for run_dir in run_dirs:
+        check_writable(run_dir)
+    with contextlib.ExitStack() as locks:
+        for run_dir in run_dirs:
+            locks.callback(os.close, lock_run_dir(run_dir))
+        steps = [saved_step(path) for path in paths]
+        newest = max((step for step in steps if step is not None), default=None)
+        for path, step in zip(paths, steps):
+            if step is not None and step < newest and saved_step(path + BESIDE) == newest:
+                os.replace(path + BESIDE, path)
+                print(f"{path}: its step {newest} put in place (the population stopped while saving it)")
+
+
+def saved_step(path: str) -> int | None:
+    """The step a checkpoint was written at; None if it is missing or damaged (`prepare` refuses those)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+    except Exception:
+        return None
 
 
 def batches_seeds(device: torch.device) -> bool:

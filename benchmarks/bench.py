@@ -212,7 +212,7 @@ def measure_update(repeats, n):
     args = ddpg.Args(hidden_size=HIDDEN, batch_size=BATCH, learning_rate=LEARNING_RATE)
     fast = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
     compiled = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
-    ddpg.compile_networks(compiled)
+    ddpg.ready_for_device(compiled, dataclasses.replace(args, compile=True), torch.device("cpu"))  # compiled
     base = baseline_agent(HALFCHEETAH_OBS, space)
     rb = ddpg.ReplayBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
     rb.add(torch.randn(100_000, rb.width))

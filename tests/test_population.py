@@ -162,10 +162,28 @@ def test_a_population_resumed_from_its_checkpoints_ends_as_one_left_alone(in_tmp
         np.testing.assert_array_equal(whole["eval_returns"][k], resumed["eval_returns"][k])
 
 
-def test_sigint_then_the_printed_command_ends_as_a_population_left_alone(tmp_path):
-    (tmp_path / "whole").mkdir()
-    whole = run_cli(tmp_path / "whole", *SHORT, "--seeds", "1", "2", "--exp-name", "whole")
-    assert whole.returncode == 0, whole.stderr
+@pytest.fixture(scope="module")
+def whole_population(tmp_path_factory):
+    """The directory whose runs/ holds the population of SHORT, seeds 1 and 2, left alone."""
+    whole = tmp_path_factory.mktemp("whole")
+    result = run_cli(whole, *SHORT, "--seeds", "1", "2", "--exp-name", "whole")
+    assert result.returncode == 0, result.stderr
+    return whole
+
+
+def assert_ends_as(cut, whole):
+    """Each seed's run under `cut` logged every value and saved every weight as the same seed's run under `whole`."""
+    for seed in (1, 2):
+        (whole_dir,) = glob.glob(str(whole / "runs" / f"*__{seed}__*"))
+        (cut_dir,) = glob.glob(str(cut / "runs" / f"*__{seed}__*"))
+        assert logged(cut_dir) == logged(whole_dir)
+        mine = torch.load(os.path.join(cut_dir, ddpg.MODEL_FILE), weights_only=True)["agent"]
+        theirs = torch.load(os.path.join(whole_dir, ddpg.MODEL_FILE), weights_only=True)["agent"]
+        for net in ("actor", "critic"):
+            assert all(torch.equal(mine[net][k], theirs[net][k]) for k in theirs[net]), (seed, net)
+
+
+def test_sigint_then_the_printed_command_ends_as_a_population_left_alone(tmp_path, whole_population):
     cut = tmp_path / "cut"
     cut.mkdir()
     proc = subprocess.Popen([sys.executable, SCRIPT, *SHORT, "--seeds", "1", "2", "--exp-name", "cut"], cwd=cut,
@@ -185,16 +203,40 @@ def test_sigint_then_the_printed_command_ends_as_a_population_left_alone(tmp_pat
     assert len(steps) == 1 and 500 <= steps.pop() < 1500  # every seed stopped at the same step, mid-run
     resumed = run_cli(cut, "--resume", *dirs)  # the command as printed
     assert resumed.returncode == 0, resumed.stderr
-    for seed in (1, 2):
-        (whole_dir,) = glob.glob(str(tmp_path / "whole" / "runs" / f"*__{seed}__*"))
-        (cut_dir,) = glob.glob(str(cut / "runs" / f"*__{seed}__*"))
-        assert logged(cut_dir) == logged(whole_dir)
-        mine = torch.load(os.path.join(cut_dir, ddpg.MODEL_FILE), weights_only=True)["agent"]
-        theirs = torch.load(os.path.join(whole_dir, ddpg.MODEL_FILE), weights_only=True)["agent"]
-        for net in ("actor", "critic"):
-            assert all(torch.equal(mine[net][k], theirs[net][k]) for k in theirs[net]), (seed, net)
+    assert_ends_as(cut, whole_population)
     again = run_cli(cut, "--resume", *dirs)
     assert again.returncode == 0 and "has finished" in again.stdout  # a finished population trains nothing
+
+
+# Imported first by the population's process (PYTHONPATH): SIGKILL right after the first of the two renames that put
+# the seeds' checkpoints of step 1000 in place.
+KILL_BETWEEN_TWO_RENAMES = """
+import os, signal
+real_replace, renamed = os.replace, []
+def replace(src, dst, **options):
+    real_replace(src, dst, **options)
+    renamed.extend([dst] if str(dst).endswith("checkpoint.pt") else [])
+    if len(renamed) == 3:  # step 500: two renames; step 1000: the first
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+"""
+
+
+def test_a_population_killed_between_two_renames_resumes_to_the_same_end(tmp_path, whole_population):
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "sitecustomize.py").write_text(KILL_BETWEEN_TWO_RENAMES)
+    (tmp_path / "cut").mkdir()
+    killed = run_cli(tmp_path / "cut", *SHORT, "--seeds", "1", "2", "--exp-name", "cut",
+                     env=subprocess_env(str(tmp_path / "fake")))  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    dirs = sorted(glob.glob(str(tmp_path / "cut" / "runs" / "*")))
+    steps = [torch.load(os.path.join(d, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"] for d in dirs]
+    assert sorted(steps) == [500, 1000]  # one seed a period behind, its checkpoint of step 1000 beside its place
+    resumed = run_cli(tmp_path / "cut", "--resume", *dirs)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "its step 1000 put in place (the population stopped while saving it)" in resumed.stdout
+    assert "resuming" in resumed.stdout and "at step 1000/1500" in resumed.stdout
+    assert_ends_as(tmp_path / "cut", whole_population)
 
 
 def test_a_non_finite_value_stops_the_population_naming_the_seed(in_tmp, capsys):
