@@ -1084,9 +1084,12 @@ class Run:
         self.obs_dim, self.action_space = obs_dim, action_space
         self.run_dir = args.resume[0] if args.resume else make_run_dir(args)
         self.population = checkpoint.get("population") if checkpoint else None  # its members' directory names
+        self.lock = self.writer = self.tracking = self.envs = self.signals = self.status = None  # opened below
+        self.eval_envs, self.global_step = [], 0
         try:
             self.open(args, checkpoint, signals)
         except BaseException:
+            self.close()
             if not args.resume:  # a new run that could not start leaves no directory behind
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
@@ -1097,7 +1100,7 @@ class Run:
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
         self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \
             else (0, 0)  # fmt: skip
-        self.recent_returns, self.eval_returns, self.status = [], None, None
+        self.recent_returns, self.eval_returns = [], None
         prefix = f"eval-resumed-{self.global_step}" if checkpoint else "eval"  # videos of each process apart
         self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
                                         os.path.join(self.run_dir, VIDEO_DIR), prefix)  # fmt: skip
@@ -1281,15 +1284,17 @@ class Run:
         return f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes"
 
     def close(self) -> None:
+        """Release what the run opened (all of it once it has started; part of it if opening failed midway)."""
         with contextlib.suppress(OSError):  # a disk that filled up has been reported already
-            self.writer.close()
-            for env in self.eval_envs:
-                env.close()
-        self.envs.close()
+            for closable in [self.writer, *self.eval_envs, self.envs]:
+                if closable is not None:
+                    closable.close()
         if self.tracking:
             self.tracking.finish(self.global_step, self.status)
-        self.signals.restore()
-        os.close(self.lock)  # the run may be resumed, in this process too
+        if self.signals:
+            self.signals.restore()
+        if self.lock is not None:
+            os.close(self.lock)  # the run may be resumed, in this process too
 
 
 def save_checkpoints(runs: list[Run]) -> None:
@@ -1400,8 +1405,12 @@ def lock_run_dir(run_dir: str) -> int:
     except OSError as e:  # ENOLCK, EOPNOTSUPP: some network and FUSE file systems
         os.close(fd)
         raise UsageError(f"{run_dir}: its file system refuses flock locks ({e.strerror})") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+    except OSError:
+        os.close(fd)
+        raise
     return fd
 
 
@@ -1444,15 +1453,21 @@ def train_population(args: Args) -> dict:
     members = [dataclasses.replace(args, resume=(run_dir,)) for run_dir in args.resume] if args.resume else [
         dataclasses.replace(args, seed=seed, seeds=None) for seed in args.seeds]  # fmt: skip
     runs, finished = [], []
-    for member in members:  # a finished population's every member says so (and gets its model.pt)
-        try:
-            runs.append(prepare(member, args.resume or (), seen))
-        except Finished as e:
-            finished.append(str(e))
-    if finished:
-        raise Finished("\n".join(finished))
-    if len({run.global_step for run in runs}) > 1:
-        raise UsageError(f"--resume {' '.join(args.resume)}: its runs stopped at different steps")
+    try:
+        for member in members:  # a finished population's every member says so (and gets its model.pt)
+            try:
+                runs.append(prepare(member, args.resume or (), seen))
+            except Finished as e:
+                finished.append(str(e))
+        if finished:
+            raise Finished("\n".join(finished))
+        if len({run.global_step for run in runs}) > 1:
+            raise UsageError(f"--resume {' '.join(args.resume)}: its runs stopped at different steps")
+    except BaseException:  # the members opened so far are released: this process may go on (tests, notebooks)
+        for run in runs:
+            run.close()
+        signals.restore()
+        raise
     for run in runs:
         run.population = run.population or [os.path.basename(r.run_dir) for r in runs]
     parts = []
@@ -1488,25 +1503,27 @@ def finish_renames(run_dirs: tuple[str, ...]) -> None:
     period behind, each with the newer checkpoint complete beside its place (`save_checkpoints` writes them all before
     it renames one): their renames are finished here, under the runs' locks."""
     paths = [os.path.join(run_dir, CHECKPOINT_FILE) for run_dir in run_dirs]
-    if not all(map(os.path.isfile, paths)) or any(os.path.isfile(os.path.join(d, MODEL_FILE)) for d in run_dirs):
-        return  # `prepare` says what is missing, or that the population has finished
+    names = sorted(os.path.basename(os.path.normpath(run_dir)) for run_dir in run_dirs)
+    if any(os.path.isfile(os.path.join(run_dir, MODEL_FILE)) for run_dir in run_dirs) or not all(
+            sorted(saved(path, "population") or []) == names for path in paths):  # fmt: skip
+        return  # finished, or not one whole population: `prepare` says so
     for run_dir in run_dirs:
         check_writable(run_dir)
     with contextlib.ExitStack() as locks:
         for run_dir in run_dirs:
             locks.callback(os.close, lock_run_dir(run_dir))
-        steps = [saved_step(path) for path in paths]
+        steps = [saved(path, "global_step") for path in paths]
         newest = max((step for step in steps if step is not None), default=None)
         for path, step in zip(paths, steps):
-            if step is not None and step < newest and saved_step(path + BESIDE) == newest:
+            if step is not None and step < newest and saved(path + BESIDE, "global_step") == newest:
                 os.replace(path + BESIDE, path)
                 print(f"{path}: its step {newest} put in place (the population stopped while saving it)")
 
 
-def saved_step(path: str) -> int | None:
-    """The step a checkpoint was written at; None if it is missing or damaged (`prepare` refuses those)."""
+def saved(path: str, key: str):
+    """One entry of a checkpoint, read without loading its tensors; None if the file is missing or damaged."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)[key]
     except Exception:
         return None
 
@@ -1571,10 +1588,10 @@ class Population:
     def __exit__(self, kind, error, traceback) -> bool:
         messages = [run.end(kind, error) for run in self.runs]
         self.signals.restore()
-        self.status = self.runs[0].status
-        if kind is None:
+        self.status = max(run.status for run in self.runs)  # 1 if a seed's end failed (its model.pt not written)
+        if kind is None:  # each seed's final evaluation, or why it could not end
             for run, message in zip(self.runs, messages):
-                print(f"seed {run.args.seed}: {message}", flush=True)
+                say(f"seed {run.args.seed}: {message}", run.status, run.global_step)
             return True
         return say(messages[0], self.status, self.runs[0].global_step)
 

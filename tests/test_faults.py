@@ -271,3 +271,21 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     before.pop(ddpg.MODEL_FILE)
     after = {name: os.stat(os.path.join(run_dir, name)).st_mtime_ns for name in os.listdir(run_dir)}
     assert {name: after[name] for name in before} == before  # nothing else was touched
+
+
+def test_a_resumed_run_that_fails_to_open_its_logs_lets_go_of_its_directory(in_tmp, monkeypatch):
+    args = ddpg.Args(cuda=False, total_timesteps=400, learning_starts=100, batch_size=32, hidden_size=16,
+                     eval_frequency=400, eval_episodes=1, checkpoint_frequency=200, save_model=False)  # fmt: skip
+    run_dir = ddpg.train(args)["run_dir"]
+    path = os.path.join(run_dir, ddpg.CHECKPOINT_FILE)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["args"]["total_timesteps"] = 600  # not finished: resuming it opens its run
+    torch.save(checkpoint, path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), run_dir)
+
+    monkeypatch.setattr(ddpg, "SummaryWriter", disk_full)  # after the lock and the evaluation envs
+    with pytest.raises(OSError, match="No space left on device"):
+        ddpg.train(ddpg.Args(resume=(run_dir,)))
+    os.close(ddpg.lock_run_dir(run_dir))  # not "in use": the failed start let go of it

@@ -239,6 +239,58 @@ def test_a_population_killed_between_two_renames_resumes_to_the_same_end(tmp_pat
     assert_ends_as(tmp_path / "cut", whole_population)
 
 
+def test_renames_are_finished_only_for_one_whole_population_stopped_between_them(tmp_path):
+    def write(run_dir, step, population, beside=""):
+        os.makedirs(run_dir, exist_ok=True)
+        path = os.path.join(run_dir, ddpg.CHECKPOINT_FILE + beside)
+        torch.save({"global_step": step, "population": population}, path)
+
+    def step(run_dir):
+        return torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"]
+
+    a, b, c = (str(tmp_path / name) for name in "abc")
+    write(a, 500, ["a", "b"])
+    write(a, 1000, ["a", "b"], beside=ddpg.BESIDE)  # killed while writing step 1000: b's not written yet
+    write(b, 500, ["a", "b"])
+    write(c, 1000, ["c", "d"])  # a run of another population, at step 1000
+    ddpg.finish_renames((a, b))  # no renames had begun
+    ddpg.finish_renames((a, c))  # not one population
+    assert step(a) == 500 and os.path.isfile(os.path.join(a, ddpg.CHECKPOINT_FILE + ddpg.BESIDE))
+    write(b, 1000, ["a", "b"])  # the renames of step 1000 had begun: b's is in place
+    ddpg.finish_renames((a, b))
+    assert step(a) == 1000 and not os.path.exists(os.path.join(a, ddpg.CHECKPOINT_FILE + ddpg.BESIDE))
+
+
+def test_a_seed_whose_model_cannot_be_written_fails_the_population(in_tmp, monkeypatch, capsys):
+    real_save = ddpg.save_atomic
+
+    def disk_full_for_seed_5s_model(obj, path):
+        if path.endswith(ddpg.MODEL_FILE) and "__5__" in path:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path + ddpg.BESIDE)
+        real_save(obj, path)
+
+    monkeypatch.setattr(ddpg, "save_atomic", disk_full_for_seed_5s_model)
+    out = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000))
+    assert out["status"] == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("ddpg.py: error: step 1000: seed 5: cannot write ") and "No space left on device" in line
+
+
+def test_a_refused_resume_leaves_no_run_open(in_tmp):
+    first, second = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000, save_model=False))["run_dirs"]
+    path = os.path.join(first, ddpg.CHECKPOINT_FILE)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["args"]["total_timesteps"] = 1500  # not finished: resuming it opens its run
+    torch.save(checkpoint, path)
+    with open(os.path.join(second, ddpg.CHECKPOINT_FILE), "wb") as f:
+        f.write(b"damaged")
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(ddpg.UsageError, match="not a readable ddpg.py checkpoint"):
+        ddpg.train_population(ddpg.Args(resume=(first, second)))
+    assert signal.getsignal(signal.SIGINT) is handler
+    os.close(ddpg.lock_run_dir(first))  # not "in use": the refused resume let go of it
+
+
 def test_a_non_finite_value_stops_the_population_naming_the_seed(in_tmp, capsys):
     args = short_args(env_id="tests.envs:NanReward-v0", seeds=(4, 5), total_timesteps=2000, learning_starts=100,
                       checkpoint_frequency=100, eval_frequency=100, eval_episodes=1)  # fmt: skip
