@@ -933,11 +933,16 @@ class Finished(Exception):
     """--resume of a run that has finished: nothing to train."""
 
 
-def prepare(args: Args, population: tuple[str, ...] = (), signals: "SignalFlag | None" = None) -> "Run":
+def prepare(args: Args) -> "Run":
+    """Check everything, seed, pick the device (`checked`); then make the run directory and open its logs (`Run`)."""
+    return Run(*checked(args))
+
+
+def checked(args: Args, population: tuple[str, ...] = ()) -> tuple:
     """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
-    thread count; pick the device; then make the run directory and open its logs (`Run`). With --resume, the run goes
-    on with its saved arguments (but this machine's thread count); a population's members (`population`: their
-    directories) are resumed together."""
+    thread count; pick the device. With --resume, the run goes on with its saved arguments (but this machine's thread
+    count); a population's members (`population`: their directories) are resumed together. Returns what `Run` takes:
+    (args, checkpoint or None, device, obs_dim, action_space)."""
     (resume,) = args.resume or (None,)
     if resume and os.path.isfile(os.path.join(resume, MODEL_FILE)):
         raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
@@ -965,7 +970,7 @@ def prepare(args: Args, population: tuple[str, ...] = (), signals: "SignalFlag |
         check_checkpoint_fits(checkpoint, args, path, obs_dim, action_space)
     device = use_machine(args)
     seed_everything(args.seed, args.torch_deterministic)
-    return Run(args, checkpoint, device, obs_dim, action_space, signals)
+    return args, checkpoint, device, obs_dim, action_space
 
 
 def use_machine(args: Args) -> torch.device:
@@ -1449,22 +1454,25 @@ def train_population(args: Args) -> dict:
         return train(dataclasses.replace(args, seed=args.seeds[0], seeds=None))  # exactly the single run
     if args.compile and args.cuda and torch.cuda.is_available():
         raise UsageError("--compile with --seeds on a GPU: the seeds' networks are batched instead, not compiled")
-    signals, seen = SignalFlag(), SeenSignal()  # read once per step for all seeds: they stop at one step
     members = [dataclasses.replace(args, resume=(run_dir,)) for run_dir in args.resume] if args.resume else [
         dataclasses.replace(args, seed=seed, seeds=None) for seed in args.seeds]  # fmt: skip
-    runs, finished = [], []
+    ready, finished = [], []
+    for member in members:  # all checked before any run opens; a finished population's every member says so
+        try:
+            ready.append(checked(member, args.resume or ()))
+        except Finished as e:
+            finished.append(str(e))
+    if finished:
+        raise Finished("\n".join(finished))
+    if len({checkpoint["global_step"] if checkpoint else 0 for _, checkpoint, *_ in ready}) > 1:
+        raise UsageError(f"--resume {' '.join(args.resume)}: its runs stopped at different steps")
+    signals, seen = SignalFlag(), SeenSignal()  # read once per step for all seeds: they stop at one step
+    runs = []
     try:
-        for member in members:  # a finished population's every member says so (and gets its model.pt)
-            try:
-                runs.append(prepare(member, args.resume or (), seen))
-            except Finished as e:
-                finished.append(str(e))
-        if finished:
-            raise Finished("\n".join(finished))
-        if len({run.global_step for run in runs}) > 1:
-            raise UsageError(f"--resume {' '.join(args.resume)}: its runs stopped at different steps")
-    except BaseException:  # the members opened so far are released: this process may go on (tests, notebooks)
-        for run in runs:
+        for member in ready:
+            runs.append(Run(*member, seen))
+    except BaseException:  # (a directory in use, a full disk) the runs opened so far are released: this process may
+        for run in runs:  # go on (tests, notebooks)
             run.close()
         signals.restore()
         raise

@@ -47,6 +47,10 @@ def files(run_dir):
     return {"events" if name.startswith("events.out.tfevents") else name for name in os.listdir(run_dir)}
 
 
+def files_of(run_dir):
+    return sorted(os.listdir(run_dir))
+
+
 def logged(run_dir):
     return {tag: events for tag, events in all_scalars(run_dir).items() if tag != TIMING_TAG}
 
@@ -276,7 +280,7 @@ def test_a_seed_whose_model_cannot_be_written_fails_the_population(in_tmp, monke
     assert line.startswith("ddpg.py: error: step 1000: seed 5: cannot write ") and "No space left on device" in line
 
 
-def test_a_refused_resume_leaves_no_run_open(in_tmp):
+def test_a_refused_or_failed_resume_leaves_no_run_open(in_tmp, monkeypatch):
     first, second = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000, save_model=False))["run_dirs"]
     path = os.path.join(first, ddpg.CHECKPOINT_FILE)
     checkpoint = torch.load(path, weights_only=True)
@@ -284,11 +288,26 @@ def test_a_refused_resume_leaves_no_run_open(in_tmp):
     torch.save(checkpoint, path)
     with open(os.path.join(second, ddpg.CHECKPOINT_FILE), "wb") as f:
         f.write(b"damaged")
-    handler = signal.getsignal(signal.SIGINT)
+    handler, before = signal.getsignal(signal.SIGINT), files_of(first)
     with pytest.raises(ddpg.UsageError, match="not a readable ddpg.py checkpoint"):
         ddpg.train_population(ddpg.Args(resume=(first, second)))
     assert signal.getsignal(signal.SIGINT) is handler
-    os.close(ddpg.lock_run_dir(first))  # not "in use": the refused resume let go of it
+    assert files_of(first) == before  # no run was opened: no new TensorBoard file
+    os.close(ddpg.lock_run_dir(first))  # not "in use"
+    # the second member's logs cannot be opened: the member opened before it is released
+    torch.save(checkpoint | {"args": checkpoint["args"] | {"seed": 5}}, os.path.join(second, ddpg.CHECKPOINT_FILE))
+    real_writer = ddpg.SummaryWriter
+
+    def disk_full_for_second(run_dir, **options):
+        if run_dir == second:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), run_dir)
+        return real_writer(run_dir, **options)
+
+    monkeypatch.setattr(ddpg, "SummaryWriter", disk_full_for_second)
+    with pytest.raises(OSError, match="No space left on device"):
+        ddpg.train_population(ddpg.Args(resume=(first, second)))
+    assert signal.getsignal(signal.SIGINT) is handler
+    os.close(ddpg.lock_run_dir(first))
 
 
 def test_a_non_finite_value_stops_the_population_naming_the_seed(in_tmp, capsys):
