@@ -541,6 +541,7 @@ PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in secon
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
 MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 16, within 6% of 8 (README: speed)
+SEED_LIMIT = 2**32  # seeds are below this (numpy's)
 RUNS_DIR = "runs"  # where new runs make their directories, in the working directory
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
@@ -951,11 +952,17 @@ def checked(args: Args, population: tuple[str, ...] = ()) -> tuple:
     if resume:
         path = os.path.join(resume, CHECKPOINT_FILE)
         checkpoint, saved = load_checkpoint(path)
+        if "global_step" not in checkpoint:
+            raise UsageError(f"{path}: a saved model, not a checkpoint: it has nothing to resume from")
         if checkpoint["global_step"] >= saved.total_timesteps:
             if saved.save_model:  # the run stopped between its last checkpoint and its model.pt: write that now
                 networks = {name: checkpoint["agent"][name] for name in ("actor", "critic")}
-                save_atomic({"args": checkpoint["args"], "spaces": checkpoint["spaces"], "agent": networks},
-                            os.path.join(resume, MODEL_FILE))  # fmt: skip
+                lock = lock_run_dir(resume)  # not while the run's own process may still be writing it
+                try:
+                    save_atomic({"args": checkpoint["args"], "spaces": checkpoint["spaces"], "agent": networks},
+                                os.path.join(resume, MODEL_FILE))  # fmt: skip
+                finally:
+                    os.close(lock)
             raise Finished(f"{resume} has finished (step {checkpoint['global_step']}/{saved.total_timesteps}): "
                            "nothing to train")  # fmt: skip
         members = sorted(checkpoint.get("population") or [os.path.basename(os.path.normpath(resume))])
@@ -969,6 +976,7 @@ def checked(args: Args, population: tuple[str, ...] = ()) -> tuple:
     if checkpoint:
         check_checkpoint_fits(checkpoint, args, path, obs_dim, action_space)
     device = use_machine(args)
+    check_memory(args, obs_dim, action_space.shape[0], device)
     seed_everything(args.seed, args.torch_deterministic)
     return args, checkpoint, device, obs_dim, action_space
 
@@ -979,6 +987,17 @@ def use_machine(args: Args) -> torch.device:
     if args.cuda and not torch.cuda.is_available():
         print("no CUDA device available: running on the CPU")
     return torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+
+def check_memory(args: Args, obs_dim: int, act_dim: int, device: torch.device) -> None:
+    """Refuse, in one line, a replay buffer larger than the device's whole memory (allocating it would fail)."""
+    row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta")).data  # its shape and dtype only: nothing allocated
+    need = args.buffer_size * row.numel() * row.element_size()
+    have = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else \
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # fmt: skip
+    if need > have:
+        raise UsageError(f"--buffer-size {args.buffer_size}: the replay buffer needs {need / 2**30:.1f} GiB, more than "
+                         f"the {device.type.upper()}'s {have / 2**30:.1f} GiB")  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -993,16 +1012,20 @@ def check_args(args: Args) -> None:
     positive = ["total_timesteps", "buffer_size", "batch_size", "hidden_size", "policy_frequency", "num_envs",
                 "eval_frequency", "eval_episodes", "learning_rate"]  # fmt: skip
     for name in positive:
-        if not getattr(args, name) > 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+        if not 0 < getattr(args, name) < math.inf:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(args, name)}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be positive, got {args.threads}")
+    if not 0 <= args.seed < SEED_LIMIT:
+        raise UsageError(f"--seed must be in [0, 2^32), got {args.seed}")
+    if "/" in args.exp_name or "__" in args.exp_name:
+        raise UsageError(f"--exp-name {args.exp_name}: no '/' or '__' (run directories are ENV__EXP-NAME__SEED__TIME)")
     if not 0.0 < args.tau <= 1.0:
         raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
     if not 0.0 <= args.gamma <= 1.0:
         raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if not args.exploration_noise >= 0.0:
-        raise UsageError(f"--exploration-noise must be non-negative, got {args.exploration_noise}")
+    if not 0.0 <= args.exploration_noise < math.inf:
+        raise UsageError(f"--exploration-noise must be non-negative and finite, got {args.exploration_noise}")
     if args.checkpoint_frequency < 0:
         raise UsageError(f"--checkpoint-frequency must be 0 (off) or positive, got {args.checkpoint_frequency}")
     if args.batch_size > args.buffer_size:
@@ -1059,8 +1082,10 @@ def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
     """Make the environment once to check its id and spaces (DDPG needs a flat continuous observation and a bounded
     continuous action); returns (obs_dim, action_space)."""
     try:
-        env = make_env(env_id)
-    except (gym.error.Error, ModuleNotFoundError) as e:
+        with warnings.catch_warnings():  # an out-of-date id's warning comes when the run makes its envs, not twice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            env = make_env(env_id)
+    except (gym.error.Error, ImportError) as e:  # ImportError: a missing module, or an id gymnasium retired
         raise UsageError(f"--env-id {env_id}: {str(e).splitlines()[0]}") from None
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
@@ -1152,6 +1177,7 @@ class Run:
         if losses is not None and every(LOG_INTERVAL, global_step, self.args.num_envs):
             self.log_losses(losses)
         if every(self.args.eval_frequency, global_step, self.args.num_envs) or done:
+            self.check_finite()  # an actor that an update broke is neither evaluated nor, at the end, saved
             self.log_evaluation(evaluate(self.agent.actor, self.eval_envs, self.device))
         interrupted = self.signals.signum  # read once: a signal arriving after this is handled at the next step
         frequency = self.args.checkpoint_frequency
@@ -1502,6 +1528,8 @@ def check_seeds(args: Args) -> None:
         raise UsageError("--seeds needs at least one seed")
     if len(set(args.seeds)) < len(args.seeds):
         raise UsageError(f"--seeds: seed {next(s for s in args.seeds if args.seeds.count(s) > 1)} is given twice")
+    if any(not 0 <= seed < SEED_LIMIT for seed in args.seeds):
+        raise UsageError(f"--seeds: seed {next(s for s in args.seeds if not 0 <= s < SEED_LIMIT)} is not in [0, 2^32)")
     if args.seed not in (Args.seed, args.seeds[0]):
         raise UsageError(f"--seed {args.seed} and --seeds {' '.join(map(str, args.seeds))}: give one or the other")
 
@@ -1844,7 +1872,8 @@ def evaluate_checkpoint(args: Args) -> np.ndarray:
     actor.load_state_dict(checkpoint["agent"]["actor"])
     video_dir = os.path.join(os.path.dirname(os.path.abspath(path)), VIDEO_DIR)
     videos = args.eval_episodes if args.capture_video else 0
-    envs = make_eval_envs(saved.env_id, args.eval_episodes, args.seed, videos, video_dir, "checkpoint-eval")
+    prefix = f"checkpoint-eval-{int(time.time())}"  # an evaluation's videos apart from any earlier one's
+    envs = make_eval_envs(saved.env_id, args.eval_episodes, args.seed, videos, video_dir, prefix)
     returns = evaluate(actor, envs, device)
     for env in envs:
         env.close()

@@ -67,6 +67,9 @@ RUNS_DIR_NAME = "runs"  # ddpg.py writes its run directories to ./runs of the di
 CHECKPOINT_FILE, MODEL_FILE, LOCK_FILE = "checkpoint.pt", "model.pt", "lock"  # ddpg.py's, in a run directory
 IN_USE = " is in use by "  # ddpg.py's refusal of a run directory whose lock another process holds ...
 USAGE_ERROR = 2  # ... comes with ddpg.py's exit status for a refused command line
+SEED_LIMIT = 2**32  # ddpg.py's seeds are below this (numpy's)
+SET_BY_THE_SWEEP = ("env-id", "seed", "seeds", "exp-name", "resume", "save-model", "no-save-model", "eval-checkpoint")
+LONGEST_LOG_NAME = 200  # bytes; a population of many seeds names its log by its first and last seeds beyond this
 HOLDER_BYTES = 200  # a lock file names its holder: "process PID on HOST"
 ABANDONED_PREFIX = ".abandoned__"  # a run directory being removed, out of sight of the sweep's and report's globs
 # A run on a node cut off from a Ray cluster stops once that node gives up on the head: with Ray's default settings
@@ -99,7 +102,8 @@ def refuse(message: str):
 
 
 def run_dirs(runs_dir: str, env_id: str, exp_name: str, seed: int) -> list[str]:
-    return sorted(glob.glob(os.path.join(runs_dir, f"{env_id.replace('/', '_')}__{exp_name}__{seed}__*")))
+    name = glob.escape(f"{env_id.replace('/', '_')}__{exp_name}__{seed}__")  # [ ] in a name are not a pattern
+    return sorted(glob.glob(os.path.join(glob.escape(runs_dir), f"{name}*")))
 
 
 def groups(seeds: list[int], k: int) -> list[tuple[int, ...]]:
@@ -180,12 +184,14 @@ def finished(run_dirs: list[str]) -> bool:
 def log_path(runs_dir: str, env_id: str, exp_name: str, seeds: tuple[int, ...]) -> str:
     """One log per process: `..._1.log` for a run, `..._1_2.log` for a population of seeds 1 and 2."""
     name = f"{env_id.replace('/', '_')}__{exp_name}__{'_'.join(map(str, seeds))}.log"
+    if len(name.encode()) > LONGEST_LOG_NAME:  # a population's seeds are apart from every other's: its first names it
+        name = f"{env_id.replace('/', '_')}__{exp_name}__{seeds[0]}_to_{seeds[-1]}.log"
     return os.path.join(runs_dir, "sweep-logs", name)
 
 
 def tail(path: str, lines: int) -> str:
     """The last lines of a run's log, on one line."""
-    with open(path) as f:
+    with open(path, errors="replace") as f:  # a run may print bytes that are not UTF-8
         return " | ".join(line.strip() for line in f.readlines()[-lines:])
 
 
@@ -671,6 +677,19 @@ def parse_args() -> argparse.Namespace:
     twice = [seed for seed in args.seeds if args.seeds.count(seed) > 1]
     if twice:
         refuse(f"--seeds: seed {twice[0]} is given twice")
+    if any(not 0 <= seed < SEED_LIMIT for seed in args.seeds):
+        refuse(f"--seeds: seed {next(s for s in args.seeds if not 0 <= s < SEED_LIMIT)} is not in [0, 2^32)")
+    names = [env_id.replace("/", "_") for env_id in args.envs]  # as run directories name them
+    twice = [env_id for env_id, name in zip(args.envs, names) if names.count(name) > 1]
+    if twice:
+        refuse(f"--envs: {twice[0]} is given twice")
+    if "/" in args.exp_name or "__" in args.exp_name:
+        refuse(f"--exp-name {args.exp_name}: no '/' or '__' (run directories are ENV__EXP-NAME__SEED__TIME)")
+    for option in args.options:
+        name = option[2:].split("=")[0].replace("_", "-") if option.startswith("--") else None
+        if name in SET_BY_THE_SWEEP:
+            refuse(f"{option} after --: the sweep sets --{name} itself for each run (its own --envs, --seeds, "
+                   "--exp-name; every run saves its model, which marks it finished)")  # fmt: skip
     if os.path.basename(os.path.abspath(args.runs_dir)) != RUNS_DIR_NAME:
         refuse(f"--runs-dir {args.runs_dir}: must be a directory named {RUNS_DIR_NAME}, where ddpg.py writes its runs")
     args.options_all = PRESETS[args.preset] + args.options
@@ -684,8 +703,11 @@ def main() -> int:
     resources = ray_resources(ray, args) if ray else ""
 
     runs_dir = os.path.abspath(args.runs_dir)
-    os.makedirs(os.path.join(runs_dir, "sweep-logs"), exist_ok=True)
-    check_flock(runs_dir)
+    try:
+        os.makedirs(os.path.join(runs_dir, "sweep-logs"), exist_ok=True)
+        check_flock(runs_dir)
+    except OSError as e:  # a file in the way, a place this process cannot write
+        refuse(f"--runs-dir {args.runs_dir}: cannot write there ({e.strerror}: {e.filename})")
     machine = describe()
     if ray is not None:
         cluster = ray.cluster_resources()

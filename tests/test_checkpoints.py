@@ -17,7 +17,7 @@ import torch
 import ddpg
 from tests.conftest import subprocess_env
 from tests.envs import HORIZON, NAN_AFTER, PAUSE_AT, PAUSE_FILE, PAUSE_S
-from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, scalars
+from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, run_main, scalars
 
 RUN = ["--total-timesteps", "2000", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
        "--eval-frequency", "500", "--eval-episodes", "2", "--checkpoint-frequency", "400", "--save-model",
@@ -322,6 +322,33 @@ def test_a_nan_parameter_stops_the_run_at_the_checkpoint_naming_it(in_tmp, monke
     checkpoint = torch.load(os.path.join(out["run_dir"], ddpg.CHECKPOINT_FILE), weights_only=True)
     assert checkpoint["global_step"] == 200  # the good one, not overwritten
     assert all(torch.isfinite(p).all() for p in checkpoint["agent"]["critic"].values())
+
+
+def test_an_actor_an_update_broke_at_the_last_step_is_neither_evaluated_nor_saved(in_tmp, monkeypatch, capsys):
+    real_record = ddpg.Run.record
+
+    def record_after_an_update_left_a_nan(run, global_step, *rest, **options):
+        if global_step == run.args.total_timesteps:
+            with torch.no_grad():
+                run.agent.actor.net[0].bias[0] = float("nan")
+        real_record(run, global_step, *rest, **options)
+
+    monkeypatch.setattr(ddpg.Run, "record", record_after_an_update_left_a_nan)
+    args = ddpg.Args(cuda=False, total_timesteps=400, learning_starts=100, batch_size=64, hidden_size=16,
+                     checkpoint_frequency=0, eval_frequency=200, eval_episodes=1)  # fmt: skip
+    out = ddpg.train(args)
+    assert out["status"] == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == ("ddpg.py: error: step 400: parameter actor.net.0.bias is not finite; training stopped "
+                    "(no checkpoint)")
+    assert not os.path.exists(os.path.join(out["run_dir"], ddpg.MODEL_FILE))
+
+
+def test_a_saved_model_in_a_checkpoints_place_is_refused_in_one_line(tmp_path, whole_run):
+    os.makedirs(tmp_path / "copy")
+    shutil.copy(os.path.join(whole_run, ddpg.MODEL_FILE), tmp_path / "copy" / ddpg.CHECKPOINT_FILE)
+    result = run_main(tmp_path, "--resume", str(tmp_path / "copy"))
+    assert_refused_in_one_line(result, "a saved model, not a checkpoint: it has nothing to resume from", tmp_path)
 
 
 def test_a_signal_between_the_renames_of_checkpoints_is_acted_on_after_the_last(tmp_path, monkeypatch):

@@ -121,6 +121,7 @@ def test_help_shows_every_option_with_its_docstring(tmp_path):
         assert " ".join(docstrings[field.name].split()) in shown, flag
 
 
+RETIRED_ID = (["--env-id", "HalfCheetah-v3"], "--env-id HalfCheetah-v3: The mujoco v2 and v3 based environments")
 BAD_INPUTS = [
     (["--env-id", "NoSuchEnv-v0"], "--env-id NoSuchEnv-v0"),
     (["--env-id", "no_such_module:Env-v0"], "--env-id no_such_module:Env-v0"),
@@ -146,6 +147,14 @@ BAD_INPUTS = [
     (["--learning-starts", "20000"], "--learning-starts (20000) must be below --total-timesteps"),
     (["--threads", "0"], "--threads must be positive"),
     (["--threads", "-2"], "--threads must be positive"),
+    (["--seed", "-1"], "--seed must be in [0, 2^32), got -1"),
+    (["--learning-rate", "inf"], "--learning-rate must be positive and finite, got inf"),
+    (["--exploration-noise", "inf"], "--exploration-noise must be non-negative and finite, got inf"),
+    (["--buffer-size", "100000000000"], "--buffer-size 100000000000: the replay buffer needs 3352.8 GiB, more than"),
+    RETIRED_ID,
+    (["--seed", str(2**32)], f"--seed must be in [0, 2^32), got {2**32}"),
+    (["--exp-name", "a/b"], "--exp-name a/b: no '/' or '__'"),
+    (["--exp-name", "a__b"], "--exp-name a__b: no '/' or '__'"),
     (["--eval-checkpoint", "no/such/run"], "--eval-checkpoint no/such/run: no such file or directory"),
 ]
 
@@ -163,8 +172,9 @@ def test_bad_input_is_one_line_without_traceback_or_run_dir(tmp_path, cli_args, 
     assert_refused_in_one_line(run_main(tmp_path, *cli_args), message, tmp_path)
 
 
-def test_bad_input_ends_the_script_with_status_2(tmp_path):  # the process itself, as a shell sees it
-    cli_args, message = BAD_INPUTS[0]
+@pytest.mark.parametrize("index", [0, BAD_INPUTS.index(RETIRED_ID)], ids=["unknown id", "retired id"])
+def test_bad_input_ends_the_script_with_status_2(tmp_path, index):  # the process itself, as a shell sees it
+    cli_args, message = BAD_INPUTS[index]  # a retired id: gymnasium's warning about it not shown on top
     assert_refused_in_one_line(run_cli(tmp_path, *cli_args), message, tmp_path)
 
 

@@ -261,6 +261,11 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     # model.pt it missed is written from it
     saved = torch.load(os.path.join(run_dir, ddpg.MODEL_FILE), weights_only=True)
     os.remove(os.path.join(run_dir, ddpg.MODEL_FILE))
+    busy = ddpg.lock_run_dir(run_dir)  # as if the run's own process were about to write it
+    refused = run_cli(tmp_path, "--resume", run_dir)
+    os.close(busy)
+    assert refused.returncode == 2 and " is in use by " in refused.stderr
+    assert not os.path.exists(os.path.join(run_dir, ddpg.MODEL_FILE))
     again = run_cli(tmp_path, "--resume", run_dir)
     assert again.returncode == 0
     assert again.stdout.strip().splitlines() == [f"{run_dir} has finished (step 400/400): nothing to train"]
@@ -269,6 +274,7 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     for net in ("actor", "critic"):
         assert all(torch.equal(rewritten["agent"][net][k], v) for k, v in saved["agent"][net].items())
     before.pop(ddpg.MODEL_FILE)
+    before.pop(ddpg.LOCK_FILE)  # it names the process that wrote model.pt
     after = {name: os.stat(os.path.join(run_dir, name)).st_mtime_ns for name in os.listdir(run_dir)}
     assert {name: after[name] for name in before} == before  # nothing else was touched
 

@@ -148,11 +148,20 @@ def test_on_ray_a_population_is_one_task_started_resumed_retried_or_skipped(tmp_
 BAD_GROUPS = [
     (["--seeds-per-process", "0"], "--seeds-per-process must be at least 1, got 0"),
     (["--seeds", "1", "2", "1"], "--seeds: seed 1 is given twice"),  # a population could not take it
+    (["--seeds", "1", "-1"], "--seeds: seed -1 is not in [0, 2^32)"),
+    (["--envs", "Pendulum-v1", "Pendulum-v1"], "--envs: Pendulum-v1 is given twice"),  # two processes for one run
+    (["--exp-name", "a/b"], "--exp-name a/b: no '/' or '__'"),
+    (["--exp-name", "a__2"], "--exp-name a__2: no '/' or '__'"),  # its directories would look like exp a's, seed 2
+    (["--", "--exp-name", "mine"], "--exp-name after --: the sweep sets --exp-name itself"),
+    (["--", "--seed=7"], "--seed=7 after --: the sweep sets --seed itself"),
+    (["--", "--no_save_model"], "--no_save_model after --: the sweep sets --no-save-model itself"),
+    (["--runs-dir", "a-file/runs"], "--runs-dir a-file/runs: cannot write there (Not a directory"),
 ]
 
 
 @pytest.mark.parametrize("bad, needle", BAD_GROUPS, ids=[" ".join(bad) for bad, _ in BAD_GROUPS])
-def test_no_seed_per_process_or_a_seed_twice_is_refused_in_one_line(tmp_path, bad, needle):
+def test_bad_sweeps_are_refused_in_one_line(tmp_path, bad, needle):
+    (tmp_path / "a-file").write_text("")
     start = time.time()
     result = sweep(tmp_path, "--envs", "Pendulum-v1", "--seeds-per-process", "2", *bad, timeout=REFUSAL_S)
     assert_refused_quickly_in_one_line(result, time.time() - start, needle, tmp_path)

@@ -299,3 +299,26 @@ def test_a_runs_dir_without_flock_locks_is_refused_in_one_line(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1
     assert err.startswith(f"sweep.py: error: --runs-dir {tmp_path / 'runs'}: its file system refuses flock locks (")
+
+
+def test_a_sweep_under_a_path_with_brackets_finds_its_finished_run(tmp_path):
+    runs = tmp_path / "exp[1]" / "runs"  # [1] is no glob pattern here: the sweep must find this run again
+    sweep = ("sweep.py", "--envs", "Pendulum-v1", "--seeds", "1", "--runs-dir", str(runs), "--exp-name", "e[2]", "--",
+             *TINY)  # fmt: skip
+    first = script(*sweep, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = script(*sweep, cwd=tmp_path)
+    assert again.returncode == 0 and "Pendulum-v1 seed 1: already finished" in again.stdout
+    assert len([name for name in os.listdir(runs) if name.startswith("Pendulum-v1__e[2]__1__")]) == 1
+
+
+def test_a_long_populations_log_has_a_short_name_and_any_bytes_in_a_log_are_read(tmp_path):
+    from sweep import log_path, tail
+
+    assert log_path(str(tmp_path), "Pendulum-v1", "e", (1, 2)).endswith("/Pendulum-v1__e__1_2.log")
+    path = log_path(str(tmp_path), "Pendulum-v1", "e", tuple(range(100, 161)))
+    assert os.path.basename(path) == "Pendulum-v1__e__100_to_160.log"  # all 61 seeds would pass a name's 255 bytes
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as f:
+        f.write(b"step 1\n\xff\xfe not UTF-8\n")
+    assert tail(path, 5) == "step 1 | \ufffd\ufffd not UTF-8"
