@@ -541,11 +541,12 @@ def against_report(path: str, repeats: int, steps: int) -> str:
                       *sps_table(sps, reference=path)])  # fmt: skip
 
 
-def report(update, sps, threads_sps, gpu, memory, repeats, command) -> str:
+def report(update, sps, threads_sps, gpu, memory, repeats, sps_repeats, command) -> str:
     """The markdown report; `update` and `sps` are None when only the GPU machine's tables were measured."""
     lines = [
         f"Machine: {describe(torch.get_num_threads())}.",
-        f"Command: `{command}`; medians over {repeats} alternating repeats, (min-max) after them.",
+        f"Command: `{command}`; medians over alternating repeats ({repeats} for one update, {sps_repeats} for "
+        "whole runs), (min-max) after them.",
     ]
     if update:
         lines += update_report(update)
@@ -629,7 +630,7 @@ def main() -> None:
     if gpu:  # last: the slowest part, whole processes
         gpu["pendulum"] = measure_pendulum_wall(sps_repeats)
     command = " ".join(["python", "benchmarks/bench.py", *sys.argv[1:]])
-    text = report(update, sps, threads_sps, gpu, memory, repeats, command)
+    text = report(update, sps, threads_sps, gpu, memory, repeats, sps_repeats, command)
     print(text)
     if not opts.quick:
         path = GPU_RESULTS if opts.gpu_only else RESULTS
