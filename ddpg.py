@@ -542,6 +542,7 @@ RECENT_EPISODES = 10  # the progress line shows the mean return of this many lat
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
 MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 16, within 6% of 8 (README: speed)
 SEED_LIMIT = 2**32  # seeds are below this (numpy's)
+COPIES_PER_PARAMETER = 5  # in memory: a trained parameter, its target, its gradient and Adam's two moments
 RUNS_DIR = "runs"  # where new runs make their directories, in the working directory
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
@@ -976,7 +977,7 @@ def checked(args: Args, population: tuple[str, ...] = ()) -> tuple:
     if checkpoint:
         check_checkpoint_fits(checkpoint, args, path, obs_dim, action_space)
     device = use_machine(args)
-    check_memory(args, obs_dim, action_space.shape[0], device)
+    check_memory(args, obs_dim, action_space, device)
     seed_everything(args.seed, args.torch_deterministic)
     return args, checkpoint, device, obs_dim, action_space
 
@@ -989,15 +990,21 @@ def use_machine(args: Args) -> torch.device:
     return torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
 
-def check_memory(args: Args, obs_dim: int, act_dim: int, device: torch.device) -> None:
-    """Refuse, in one line, a replay buffer larger than the device's whole memory (allocating it would fail)."""
-    row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta")).data  # its shape and dtype only: nothing allocated
-    need = args.buffer_size * row.numel() * row.element_size()
-    have = torch.cuda.mem_get_info(device)[1] if device.type == "cuda" else \
-        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # fmt: skip
-    if need > have:
-        raise UsageError(f"--buffer-size {args.buffer_size}: the replay buffer needs {need / 2**30:.1f} GiB, more than "
-                         f"the {device.type.upper()}'s {have / 2**30:.1f} GiB")  # fmt: skip
+def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device: torch.device) -> None:
+    """Refuse, in one line, a replay buffer or networks larger than the device's whole memory (allocating would fail).
+    Measured on the meta device, which gives tensors their shapes and dtypes but no memory."""
+    act_dim = action_space.shape[0]
+    with torch.device("meta"):
+        row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta")).data
+        nets = [Actor(obs_dim, action_space, args.hidden_size), Critic(obs_dim, act_dim, args.hidden_size)]
+    where, have = ("the GPU", torch.cuda.mem_get_info(device)[1]) if device.type == "cuda" else \
+        ("this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))  # fmt: skip
+    parts = {"--buffer-size": args.buffer_size * row.numel() * row.element_size(),
+             "--hidden-size": COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters())}
+    for option, need in parts.items():
+        if need > have:
+            raise UsageError(f"{option} {getattr(args, option[2:].replace('-', '_'))}: needs {need / 2**30:.1f} GiB, "
+                             f"more than {where}'s {have / 2**30:.1f} GiB")  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
