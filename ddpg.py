@@ -952,7 +952,9 @@ def checked(args: Args, population: tuple[str, ...] = ()) -> tuple:
     checkpoint = None
     if resume:
         path = os.path.join(resume, CHECKPOINT_FILE)
+        read = os.stat(path)  # the file read, to be sure under the run's lock that no other process replaced it since
         checkpoint, saved = load_checkpoint(path)
+        checkpoint["read"] = (read.st_ino, read.st_mtime_ns)
         if "global_step" not in checkpoint:
             raise UsageError(f"{path}: a saved model, not a checkpoint: it has nothing to resume from")
         if checkpoint["global_step"] >= saved.total_timesteps:
@@ -1135,6 +1137,10 @@ class Run:
         """Lock the run directory, make the evaluation envs, open TensorBoard (and W&B), catch Ctrl-C."""
         self.lock = lock_run_dir(self.run_dir)
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
+        now = os.stat(self.checkpoint_path) if checkpoint else None
+        if checkpoint and (now.st_ino, now.st_mtime_ns) != checkpoint["read"]:  # its process went on, then ended
+            raise UsageError(f"{self.run_dir} was in use: its process wrote a checkpoint while this one started; "
+                             "run the command again")  # fmt: skip
         self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \
             else (0, 0)  # fmt: skip
         self.recent_returns, self.eval_returns = [], None

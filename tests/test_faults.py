@@ -46,8 +46,8 @@ def assert_same_end(run_dir, uninterrupted):
     assert logged(run_dir) == logs  # every value at the same steps, none twice
 
 
-def start(cwd, *cli_args):
-    return subprocess.Popen([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=subprocess_env(),
+def start(cwd, *cli_args, env=None):
+    return subprocess.Popen([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=env or subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -200,8 +200,24 @@ def test_a_run_directory_it_cannot_write_is_not_resumed(tmp_path):
                                                    "(permissions, read-only)"]  # fmt: skip
 
 
+# Imported first by the first process (PYTHONPATH): its second checkpoint waits, so that it surely still runs, and
+# holds its lock, when the second process starts (a fast machine could otherwise finish the run before).
+SLOW_SECOND_CHECKPOINT = f"""
+import time, torch
+real_save, saves = torch.save, []
+def save(obj, f):
+    saves.append(f)
+    if len(saves) == 2:
+        time.sleep({LOCK_REFUSAL_S})
+    real_save(obj, f)
+torch.save = save
+"""
+
+
 def test_a_second_process_on_a_running_run_is_refused_and_the_first_ends_undisturbed(tmp_path, uninterrupted):
-    first = start(tmp_path, *RUN, "--exp-name", "locked")
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "sitecustomize.py").write_text(SLOW_SECOND_CHECKPOINT)
+    first = start(tmp_path, *RUN, "--exp-name", "locked", env=subprocess_env(str(tmp_path / "slow")))
     run_dir = wait_for_checkpoint(tmp_path, first)
     started = time.time()
     second = run_cli(tmp_path, "--resume", run_dir)
@@ -279,14 +295,30 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     assert {name: after[name] for name in before} == before  # nothing else was touched
 
 
-def test_a_resumed_run_that_fails_to_open_its_logs_lets_go_of_its_directory(in_tmp, monkeypatch):
+def resumable_run():
+    """A short run's directory, whose checkpoint asks for more steps than it made: resuming it opens the run."""
     args = ddpg.Args(cuda=False, total_timesteps=400, learning_starts=100, batch_size=32, hidden_size=16,
                      eval_frequency=400, eval_episodes=1, checkpoint_frequency=200, save_model=False)  # fmt: skip
     run_dir = ddpg.train(args)["run_dir"]
     path = os.path.join(run_dir, ddpg.CHECKPOINT_FILE)
     checkpoint = torch.load(path, weights_only=True)
-    checkpoint["args"]["total_timesteps"] = 600  # not finished: resuming it opens its run
+    checkpoint["args"]["total_timesteps"] = 600
     torch.save(checkpoint, path)
+    return run_dir
+
+
+def test_a_checkpoint_replaced_while_a_resume_starts_is_refused(in_tmp):
+    run_dir = resumable_run()
+    path = os.path.join(run_dir, ddpg.CHECKPOINT_FILE)
+    checked = ddpg.checked(ddpg.Args(resume=(run_dir,)))  # read, not yet locked ...
+    ddpg.save_atomic(torch.load(path, weights_only=True), path)  # ... when the run's own process writes another
+    with pytest.raises(ddpg.UsageError, match="was in use: its process wrote a checkpoint while this one started"):
+        ddpg.Run(*checked)
+    os.close(ddpg.lock_run_dir(run_dir))  # the refused start let go of it
+
+
+def test_a_resumed_run_that_fails_to_open_its_logs_lets_go_of_its_directory(in_tmp, monkeypatch):
+    run_dir = resumable_run()
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), run_dir)
