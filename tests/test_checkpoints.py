@@ -303,21 +303,32 @@ def test_a_checkpoint_of_the_earlier_file_layout_still_resumes(in_tmp):
     assert [e.step for e in logged["eval/episodic_return"]] == [700]
 
 
-def test_a_nan_parameter_stops_the_run_at_the_checkpoint_naming_it(in_tmp, monkeypatch, capsys):
-    real_check = ddpg.Run.check_finite
+def nan_first(method, parameter, when):
+    """A method of Run that, when `when(run, *its arguments)` holds, first puts a NaN into `parameter(run)`, as if
+    an update had left it there."""
 
-    def check_with_a_nan_at_step_400(run):
-        if run.global_step == 400:  # as if an update had left it: the checkpoint check must catch it
+    def with_a_nan(run, *args, **options):
+        if when(run, *args):
             with torch.no_grad():
-                run.agent.critic.net[2].weight[0, 0] = float("nan")
-        real_check(run)
+                parameter(run).view(-1)[0] = float("nan")
+        return method(run, *args, **options)
 
-    monkeypatch.setattr(ddpg.Run, "check_finite", check_with_a_nan_at_step_400)
-    args = ddpg.Args(cuda=False, total_timesteps=600, learning_starts=100, batch_size=64, hidden_size=16,
-                     checkpoint_frequency=200, eval_frequency=600, eval_episodes=1)  # fmt: skip
+    return with_a_nan
+
+
+def stopped(args, capsys):
+    """The result of a run of `args` that stops with exit status 1, and the one line it writes on stderr."""
     out = ddpg.train(args)
     assert out["status"] == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
+    return out, line
+
+
+def test_a_nan_parameter_stops_the_run_at_the_checkpoint_naming_it(in_tmp, monkeypatch, capsys):
+    critic_weight, at_step_400 = lambda run: run.agent.critic.net[2].weight, lambda run: run.global_step == 400
+    monkeypatch.setattr(ddpg.Run, "check_finite", nan_first(ddpg.Run.check_finite, critic_weight, at_step_400))
+    out, line = stopped(ddpg.Args(cuda=False, total_timesteps=600, learning_starts=100, batch_size=64, hidden_size=16,
+                                  checkpoint_frequency=200, eval_frequency=600, eval_episodes=1), capsys)  # fmt: skip
     assert line.startswith("ddpg.py: error: step 400: parameter critic.net.2.weight is not finite; training stopped")
     checkpoint = torch.load(os.path.join(out["run_dir"], ddpg.CHECKPOINT_FILE), weights_only=True)
     assert checkpoint["global_step"] == 200  # the good one, not overwritten
@@ -325,20 +336,10 @@ def test_a_nan_parameter_stops_the_run_at_the_checkpoint_naming_it(in_tmp, monke
 
 
 def test_an_actor_an_update_broke_at_the_last_step_is_neither_evaluated_nor_saved(in_tmp, monkeypatch, capsys):
-    real_record = ddpg.Run.record
-
-    def record_after_an_update_left_a_nan(run, global_step, *rest, **options):
-        if global_step == run.args.total_timesteps:
-            with torch.no_grad():
-                run.agent.actor.net[0].bias[0] = float("nan")
-        real_record(run, global_step, *rest, **options)
-
-    monkeypatch.setattr(ddpg.Run, "record", record_after_an_update_left_a_nan)
-    args = ddpg.Args(cuda=False, total_timesteps=400, learning_starts=100, batch_size=64, hidden_size=16,
-                     checkpoint_frequency=0, eval_frequency=200, eval_episodes=1)  # fmt: skip
-    out = ddpg.train(args)
-    assert out["status"] == 1
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    actor_bias, at_the_last_step = lambda run: run.agent.actor.net[0].bias, lambda run, step, *_: step == 400
+    monkeypatch.setattr(ddpg.Run, "record", nan_first(ddpg.Run.record, actor_bias, at_the_last_step))
+    out, line = stopped(ddpg.Args(cuda=False, total_timesteps=400, learning_starts=100, batch_size=64, hidden_size=16,
+                                  checkpoint_frequency=0, eval_frequency=200, eval_episodes=1), capsys)  # fmt: skip
     assert line == ("ddpg.py: error: step 400: parameter actor.net.0.bias is not finite; training stopped "
                     "(no checkpoint)")
     assert not os.path.exists(os.path.join(out["run_dir"], ddpg.MODEL_FILE))
