@@ -12,9 +12,10 @@ What it measures, in this process (table 5 also in processes of its own), on the
    FLOPs counted by torch; and the matmul rate of this machine for exactly the matrix products the update
    performs (same shapes, same transposes, back to back), so the update's achieved rate can be given as a
    fraction of what the matrix products alone reach;
-2. training-phase env steps per second (random warm-up of one batch, then one update per step, policy frequency 2,
-   1 env) for Pendulum-v1 and HalfCheetah-v5: `ddpg.train`, with and without --compile, against the baseline loop
-   below, alternately; HalfCheetah-v5 for --threads 1, 2, 4, ... up to the core count;
+2. env steps per second of whole runs (set-up, a random warm-up of one batch, then one update per step, policy
+   frequency 2, 1 env, and the final evaluation) for Pendulum-v1 and HalfCheetah-v5: `ddpg.train`, with and
+   without --compile, against the baseline loop below, alternately; HalfCheetah-v5 for --threads 1, 2, 4, ... up
+   to the core count;
 3. where a GPU is present, first: HalfCheetah-v5 marginal steps per second (those a run twice as long adds, so
    that fixed costs cancel) of the env alone (random actions, no learning: the roof), of `ddpg.train` with --cuda
    (CUDA graphs, the default), --cuda --no-cudagraphs, --cuda --compile and the CPU path, and of the baseline below
@@ -43,7 +44,7 @@ import argparse
 import contextlib
 import dataclasses
 import gc
-import importlib.util
+import importlib.machinery
 import io
 import os
 import resource
@@ -51,6 +52,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 
 import gymnasium as gym
 import numpy as np
@@ -78,7 +80,7 @@ BATCH, HIDDEN, POLICY_FREQUENCY = 256, 256, 2  # the common MuJoCo settings
 GAMMA, TAU, LEARNING_RATE, EXPLORATION_NOISE = 0.99, 0.005, 3e-4, 0.1  # the common MuJoCo settings, too
 BUFFER_1M = 1_000_000
 WARMUP_STEPS = 50  # training steps of the untimed warm-up run
-# What the training-phase SPS tables compare: ddpg.Args changes per variant; {BASELINE: device}: the baseline loop
+# What the SPS tables compare: ddpg.Args changes per variant; {BASELINE: device}: the baseline loop
 BASELINE = "baseline"
 AGAINST = "against"  # {AGAINST: module}: another version of ddpg.py, loaded from a file (--against)
 CPU_VARIANTS = {"ddpg.py": {}, "ddpg.py --compile": {"compile": True}, "eager baseline": {BASELINE: "cpu"}}
@@ -196,6 +198,12 @@ class RecordMatmuls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def refuse(problem: str):
+    """Bad input: one line, exit status 2, before any work."""
+    print(f"bench.py: error: {problem}", file=sys.stderr)
+    sys.exit(2)
+
+
 def median_spread(values):
     return statistics.median(values), min(values), max(values)
 
@@ -266,7 +274,8 @@ def training_args(env_id, total, **changes):
 
 
 def measure_sps(env_id, repeats, steps, variants, marginal=False):
-    """Training-phase steps per second of whole runs, one of each variant in turn per repeat (A B C A B C ...).
+    """Steps per second of whole runs (set-up, random warm-up and the final evaluation included), or with `marginal`
+    of the training phase alone; one of each variant in turn per repeat (A B C A B C ...).
 
     `variants` maps a name to the ddpg.Args fields it changes, to {BASELINE: device} for the baseline loop, or to
     ENV_ONLY. Whole runs count their fixed costs too (making the envs and the run, recording CUDA graphs, the
@@ -286,11 +295,17 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
             args = dataclasses.replace(training_args(env_id, longest), total_timesteps=total_timesteps)
             known = {field.name for field in dataclasses.fields(other.Args)}  # an older file may lack newer options
             with contextlib.redirect_stdout(io.StringIO()):
-                other.train(other.Args(**{k: v for k, v in dataclasses.asdict(args).items() if k in known}))
+                out = other.train(other.Args(**{k: v for k, v in dataclasses.asdict(args).items() if k in known}))
+            check_finished(out, env_id)
         else:
             with contextlib.redirect_stdout(io.StringIO()):
                 args = training_args(env_id, longest, **changes)  # the same buffer for every run length
-                ddpg.train(dataclasses.replace(args, total_timesteps=total_timesteps))
+                out = ddpg.train(dataclasses.replace(args, total_timesteps=total_timesteps))
+            check_finished(out, env_id)
+
+    def check_finished(out, env_id):  # a run stopped early (Ctrl-C, SIGTERM, a NaN) would time fewer steps
+        if out.get("status", 0) != 0:
+            sys.exit(f"bench.py: error: a timed {env_id} run ended with exit status {out['status']}: no figure from it")
 
     def timed(changes, total_timesteps):
         start = time.perf_counter()
@@ -305,7 +320,10 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
             for name, changes in variants.items():
                 if marginal:
                     short = timed(changes, total)
-                    sps[name].append(steps / (timed(changes, longest) - short))
+                    extra = timed(changes, longest) - short
+                    if extra <= 0:  # the run's noise swallowed the extra steps
+                        sys.exit(f"bench.py: error: {steps} extra steps took no measurable time: give more --steps")
+                    sps[name].append(steps / extra)
                 else:
                     sps[name].append(total / timed(changes, total))
                 progress(f"{env_id} {name}: {sps[name][-1]:.0f} SPS")
@@ -530,10 +548,14 @@ def gpu_report(gpu) -> list[str]:
 
 
 def against_report(path: str, repeats: int, steps: int) -> str:
-    """Training-phase steps per second of ddpg.py and of the ddpg.py in `path`, alternately, on the CPU."""
-    spec = importlib.util.spec_from_file_location("other_ddpg", path)
-    other = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(other)
+    """Steps per second of whole runs of ddpg.py and of the ddpg.py in `path`, alternately, on the CPU."""
+    loader = importlib.machinery.SourceFileLoader("other_ddpg", path)  # any file name, .py or not
+    other = types.ModuleType(loader.name)
+    try:
+        loader.exec_module(other)
+        other.Args, other.train  # noqa: B018 (what is timed)
+    except Exception as e:
+        refuse(f"--against {path}: not a ddpg.py that loads ({type(e).__name__}: {str(e).splitlines()[0]})")
     variants = {"ddpg.py": {}, path: {AGAINST: other}}
     sps = {env: measure_sps(env, repeats, steps, variants) for env in ("Pendulum-v1", "HalfCheetah-v5")}
     return "\n".join([f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; "
@@ -551,7 +573,8 @@ def report(update, sps, threads_sps, gpu, memory, repeats, sps_repeats, command)
     if update:
         lines += update_report(update)
     if sps:
-        lines += ["", f"### Training-phase env steps per second (policy frequency {POLICY_FREQUENCY}, 1 env, CPU)", "",
+        lines += ["", f"### Env steps per second of whole runs (policy frequency {POLICY_FREQUENCY}, 1 env, CPU; "
+                  "set-up, random warm-up and final evaluation included)", "",
                   *sps_table(sps, reference="eager baseline")]  # fmt: skip
     lines += [
         "",
@@ -599,11 +622,11 @@ def main() -> None:
         opts.seeds and min(opts.seeds) < 2 and f"--seeds: counts of 2 or more seeds, got {min(opts.seeds)}",
         opts.seeds and opts.against and "--seeds and --against: each measures only a table of its own",
         opts.seeds and opts.gpu_only and "--seeds and --gpu-only: --seeds measures only a table of its own",
-        not opts.seeds and ddpg.find_cpp_compiler() is None and "the --compile rows need a C++ compiler on PATH",
+        not (opts.seeds or opts.against) and ddpg.find_cpp_compiler() is None
+        and "the --compile rows need a C++ compiler on PATH",
     ):
-        if problem:  # bad input: one line, exit status 2, before any work
-            print(f"bench.py: error: {problem}", file=sys.stderr)
-            sys.exit(2)
+        if problem:
+            refuse(problem)
     repeats, n_updates, steps = (2, 20, 300) if opts.quick else (7, 100, 2000)
     repeats, steps = opts.repeats or repeats, opts.steps or steps
     torch.set_num_threads(ddpg.num_threads(ddpg.Args()))  # ddpg.py's default, for every measurement and the header

@@ -21,6 +21,7 @@ DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "pendulum.gif")
 SCALE = 0.6  # of the rendered frame's width and height (Pendulum renders 500x500)
 FPS = 30  # Pendulum's own frame rate: every frame is kept
 EXP_NAME = "gif"
+MODEL_SAVED = "model saved to "  # how ddpg.py names the model.pt it wrote, on its console
 
 
 def ddpg(*options: str) -> str:
@@ -36,8 +37,12 @@ def main() -> int:
     parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the GIF")
     parser.add_argument("extra", nargs="*", help="more ddpg.py training options, after --")
     args = parser.parse_args()
-    print(ddpg("--exp-name", EXP_NAME, *args.extra).strip().splitlines()[-1])
-    run_dir = max(glob.glob(os.path.join("runs", f"*__{EXP_NAME}__*")), key=os.path.getmtime)  # the run just made
+    trained = ddpg("--exp-name", EXP_NAME, *args.extra)
+    print(trained.strip().splitlines()[-1])
+    saved = [line.removeprefix(MODEL_SAVED) for line in trained.splitlines() if line.startswith(MODEL_SAVED)]
+    if not saved:
+        sys.exit("gif.py: error: the run saved no model.pt (--no-save-model?): there is nothing to film")
+    run_dir = os.path.dirname(saved[0])  # the run just made, whatever its --exp-name
     print(ddpg("--eval-checkpoint", run_dir, "--eval-episodes", "1", "--capture-video").strip())
     (video,) = glob.glob(os.path.join(run_dir, "videos", "checkpoint-eval*.mp4"))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

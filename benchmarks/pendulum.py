@@ -8,6 +8,7 @@ temporary directory whose TensorBoard run is read back for the evaluations.
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ import time
 
 from machine import describe
 from report import read_run
+from seeds import failure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOLVED = -200.0
@@ -23,8 +25,10 @@ SOLVED = -200.0
 def run(seed: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as cwd:
         start = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(ROOT, "ddpg.py"), "--seed", str(seed), *extra], cwd=cwd,
-                       check=True, capture_output=True)  # fmt: skip
+        done = subprocess.run([sys.executable, os.path.join(ROOT, "ddpg.py"), "--seed", str(seed), *extra], cwd=cwd,
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            sys.exit(failure(done.returncode, done.stderr))
         wall = time.perf_counter() - start
         (run_name,) = os.listdir(os.path.join(cwd, "runs"))
         evals = read_run(os.path.join(cwd, "runs", run_name))
@@ -50,9 +54,9 @@ def main() -> None:
     for r in rows:
         print(f"| {r['seed']} | {r['final']:.1f} | {r['steps']} | {r['first_solved']} | {r['wall']:.1f} |")
     finals = [r["final"] for r in rows]
-    walls = sorted(r["wall"] for r in rows)
+    wall = statistics.median(r["wall"] for r in rows)
     print(f"\nmean final evaluation {sum(finals) / len(finals):.1f}, worst {min(finals):.1f}; "
-          f"median wall time {walls[len(walls) // 2]:.1f} s (whole process: start-up, training, evaluations)")
+          f"median wall time {wall:.1f} s (whole process: start-up, training, evaluations)")
     print(f"\nMachine: {describe()}")
 
 

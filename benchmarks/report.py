@@ -26,7 +26,7 @@ def read_run(run_dir: str) -> dict:
     """The evaluations of one run: steps, seconds of the run's processes up to each, returns."""
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     events.Reload()
-    evals = events.Scalars(EVAL_TAG)
+    evals = events.Scalars(EVAL_TAG) if EVAL_TAG in events.Tags()["scalars"] else []  # none yet: a run just begun
     return {
         "steps": np.array([e.step for e in evals]),
         "seconds": running_seconds(run_dir, [e.wall_time for e in evals]),
@@ -42,7 +42,7 @@ def running_seconds(run_dir: str, wall_times: list[float]) -> np.ndarray:
     file's last logged value and the next file's first, when no process ran, is left out.
     """
     spans = []
-    for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
+    for path in glob.glob(os.path.join(glob.escape(run_dir), "events.out.tfevents.*")):
         times = [event.wall_time for event in EventFileLoader(path).Load() if event.HasField("summary")]
         if times:
             spans.append((min(times), max(times)))
@@ -52,7 +52,7 @@ def running_seconds(run_dir: str, wall_times: list[float]) -> np.ndarray:
 def find_runs(runs_dir: str, exp_name: str) -> dict[str, dict[int, dict]]:
     """{env_id: {seed: run}} for the runs of `exp_name` that logged an evaluation."""
     runs = defaultdict(dict)
-    for run_dir in sorted(glob.glob(os.path.join(runs_dir, f"*__{exp_name}__*__*"))):
+    for run_dir in sorted(glob.glob(os.path.join(glob.escape(runs_dir), f"*__{glob.escape(exp_name)}__*__*"))):
         env_id, name, seed, _ = os.path.basename(run_dir).rsplit("__", 3)
         if name != exp_name or not os.path.isdir(run_dir):
             continue

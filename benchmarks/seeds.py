@@ -34,7 +34,15 @@ def finish(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         _, stderr = proc.communicate()
         if proc.returncode != 0:
-            sys.exit(f"seeds.py: error: ddpg.py failed: {stderr.strip().splitlines()[-1]}")
+            sys.exit(failure(proc.returncode, stderr))
+
+
+def failure(status: int, stderr: str) -> str:
+    """This script's one line for a ddpg.py that failed: its exit status and its error line, where it wrote one (an
+    interrupted run writes none)."""
+    reason = next((line.strip() for line in stderr.splitlines() if "error" in line.lower()), "")
+    return f"{os.path.basename(sys.argv[0])}: error: ddpg.py ended with exit status {status}" + (
+        f": {reason}" if reason else "")
 
 
 def timed(way: str, seeds: list[int], extra: list[str]) -> tuple[float, list[float]]:
@@ -68,7 +76,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more ddpg.py options, after --")
     args = parser.parse_args()
     if len(args.seeds) < 2 or args.repeats < 1:
-        sys.exit("seeds.py: error: give two seeds or more, and --repeats of at least 1")
+        parser.error("give two seeds or more, and --repeats of at least 1")
     walls, finals = {way: [] for way in WAYS}, {way: [] for way in WAYS}
     for _ in range(args.repeats):
         for way in WAYS:
