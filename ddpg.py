@@ -880,6 +880,12 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
     return checkpoint, saved
 
 
+def file_identity(path: str) -> tuple[int, int]:
+    """Which file is at `path` (inode and modification time): a checkpoint replaced by rename is another file."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_mtime_ns
+
+
 def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box):
     if checkpoint["spaces"] != space_signature(obs_dim, action_space):
         raise UsageError(f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
@@ -952,9 +958,9 @@ def checked(args: Args, population: tuple[str, ...] = ()) -> tuple:
     checkpoint = None
     if resume:
         path = os.path.join(resume, CHECKPOINT_FILE)
-        read = os.stat(path)  # the file read, to be sure under the run's lock that no other process replaced it since
+        read = file_identity(path)  # to be sure, under the run's lock, that no other process replaced it since
         checkpoint, saved = load_checkpoint(path)
-        checkpoint["read"] = (read.st_ino, read.st_mtime_ns)
+        checkpoint["read"] = read
         if "global_step" not in checkpoint:
             raise UsageError(f"{path}: a saved model, not a checkpoint: it has nothing to resume from")
         if checkpoint["global_step"] >= saved.total_timesteps:
@@ -1137,8 +1143,7 @@ class Run:
         """Lock the run directory, make the evaluation envs, open TensorBoard (and W&B), catch Ctrl-C."""
         self.lock = lock_run_dir(self.run_dir)
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
-        now = os.stat(self.checkpoint_path) if checkpoint else None
-        if checkpoint and (now.st_ino, now.st_mtime_ns) != checkpoint["read"]:  # its process went on, then ended
+        if checkpoint and file_identity(self.checkpoint_path) != checkpoint["read"]:  # its process went on, then ended
             raise UsageError(f"{self.run_dir} was in use: its process wrote a checkpoint while this one started; "
                              "run the command again")  # fmt: skip
         self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \

@@ -204,6 +204,19 @@ def refuse(problem: str):
     sys.exit(2)
 
 
+def check_finished(status: int, what: str) -> None:
+    """A timed run that stopped early (Ctrl-C, SIGTERM, a NaN) ran fewer steps than counted: no figure from it."""
+    if status != 0:
+        sys.exit(f"bench.py: error: {what} ended with exit status {status}: no figure from it")
+
+
+def extra_time(extra: float, name: str, steps: int) -> float:
+    """The time a run `steps` steps longer took more; where it took no longer (noise swallowed the steps), no figure."""
+    if extra <= 0:
+        sys.exit(f"bench.py: error: {name}: a run {steps} steps longer took no longer; give more --steps")
+    return extra
+
+
 def median_spread(values):
     return statistics.median(values), min(values), max(values)
 
@@ -296,16 +309,12 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
             known = {field.name for field in dataclasses.fields(other.Args)}  # an older file may lack newer options
             with contextlib.redirect_stdout(io.StringIO()):
                 out = other.train(other.Args(**{k: v for k, v in dataclasses.asdict(args).items() if k in known}))
-            check_finished(out, env_id)
+            check_finished(out.get("status", 0), f"a timed {env_id} run")
         else:
             with contextlib.redirect_stdout(io.StringIO()):
                 args = training_args(env_id, longest, **changes)  # the same buffer for every run length
                 out = ddpg.train(dataclasses.replace(args, total_timesteps=total_timesteps))
-            check_finished(out, env_id)
-
-    def check_finished(out, env_id):  # a run stopped early (Ctrl-C, SIGTERM, a NaN) would time fewer steps
-        if out.get("status", 0) != 0:
-            sys.exit(f"bench.py: error: a timed {env_id} run ended with exit status {out['status']}: no figure from it")
+            check_finished(out.get("status", 0), f"a timed {env_id} run")
 
     def timed(changes, total_timesteps):
         start = time.perf_counter()
@@ -320,10 +329,7 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
             for name, changes in variants.items():
                 if marginal:
                     short = timed(changes, total)
-                    extra = timed(changes, longest) - short
-                    if extra <= 0:  # the run's noise swallowed the extra steps
-                        sys.exit(f"bench.py: error: {steps} extra steps took no measurable time: give more --steps")
-                    sps[name].append(steps / extra)
+                    sps[name].append(steps / extra_time(timed(changes, longest) - short, name, steps))
                 else:
                     sps[name].append(total / timed(changes, total))
                 progress(f"{env_id} {name}: {sps[name][-1]:.0f} SPS")
@@ -347,8 +353,7 @@ def measure_populations(sizes, repeats, steps, cuda):
             return
         with contextlib.redirect_stdout(io.StringIO()):
             status = ddpg.train_population(args)["status"]  # with one seed: exactly `ddpg.train`
-        if status != 0:
-            sys.exit(f"bench.py: error: --seeds {k} ended with status {status}")
+        check_finished(status, f"--seeds {k}")
 
     def timed(k, way, total_timesteps):
         start = time.perf_counter()
@@ -363,10 +368,7 @@ def measure_populations(sizes, repeats, steps, cuda):
             for name, (k, way) in ways.items():
                 short = timed(k, way, total)
                 before = reset_gpu_peak() if cuda else 0
-                extra = timed(k, way, total + steps) - short
-                if extra <= 0:
-                    sys.exit(f"bench.py: error: {name}: a run {steps} steps longer took no longer; give more --steps")
-                sps[name].append(k * steps / extra)
+                sps[name].append(k * steps / extra_time(timed(k, way, total + steps) - short, name, steps))
                 if cuda and way == "population":
                     memory[name] = max(memory.get(name, 0), (torch.cuda.max_memory_allocated() - before) / k)
                 progress(f"HalfCheetah-v5 {name}: {sps[name][-1]:.0f} SPS")
