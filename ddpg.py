@@ -5,30 +5,38 @@ deterministic policy mu(s) (the actor) for continuous actions together with an a
 (the critic). The critic is fitted off-policy to a Bellman target computed with slowly moving copies of both
 networks (the targets); the actor climbs the critic's gradient with respect to the action.
 
-Algorithm 1 of the paper, whose steps the loop in `train` labels one by one (in one changed order, see below):
+Algorithm 1 of the paper, whose steps `loop` (at the end of the lesson) labels one by one (in one changed order):
 
     initialise critic Q(s, a | theta^Q) and actor mu(s | theta^mu); targets Q' <- Q, mu' <- mu; replay buffer R
-    for each step t:
-        select a_t = mu(s_t) + N_t (exploration noise); execute a_t, observe r_t and s_{t+1}
-        store (s_t, a_t, r_t, s_{t+1}) in R
-        sample a minibatch of N transitions (s_i, a_i, r_i, s_{i+1}) from R
-        set y_i = r_i + gamma * Q'(s_{i+1}, mu'(s_{i+1}))
-        update the critic by minimising L = 1/N sum_i (y_i - Q(s_i, a_i))^2
-        update the actor with the sampled policy gradient 1/N sum_i grad_a Q(s_i, a)|a=mu(s_i) grad mu(s_i)
-        update the targets: theta' <- tau * theta + (1 - tau) * theta'
+    for each episode:
+        initialise a random process N for exploration; receive the initial observation s_1
+        for each step t:
+            select a_t = mu(s_t) + N_t; execute a_t, observe r_t and s_{t+1}
+            store (s_t, a_t, r_t, s_{t+1}) in R
+            sample a minibatch of N transitions (s_i, a_i, r_i, s_{i+1}) from R
+            set y_i = r_i + gamma * Q'(s_{i+1}, mu'(s_{i+1}))
+            update the critic by minimising L = 1/N sum_i (y_i - Q(s_i, a_i))^2
+            update the actor with the sampled policy gradient 1/N sum_i grad_a Q(s_i, a)|a=mu(s_i) grad mu(s_i)
+            update the targets: theta' <- tau * theta + (1 - tau) * theta'
+
+The loop here counts steps, not episodes: each environment starts its next episode when one ends (`EnvRunner.step`),
+and the noise restarts there with it (`explore`), which are the paper's per-episode lines.
 
 Where this file differs from the paper, and why (the README says more):
 - Targets stop bootstrapping only at real terminations: y_i = r_i + gamma * (1 - terminated_i) * Q'(...).
   A time-limit cut is not a terminal state, so it bootstraps from the true last observation.
-- Actions are uniformly random for the first `learning_starts` steps (as in TD3 and CleanRL), to fill the buffer.
+- Actions are uniformly random until R holds `learning_starts` transitions (as in TD3 and CleanRL), and no update
+  is made before: the first minibatches are drawn from many transitions, not from the first few.
 - Both networks are two hidden layers of `hidden_size` ReLU units with the action fed to the critic's input
   (CleanRL, TD3), not 400-300 units with the action entering at the second layer; no batch normalisation and no
-  critic weight decay. The output layers keep the paper's small uniform initialisation.
+  critic weight decay. The hidden layers keep PyTorch's default initialisation, which is the paper's
+  uniform(+-1/sqrt(fan_in)); the output layers keep the paper's small uniform initialisation.
 - One Adam learning rate for both networks, 1e-3 (the paper: 1e-4 actor, 1e-3 critic), minibatches of 256 (64)
-  and tau = 0.005 (0.001): the targets follow faster, and fewer updates learn.
+  and tau = 0.005 (0.001): TD3's and CleanRL's values, with which the targets follow the networks five times faster.
 - The actor, and with it the targets, may be updated less often than the critic (`policy_frequency`, from TD3).
 - Exploration noise is the paper's Ornstein-Uhlenbeck process (theta=0.15) by default, or Gaussian noise, which at
-  the same `exploration_noise` spreads about half as wide (see `OUNoise`).
+  the same `exploration_noise` spreads about half as wide (see `OUNoise`). Its sigma is in half-widths of the action
+  box (the paper's is in action units), and the noisy action is clipped into the box.
 - The update of step t comes before the environment step, not after storing transition t: it samples R as it was
   before t, and a_{t+1} is still chosen by the updated actor. The update needs nothing from the env step, so a GPU
   computes it while the CPU steps the environment, and a step costs max(env, update) instead of their sum.
@@ -69,15 +77,43 @@ from torch.utils.tensorboard import SummaryWriter
 
 @dataclass
 class Args:
+    # --- The algorithm: the environment and DDPG's hyperparameters ----------------------------------------------
+    env_id: str = "Pendulum-v1"
+    """gymnasium id of the environment (continuous `Box` actions, flat `Box` observations)"""
+    total_timesteps: int = 10_000
+    """number of environment steps to train for, summed over all environments"""
+    learning_rate: float = 1e-3
+    """Adam learning rate of both the actor and the critic (the paper: 1e-4 actor, 1e-3 critic)"""
+    buffer_size: int = 1_000_000
+    """capacity of the replay buffer, in transitions"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """target smoothing coefficient: theta' <- tau * theta + (1 - tau) * theta' (the paper: 0.001)"""
+    batch_size: int = 256
+    """number of transitions sampled from the replay buffer per update (the paper: 64)"""
+    hidden_size: int = 64
+    """width of the two hidden layers of the actor and of the critic (MuJoCo baselines use 256)"""
+    noise_type: Literal["ou", "gaussian"] = "ou"
+    """exploration noise: Ornstein-Uhlenbeck (the paper's) or independent Gaussian (TD3, CleanRL)"""
+    exploration_noise: float = 0.2
+    """noise scale sigma, in action half-widths (OU's stationary spread is ~1.9 sigma, Gaussian's is sigma)"""
+    learning_starts: int = 1000
+    """environment steps of uniformly random actions before learning starts"""
+    policy_frequency: int = 1
+    """update the actor and the targets once every this many critic updates (the paper: 1)"""
+    num_envs: int = 1
+    """number of environments stepped together (one update per transition collected)"""
+
     # --- The run: its name, the machine, logging and saving -----------------------------------------------------
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """name of this experiment, part of the run directory's name"""
     seed: int = 1
-    """seed of python, numpy, torch and the environments"""
+    """seed of python, numpy, torch and the environments: the same seed on the CPU repeats a run exactly"""
     seeds: tuple[int, ...] | None = None
     """train one agent per seed side by side in this process, batched on a GPU; each writes a --seed run's directory"""
     torch_deterministic: bool = True
-    """make cuDNN deterministic (`torch.backends.cudnn.deterministic`); CPU runs are deterministic anyway"""
+    """CleanRL's flag: sets `torch.backends.cudnn.deterministic`, which no operation here uses (--seed repeats runs)"""
     cuda: bool = True
     """train on the GPU when one is available (falls back to the CPU otherwise)"""
     cudagraphs: bool = True
@@ -107,39 +143,11 @@ class Args:
     eval_checkpoint: str | None = None
     """instead of training, evaluate the actor of this run directory, checkpoint or saved model"""
 
-    # --- The algorithm: the environment and DDPG's hyperparameters ----------------------------------------------
-    env_id: str = "Pendulum-v1"
-    """gymnasium id of the environment (continuous `Box` actions, flat `Box` observations)"""
-    total_timesteps: int = 10_000
-    """number of environment steps to train for, summed over all environments"""
-    learning_rate: float = 1e-3
-    """Adam learning rate of both the actor and the critic (the paper: 1e-4 actor, 1e-3 critic)"""
-    buffer_size: int = 1_000_000
-    """capacity of the replay buffer, in transitions"""
-    gamma: float = 0.99
-    """discount factor"""
-    tau: float = 0.005
-    """target smoothing coefficient: theta' <- tau * theta + (1 - tau) * theta' (the paper: 0.001)"""
-    batch_size: int = 256
-    """number of transitions sampled from the replay buffer per update (the paper: 64)"""
-    hidden_size: int = 64
-    """width of the two hidden layers of the actor and of the critic (MuJoCo baselines use 256)"""
-    noise_type: Literal["ou", "gaussian"] = "ou"
-    """exploration noise: Ornstein-Uhlenbeck (the paper's) or independent Gaussian (TD3, CleanRL)"""
-    exploration_noise: float = 0.2
-    """noise scale sigma, in action half-widths (OU's stationary spread is ~1.9 sigma, Gaussian's is sigma)"""
-    learning_starts: int = 1000
-    """environment steps of uniformly random actions before learning starts"""
-    policy_frequency: int = 1
-    """update the actor and the targets once every this many critic updates (the paper: 1)"""
-    num_envs: int = 1
-    """number of environments stepped together (one update per transition collected)"""
-
 
 OU_THETA = 0.15  # mean-reversion rate of the Ornstein-Uhlenbeck noise (the paper's value)
 FINAL_LAYER_INIT = 3e-3  # output layers start in [-3e-3, 3e-3]: first Q values ~0, first actions ~ the box's middle
 EVAL_STREAM = 10_000  # evaluation env i of run seed s draws from the stream (s, EVAL_STREAM, i), apart from training
-SAMPLE_RANGE = 2**62  # replay indices are drawn in [0, 2^62), then taken modulo the fill level: bias < size / 2^62
+SAMPLE_RANGE = 2**62  # replay indices: uniform integers below this, modulo the fill level (a bias below size / 2^62)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -233,9 +241,7 @@ class ReplayBuffer:
 
     A row holds s_t, a_t, r_t, s_{t+1} and terminated side by side: a transition is stored with one write, a minibatch
     gathered with one read. Rows are written in place, wrapping around when full (the oldest overwritten). The write
-    position and fill level are device tensors too: storing and sampling never wait for the host, and a recorded CUDA
-    graph reads their current values (a Python int would be frozen at its value when the graph was recorded).
-    """
+    position and fill level are device tensors too, so that storing and sampling never wait for the host."""
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
         self.capacity, self.obs_dim, self.act_dim = capacity, obs_dim, act_dim
@@ -259,7 +265,7 @@ class ReplayBuffer:
         self.size.copy_((self.size + len(rows)).clamp(max=self.capacity))
 
     def sample(self, batch_size: int) -> Batch:
-        """Rows drawn uniformly from the filled ones, on the device: large random integers modulo the fill level."""
+        """N rows drawn uniformly, with replacement, from the filled ones."""
         idx = torch.randint(SAMPLE_RANGE, (batch_size,), device=self.data.device) % self.size
         return self.fields(self.data[idx])
 
@@ -273,8 +279,7 @@ class OUNoise:
 
     Successive values are correlated, which suits physical control with inertia (the paper's argument). Each env's
     state restarts at 0 with its episode. The stationary variance is sigma^2 / (2 theta - theta^2): for theta = 0.15
-    a standard deviation of about 1.9 sigma, so at the same sigma, Gaussian noise explores about half as widely.
-    """
+    a standard deviation of about 1.9 sigma, so at the same sigma, Gaussian noise explores about half as widely."""
 
     def __init__(self, num_envs: int, act_dim: int, sigma: float, device: torch.device, theta: float = OU_THETA):
         self.sigma, self.theta = sigma, theta
@@ -282,7 +287,7 @@ class OUNoise:
         self.eps = torch.empty_like(self.state)
 
     def sample(self) -> torch.Tensor:
-        self.state.mul_(1.0 - self.theta).add_(self.eps.normal_(), alpha=self.sigma)  # in place: no allocation
+        self.state.mul_(1.0 - self.theta).add_(self.eps.normal_(), alpha=self.sigma)  # x <- (1 - theta) x + sigma eps
         return self.state
 
     def reset(self, episode_starts: torch.Tensor) -> None:  # (num_envs,): restart where 1.0
@@ -359,8 +364,7 @@ def critic_loss(critic, target_actor, target_critic, data: Batch, gamma: float):
     """Mean squared Bellman error; returns (loss, Q(s_i, a_i)).
 
     The target y is computed without gradient: it is a regression label, not something to move.
-    Bootstrap through truncation, not termination: (1 - terminated) zeroes Q' only at real terminal states.
-    """
+    Bootstrap through truncation, not termination: (1 - terminated) zeroes Q' only at real terminal states."""
     with torch.no_grad():
         next_q = target_critic(data.next_obs, target_actor(data.next_obs))
         y = data.rewards + gamma * (1.0 - data.terminations) * next_q
@@ -401,8 +405,7 @@ def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: t
     target_critic = Critic(obs_dim, act_dim, args.hidden_size).to(device)
     soft_update(target_actor, actor, tau=1.0)  # theta' <- theta: exact copies
     soft_update(target_critic, critic, tau=1.0)
-    # fused=True: one kernel updates all parameters instead of several per tensor
-    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True)
+    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True)  # fused: the same maths, faster
     actor_optimizer, critic_optimizer = adam(actor.parameters()), adam(critic.parameters())
     return Agent(actor, critic, target_actor, target_critic, actor_optimizer, critic_optimizer)
 
@@ -485,47 +488,71 @@ def initialise(args: Args, obs_dim: int, action_space: gym.spaces.Box, device: t
     return envs, agent, ReplayBuffer(args.buffer_size, obs_dim, act_dim, device), make_noise(args, act_dim, device)
 
 
+class Steps:
+    """The agent's part of an env step as the loop calls it, on the envs' numpy arrays: the lesson's `explore`, `learn`
+    and `ReplayBuffer.add`, each called at once. On a GPU, `fast_steps` (below the divider) puts in its place an object
+    with the same three methods and the same meaning, copying once each way per step and replaying CUDA graphs."""
+
+    def __init__(self, agent: Agent, rb: ReplayBuffer, noise: OUNoise | GaussianNoise, device: torch.device):
+        self.agent, self.rb, self.noise, self.device = agent, rb, noise, device
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=torch.float32, device=self.device)
+
+    def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
+        return explore(self.agent.actor, self.tensor(obs), self.noise, self.tensor(episode_starts)).cpu().numpy()
+
+    def learn(self, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
+        return learn(self.agent, self.rb, batch_size, gamma, tau, update_actor)
+
+    def add(self, obs, actions, rewards, next_obs, terminations) -> None:
+        """Each env's transition as one row of R (s_t, a_t, r_t, s_{t+1}, terminated: the columns of `fields`)."""
+        self.rb.add(self.tensor(np.column_stack([obs, actions, rewards, next_obs, terminations])))
+
+
 def train(args: Args) -> dict:
     """Run DDPG as `args` say (or go on with the run `args.resume`); returns the run directory, the final evaluation's
     returns, the agent, the buffer, and the exit status (0; 128 + signal if interrupted; 1 if a value went NaN)."""
     run = prepare(args)  # checks, seeds, the device, the run directory and its logs (a resumed run's own args)
     args = run.args
     envs, agent, rb, noise = initialise(args, run.obs_dim, run.action_space, run.device)
-    steps = fast_steps(agent, rb, noise, args, run.device)  # the loop's device steps: on a GPU as CUDA graphs
-    loop(args, envs, steps, run, *run.start(envs, agent, rb, noise, steps))  # from step 0, or where it stopped
+    steps = fast_steps(Steps(agent, rb, noise, run.device), args)  # on the CPU these Steps; on a GPU, fast ones
+    global_step, num_updates = run.start(envs, agent, rb, noise, steps)  # 0, 0; a resumed run's from its checkpoint
+    loop(args, envs, steps, run, global_step, num_updates)
     return {"run_dir": run.run_dir, "eval_returns": run.eval_returns, "agent": agent, "replay_buffer": rb,
             "status": run.status}  # fmt: skip
 
 
-def loop(args: Args, envs: EnvRunner, steps, run, global_step: int, num_updates: int) -> None:
-    """Algorithm 1's loop from `global_step` on, which `run` ends cleanly however it stops (done, Ctrl-C, a NaN). With
-    --seeds it trains several agents in step: `envs`, `steps` and `run` serve them all (`Population`)."""
+def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_updates: int) -> None:
+    """Algorithm 1's loop from `global_step` on. `run` (below the divider) keeps the books at the end of each step
+    (logs, evaluations, checkpoints, Ctrl-C, the console) and ends the run cleanly however the loop stops."""
     with run:
         learning, losses = global_step >= args.learning_starts, None
         while global_step < args.total_timesteps:
-            # Alg. 1: select action a_t = mu(s_t) + N_t; uniformly random actions while the buffer fills.
+            # Alg. 1: select action a_t = mu(s_t) + N_t; uniformly random actions until R holds learning_starts.
             if learning:
-                actions = steps.select_action(envs.obs, episode_starts=envs.episode_lengths == 0)
+                actions = steps.explore(envs.obs, episode_starts=envs.episode_lengths == 0)
             else:
                 actions = envs.random_actions()
 
-            # Alg. 1: sample a minibatch from R; set y_i; update the critic, the actor and the targets. One update
-            # per transition collected, made before the env step: it samples R without transition t, and a GPU
-            # computes it while the CPU steps the envs.
+            # Alg. 1: sample a minibatch of N transitions from R; set y_i; update the critic, the actor and the
+            # targets. One update per transition collected, made before the env step: it samples R without
+            # transition t, and a GPU computes it while the CPU steps the envs.
             if learning:
                 for _ in range(args.num_envs):
                     num_updates += 1
-                    losses = steps.learn(update_actor=num_updates % args.policy_frequency == 0)
+                    update_actor = num_updates % args.policy_frequency == 0  # the paper: at every update
+                    losses = steps.learn(args.batch_size, args.gamma, args.tau, update_actor)
 
             # Alg. 1: execute action a_t and observe reward r_t and new state s_{t+1}
-            obs = envs.obs
+            obs = envs.obs  # keep s_t: the env step replaces envs.obs (with a new episode's s_1 where one ended)
             next_obs, rewards, terminations, truncations, finished = envs.step(actions)
             global_step += args.num_envs
 
             # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R. `terminations`, not `truncations`: a
             # time-limit cut is not terminal, and its target bootstraps from the true last observation next_obs.
-            steps.store(obs, actions, rewards, next_obs, terminations)
-            learning = global_step >= args.learning_starts  # learning starts once R holds learning_starts
+            steps.add(obs, actions, rewards, next_obs, terminations)
+            learning = global_step >= args.learning_starts
 
             run.record(global_step, num_updates, finished, losses)  # logs, evaluation, checkpoint, Ctrl-C, console
 
@@ -564,11 +591,15 @@ class Staged(NamedTuple):
     obs: torch.Tensor  # (num_envs, obs_dim) what to act on next
 
 
-def fast_steps(agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device) -> "FastSteps":
-    """The loop's device steps for one agent: `learn`, and `store_and_select` between two env steps."""
+def fast_steps(steps: Steps, args: Args) -> Steps:
+    """The loop's steps made fast: with --compile the four networks compiled in place; on a GPU, `FastSteps` in place
+    of the lesson's `Steps` (the same three steps, with one copy each way per env step and CUDA graphs)."""
+    agent, rb, device = steps.agent, steps.rb, steps.device
     ready_for_device(agent, args, device)
-    return FastSteps(functools.partial(learn, agent, rb, args.batch_size, args.gamma, args.tau),
-                     functools.partial(store_and_select, rb, noise, agent.actor), rb, args, device)  # fmt: skip
+    if device.type != "cuda":
+        return steps
+    return FastSteps(functools.partial(learn, agent, rb), functools.partial(store_and_select, rb, steps.noise,
+                     agent.actor), rb, args, device)  # fmt: skip
 
 
 def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, store: bool, act: bool):
@@ -580,12 +611,12 @@ def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, stor
 
 
 class FastSteps:
-    """The loop's steps on the training device, one copy each way per env step: `store` packs the transitions into
-    host rows (pinned on CUDA), `select_action` adds the observations, copies the rows over, and one call
-    (`store_and_select`) stores them in R and selects the actions, which come back in one copy (while R fills, the
-    transitions go alone at the next `store`). On CUDA that call and `update` are CUDA graphs: small networks are
-    launch-bound, and a replay launches all of a call's kernels at once. `rows`: envs (default num_envs);
-    `row_names`: each row's agent, for messages (a population's seeds)."""
+    """The lesson's `Steps` on a GPU, one copy each way per env step: `add` packs the transitions into pinned host
+    rows, `explore` adds the observations, copies the rows over, and one call (`store_and_select`) stores them in R
+    and selects the actions, which come back in one copy (while R fills, the transitions go alone at the next `add`).
+    That call and `learn`'s update are CUDA graphs: small networks are launch-bound, and a replay launches all of a
+    call's kernels at once. `rows`: envs (default num_envs); `row_names`: each row's agent, for messages (a
+    population's seeds). On the CPU (a population's steps), the host rows are the device rows."""
 
     def __init__(self, update, store_and_select, rb: ReplayBuffer, args: Args, device: torch.device, rows: int = 0,
                  row_names: list[str] | None = None):  # fmt: skip
@@ -597,29 +628,21 @@ class FastSteps:
         self.host_actions = torch.zeros((rows, rb.act_dim), pin_memory=cuda)
         self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
         self.unstored = False  # transitions staged that R does not hold yet
-        self.saved_actions = None  # actions chosen ahead by a checkpoint of an earlier layout, to use first
         self.update, self.device_step = update, functools.partial(store_and_select, staged=staged)
         if uses_cuda_graphs(args, device):
             self.update, self.device_step = CudaGraph(self.update), CudaGraph(self.device_step)
-        self.last_actor_loss = None
 
-    def learn(self, update_actor: bool) -> Losses:
-        """`learn`'s losses, the actor's being the last update's that had an actor step."""
-        losses = self.update(update_actor=update_actor)
-        self.last_actor_loss = losses.actor if update_actor else self.last_actor_loss
-        return losses._replace(actor=self.last_actor_loss)
+    def learn(self, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
+        return self.update(batch_size=batch_size, gamma=gamma, tau=tau, update_actor=update_actor)
 
-    def store(self, *transition: np.ndarray) -> None:
+    def add(self, *transition: np.ndarray) -> None:
         """Stage the step's transitions (obs, actions, rewards, next_obs, terminations, in the order of a Batch)."""
-        self.flush()  # no action was selected since the last store (R is filling): those transitions go first
+        self.flush()  # no action was selected since the last add (R is filling): those transitions go first
         self.pack(0, *transition)
         self.unstored = True
 
-    def select_action(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
+    def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
         """The actions `explore` selects for `obs`, as a host array (a host sync point on CUDA)."""
-        if self.saved_actions is not None:
-            actions, self.saved_actions = self.saved_actions, None
-            return actions
         self.pack(self.width, episode_starts, obs)
         self.send()
         self.host_actions.copy_(self.device_step(store=self.unstored, act=True), non_blocking=True)
@@ -653,6 +676,13 @@ class FastSteps:
         if self.sent is not None:
             self.device_rows.copy_(self.host, non_blocking=True)
             self.sent.record()
+
+
+def flush(steps: Steps) -> None:
+    """Store in R the transitions that fast steps staged, before a checkpoint and at the end (the lesson's store
+    them at once)."""
+    if isinstance(steps, FastSteps):
+        steps.flush()
 
 
 def ready_for_device(agent: Agent, args: Args, device: torch.device) -> None:
@@ -1148,7 +1178,7 @@ class Run:
                              "run the command again")  # fmt: skip
         self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \
             else (0, 0)  # fmt: skip
-        self.recent_returns, self.eval_returns = [], None
+        self.recent_returns, self.eval_returns, self.actor_loss = [], None, None
         prefix = f"eval-resumed-{self.global_step}" if checkpoint else "eval"  # videos of each process apart
         self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
                                         os.path.join(self.run_dir, VIDEO_DIR), prefix)  # fmt: skip
@@ -1161,7 +1191,7 @@ class Run:
         threading.excepthook = quiet_writer_thread
         self.signals = signals or SignalFlag()
 
-    def start(self, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps: FastSteps) -> tuple[int, int]:
+    def start(self, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps: Steps) -> tuple[int, int]:
         """Take the run's parts (a resumed run's restored from its checkpoint); returns (global_step, num_updates)."""
         self.agent, self.rb, self.noise, self.steps = agent, rb, noise, steps
         self.envs, self.episodes = envs, EpisodeRecorder(envs)
@@ -1177,8 +1207,6 @@ class Run:
         set_rng_states(checkpoint["rng"], self.envs, self.eval_envs)
         self.recent_returns = checkpoint["recent_returns"]
         self.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
-        if checkpoint.get("next_actions") is not None:  # a layout that chose a_{t+1} before writing the checkpoint
-            self.steps.saved_actions = checkpoint["next_actions"].numpy()
         print(f"resuming {self.run_dir} at step {self.global_step}/{self.args.total_timesteps}")
 
     def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None,
@@ -1188,6 +1216,9 @@ class Run:
         checkpoint on Ctrl-C, print progress."""
         self.global_step, self.num_updates = global_step, num_updates
         done = global_step >= self.args.total_timesteps
+        if losses is not None:  # the actor's loss logged is the last update's that had an actor step
+            self.actor_loss = self.actor_loss if losses.actor is None else losses.actor
+            losses = losses._replace(actor=self.actor_loss)
         for episode_return, episode_length in finished:
             self.recent_returns = (self.recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
             self.log("charts/episodic_return", episode_return, global_step)
@@ -1241,7 +1272,7 @@ class Run:
 
     def write_checkpoint(self) -> str:
         """Write the checkpoint beside its place (`write_beside`), not yet over it; returns the file written."""
-        self.steps.flush()  # R holds this step's transitions
+        flush(self.steps)  # R holds this step's transitions
         self.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
         return write_beside(
             {**self.description(), "global_step": self.global_step, "num_updates": self.num_updates,
@@ -1323,7 +1354,7 @@ class Run:
 
     def finish(self) -> str:
         """Save the model (unless --no-save-model); the final evaluation's line."""
-        self.steps.flush()  # R holds the last transitions
+        flush(self.steps)  # R holds the last transitions
         if self.args.save_model:
             model_path = os.path.join(self.run_dir, MODEL_FILE)
             networks = copies({"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict()})
@@ -1657,8 +1688,8 @@ def member_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, arg
     for agent in agents:
         ready_for_device(agent, args, device)
 
-    def update(update_actor: bool) -> Losses:
-        each = [learn(agent, rb, args.batch_size, args.gamma, args.tau, update_actor) for agent, rb in zip(agents, rbs)]
+    def update(batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
+        each = [learn(agent, rb, batch_size, gamma, tau, update_actor) for agent, rb in zip(agents, rbs)]
         return Losses(*(None if parts[0] is None else torch.stack(parts) for parts in zip(*each)))
 
     def store_and_select_each(staged: Staged, store: bool, act: bool):
@@ -1680,8 +1711,8 @@ def batched_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, ar
         if isinstance(own, OUNoise):
             own.state = noise.state[k * args.num_envs : (k + 1) * args.num_envs]
 
-    def update(update_actor: bool) -> Losses:  # as `learn`: sample, then update
-        return batched_update(nets, optimizers, rb.sample(args.batch_size), args.gamma, args.tau, update_actor)
+    def update(batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:  # as `learn`
+        return batched_update(nets, optimizers, rb.sample(batch_size), gamma, tau, update_actor)
 
     return FastSteps(update, functools.partial(store_and_select, rb, noise, nets["actor"]), rbs[0], args, device,
                      len(agents) * args.num_envs, row_names)  # fmt: skip

@@ -553,6 +553,7 @@ def against_report(path: str, repeats: int, steps: int) -> str:
     """Steps per second of whole runs of ddpg.py and of the ddpg.py in `path`, alternately, on the CPU."""
     loader = importlib.machinery.SourceFileLoader("other_ddpg", path)  # any file name, .py or not
     other = types.ModuleType(loader.name)
+    other.__file__ = path  # ddpg.py names its experiments after its own file
     try:
         loader.exec_module(other)
         other.Args, other.train  # noqa: B018 (what is timed)

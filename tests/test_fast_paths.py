@@ -10,6 +10,7 @@ import ddpg
 from tests.test_units import ASYMMETRIC_BOX as BOX
 
 OBS_DIM, ACT_DIM, NUM_ENVS = 3, BOX.shape[0], 2
+BATCH_SIZE, GAMMA, TAU = 16, 0.99, 0.1
 CAPACITY, FIRST_ROWS = 40, 30  # the buffer wraps around during the rounds below
 # Enough rounds that each graph (update with and without the actor step, store-and-select) is recorded, then
 # replayed.
@@ -29,24 +30,24 @@ def env_step(rng):
 
 def setup(device: str, **speed_options):
     """Agent, buffer (partly filled) and the loop's device steps, from one fixed start."""
-    args = ddpg.Args(hidden_size=32, learning_rate=1e-2, tau=0.1, exploration_noise=0.3, batch_size=16,
-                     num_envs=NUM_ENVS, **speed_options)  # fmt: skip
+    args = ddpg.Args(hidden_size=32, learning_rate=1e-2, tau=TAU, gamma=GAMMA, exploration_noise=0.3,
+                     batch_size=BATCH_SIZE, num_envs=NUM_ENVS, **speed_options)  # fmt: skip
     device = torch.device(device)
     torch.manual_seed(0)
     agent = ddpg.make_agent(OBS_DIM, BOX, args, device)
     rb = ddpg.ReplayBuffer(CAPACITY, OBS_DIM, ACT_DIM, device)
     rb.add(torch.randn(FIRST_ROWS, rb.width, generator=torch.Generator().manual_seed(1)).to(device))
     noise = ddpg.make_noise(args, ACT_DIM, device)
-    return agent, rb, ddpg.fast_steps(agent, rb, noise, args, device)
+    return agent, rb, ddpg.fast_steps(ddpg.Steps(agent, rb, noise, device), args)
 
 
 def device_round(steps, step, update_actor=True):
     """What the loop does on the device per env step: an update, then store the step's transitions and select the
     actions for the next observations (noisy; the noise restarts where an episode ended)."""
-    losses = steps.learn(update_actor=update_actor)
+    losses = steps.learn(BATCH_SIZE, GAMMA, TAU, update_actor)
     transition, done, act_on = step
-    steps.store(*transition)
-    return losses, steps.select_action(act_on, episode_starts=done)
+    steps.add(*transition)
+    return losses, steps.explore(act_on, episode_starts=done)
 
 
 def run_rounds(device: str, **speed_options):
@@ -60,7 +61,7 @@ def run_rounds(device: str, **speed_options):
         actions.append(torch.as_tensor(round_actions))
     weights = [p.detach().cpu().clone() for net in (agent.actor, agent.critic, agent.target_actor,
                                                    agent.target_critic) for p in net.parameters()]  # fmt: skip
-    if isinstance(steps.update, ddpg.CudaGraph):  # the rounds after the warm-up did go through recorded graphs
+    if isinstance(steps, ddpg.FastSteps) and isinstance(steps.update, ddpg.CudaGraph):  # replayed after warm-up
         assert len(steps.update.graphs) == 2 and len(steps.device_step.graphs) == 1
     assert int(rb.size) == CAPACITY and int(rb.pos) == (FIRST_ROWS + ROUNDS * NUM_ENVS) % CAPACITY  # wrapped
     return losses, weights, actions, rb.data.cpu()
@@ -81,9 +82,9 @@ def test_the_rounds_move_the_networks_and_the_actions():
     assert len({tuple(a.flatten().tolist()) for a in actions}) == ROUNDS  # and the actions differ
 
 
-def test_cuda_graphs_do_nothing_on_the_cpu():
-    _, _, steps = setup("cpu", cudagraphs=True)
-    assert not isinstance(steps.update, ddpg.CudaGraph) and not isinstance(steps.device_step, ddpg.CudaGraph)
+def test_the_cpu_runs_the_lessons_own_steps():
+    _, _, steps = setup("cpu", cudagraphs=True)  # CUDA graphs do nothing on the CPU
+    assert type(steps) is ddpg.Steps
 
 
 @needs_compiler

@@ -101,27 +101,30 @@ def test_cuda_run_keeps_buffer_and_networks_on_the_gpu(in_tmp):
 
 def test_update_t_samples_the_buffer_before_transition_t_and_precedes_the_next_action(in_tmp, monkeypatch):
     calls = []  # (what, rows in R at that moment) in the order the loop makes them
-    real_learn, real_store_and_select = ddpg.learn, ddpg.store_and_select
+    real_learn, real_explore, real_add = ddpg.learn, ddpg.explore, ddpg.ReplayBuffer.add
 
     def learn(agent, rb, *args, **kwargs):
         calls.append(("update", int(rb.size)))
         return real_learn(agent, rb, *args, **kwargs)
 
-    def store_and_select(rb, *args, store, act, **staged):
-        calls.append(({(True, True): "store+act", (True, False): "store", (False, True): "act"}[store, act],
-                      int(rb.size)))  # fmt: skip
-        return real_store_and_select(rb, *args, store=store, act=act, **staged)
+    def explore(actor, *args, **kwargs):
+        calls.append(("act", int(rb_of_run[0].size)))
+        return real_explore(actor, *args, **kwargs)
 
+    def add(rb, rows):
+        rb_of_run[:] = [rb]
+        calls.append(("store", int(rb.size)))
+        return real_add(rb, rows)
+
+    rb_of_run = []
     monkeypatch.setattr(ddpg, "learn", learn)
-    monkeypatch.setattr(ddpg, "store_and_select", store_and_select)
+    monkeypatch.setattr(ddpg, "explore", explore)
+    monkeypatch.setattr(ddpg.ReplayBuffer, "add", add)
     ddpg.train(counter_args("tests.envs:Counter-v0", total_timesteps=260, eval_frequency=260, eval_episodes=1))
-    # 200 random steps only store; the transition that fills R to learning_starts also chooses the first action
-    assert calls[:200] == [("store", t) for t in range(199)] + [("store+act", 199)]
-    # from then on, per step: the update (R still without this step's transition), then store and choose a_{t+1};
-    # after the last step its transition is stored, with no action to choose
-    rest = calls[200:]
-    assert rest == [entry for t in range(200, 259) for entry in (("update", t), ("store+act", t))] + [
-        ("update", 259), ("store", 259)]  # fmt: skip
+    # the lesson's own steps on the CPU: 200 random steps only store, each transition at once
+    assert calls[:200] == [("store", t) for t in range(200)]
+    # from then on, per step: a_t chosen, the update (R still without this step's transition), then t stored
+    assert calls[200:] == [entry for t in range(200, 260) for entry in (("act", t), ("update", t), ("store", t))]
 
 
 def test_with_policy_frequency_2_the_actor_and_targets_move_at_every_second_update_only(in_tmp, monkeypatch):
