@@ -320,3 +320,27 @@ def test_every_fenced_block_with_commands_is_marked_bash():  # else its commands
             for line in block.group(2).splitlines():
                 words = [w for w in line.split() if not re.fullmatch(r"\w+=\S*", w)]  # VAR=value dropped
                 assert not words or program_name(words[0]) not in PROGRAMS, f"in a ```{block.group(1)} block: {line}"
+
+
+def phony_targets() -> list[str]:
+    makefile = open(os.path.join(ROOT, "Makefile")).read()
+    return re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()
+
+
+def test_a_bare_make_lists_every_target_and_runs_nothing_else():
+    result = subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0]: " ".join(line.split()[1:]) for line in result.stdout.splitlines()}
+    assert list(listed) == phony_targets() and all(listed.values())  # each with what it does
+    assert subprocess.run(["make", "-n"], cwd=ROOT, capture_output=True, text=True).stdout.count("\n") == 1
+
+
+def test_make_clean_removes_what_runs_leave_and_keeps_runs_gitkeep(tmp_path):
+    shutil.copy(os.path.join(ROOT, "Makefile"), tmp_path)
+    for path in ("runs/.gitkeep", "runs/Pendulum-v1__ddpg__1__1/model.pt", "runs/reports/sweep.md",
+                 "wandb/offline-run-1/run-1.wandb", "benchmarks/results/sweep.md"):  # fmt: skip
+        os.makedirs(tmp_path / os.path.dirname(path), exist_ok=True)
+        (tmp_path / path).write_text("")
+    subprocess.run(["make", "-s", "clean"], cwd=tmp_path, check=True)
+    assert os.listdir(tmp_path / "runs") == [".gitkeep"] and not (tmp_path / "wandb").exists()
+    assert (tmp_path / "benchmarks" / "results" / "sweep.md").exists()  # the committed figures stay
