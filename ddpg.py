@@ -567,7 +567,7 @@ LOSS_TAGS = {"critic": "losses/qf1_loss", "q_values": "losses/qf1_values", "acto
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
-MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 16, within 6% of 8 (README: speed)
+MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 16, within 6% of 8 (docs/speed.md)
 SEED_LIMIT = 2**32  # seeds are below this (numpy's)
 COPIES_PER_PARAMETER = 5  # in memory: a trained parameter, its target, its gradient and Adam's two moments
 RUNS_DIR = "runs"  # where new runs make their directories, in the working directory
@@ -1154,8 +1154,9 @@ class Run:
     ends the run however the loop stops: done (model saved), interrupted (checkpoint written), a NaN (last kept)."""
 
     def __init__(self, args: Args, checkpoint: dict | None, device: torch.device, obs_dim: int,
-                 action_space: gym.spaces.Box, signals: "SignalFlag | None" = None):  # fmt: skip
-        self.args, self.checkpoint, self.device = args, checkpoint, device
+                 action_space: gym.spaces.Box, signals: "SignalFlag | None" = None,
+                 wandb_group: str | None = None):  # fmt: skip
+        self.args, self.checkpoint, self.device, self.wandb_group = args, checkpoint, device, wandb_group
         self.obs_dim, self.action_space = obs_dim, action_space
         self.run_dir = args.resume[0] if args.resume else make_run_dir(args)
         self.population = checkpoint.get("population") if checkpoint else None  # its members' directory names
@@ -1183,7 +1184,7 @@ class Run:
         self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
                                         os.path.join(self.run_dir, VIDEO_DIR), prefix)  # fmt: skip
         run_id = checkpoint.get("wandb_run_id") if checkpoint else None
-        self.tracking = Tracking(args, self.run_dir, run_id) if args.track else None
+        self.tracking = Tracking(args, self.run_dir, run_id, self.wandb_group) if args.track else None
         # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice
         self.writer = SummaryWriter(self.run_dir, purge_step=self.global_step + 1 if checkpoint else None)
         if not checkpoint:
@@ -1544,8 +1545,8 @@ def train_population(args: Args) -> dict:
     signals, seen = SignalFlag(), SeenSignal()  # read once per step for all seeds: they stop at one step
     runs = []
     try:
-        for member in ready:
-            runs.append(Run(*member, seen))
+        for member in ready:  # W&B groups the seeds by the experiment's name, unless WANDB_RUN_GROUP names a group
+            runs.append(Run(*member, seen, wandb_group=os.environ.get("WANDB_RUN_GROUP") or member[0].exp_name))
     except BaseException:  # (a directory in use, a full disk) the runs opened so far are released: this process may
         for run in runs:  # go on (tests, notebooks)
             run.close()
@@ -1863,15 +1864,17 @@ class Tracking:
     Every scalar the run writes to TensorBoard is sent too (`Run.log`), under the same tag, with the env step as
     `global_step` (the charts' x-axis). A resumed run passes the checkpoint's W&B run id and goes on in that W&B run,
     sending what it logs from then on, so after Ctrl-C no step is sent twice. Each run is a W&B run of its own, also
-    when several share a process (--seeds). wandb itself reads WANDB_MODE (offline), WANDB_DIR and WANDB_RUN_GROUP."""
+    when several share a process (--seeds), grouped by `group`. wandb itself reads WANDB_MODE (offline), WANDB_DIR and
+    WANDB_RUN_GROUP (the group of a single run: benchmarks/sweep.py sets it)."""
 
-    def __init__(self, args: Args, run_dir: str, run_id: str | None):
+    def __init__(self, args: Args, run_dir: str, run_id: str | None, group: str | None = None):
         import wandb  # here, not at the top of the file: only --track needs it
 
         self.wandb = wandb
         self.run = wandb.init(
             project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
-            id=run_id, resume="allow", config=dataclasses.asdict(args), save_code=True, reinit="create_new",
+            id=run_id, resume="allow", group=group, config=dataclasses.asdict(args), save_code=True,
+            reinit="create_new",
         )  # fmt: skip
         self.run.define_metric("*", step_metric="global_step")
         self.video_dir = os.path.join(run_dir, VIDEO_DIR)
@@ -1931,7 +1934,19 @@ def evaluate_checkpoint(args: Args) -> np.ndarray:
     return returns
 
 
+CLEANRL_HUB_OPTIONS = ("--upload-model", "--no-upload-model", "--hf-entity")  # CleanRL's, for the Hugging Face Hub
+
+
+def hub_option(argv: list[str]) -> str | None:
+    """The first of CleanRL's Hub options in `argv` (any spelling tyro would take: `_` or `-`, `--flag=value`)."""
+    return next((arg for arg in argv if arg.split("=")[0].replace("_", "-") in CLEANRL_HUB_OPTIONS), None)
+
+
 def main() -> int:
+    if option := hub_option(sys.argv[1:]):  # before tyro, which would refuse it in a box that does not say why
+        print(f"ddpg.py: error: {option.split('=')[0]}: CleanRL's upload to the Hugging Face Hub is not part of "
+              f"ddpg.py; the run directory's {MODEL_FILE} is the trained agent", file=sys.stderr)  # fmt: skip
+        return 2
     args = tyro.cli(Args)
     try:
         if args.eval_checkpoint:

@@ -1,12 +1,13 @@
 """Learning curves and a results table from the TensorBoard runs of a sweep.
 
-    python benchmarks/report.py --exp-name sweep            # reads runs/, writes benchmarks/results/
+    python benchmarks/report.py --exp-name sweep            # reads runs/, writes runs/reports/
 
 For every environment among the runs named `<env_id>__<exp_name>__<seed>__<time>`, it writes a PNG with the mean
 and the spread (min to max) over seeds of `eval/episodic_return` against environment steps and against wall time,
 and one markdown table: the evaluation at the last step every seed reached (mean +- std over seeds), seeds, that
-step, median wall time to it, machine.
-Needs matplotlib (`pip install -r benchmarks/requirements.txt`).
+step, median wall time to it, machine. The files go beside the runs, never over the committed benchmarks/results/
+unless --out names it; a figure left in --out by an earlier report, of an environment this one has no runs of, is
+named on the console. Needs matplotlib (`pip install -r benchmarks/requirements.txt`).
 """
 
 import argparse
@@ -19,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 EVAL_TAG = "eval/episodic_return"
+REPORTS_DIR = "reports"  # the default --out, under --runs-dir
 WALL_GRID_POINTS = 200  # points of the common wall-time axis the seeds' curves are interpolated onto
 
 
@@ -127,11 +129,15 @@ def markdown(rows: list[dict], machine: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--exp-name", default="sweep")
-    parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-name", default="sweep",
+                        help="the experiment to report: runs named ENV__EXP-NAME__SEED__TIME (default: %(default)s, "
+                             "benchmarks/sweep.py's default --exp-name)")  # fmt: skip
+    parser.add_argument("--runs-dir", default="runs", help="where the runs are (default: %(default)s)")
+    parser.add_argument("--out", help="where the PNGs (EXP-NAME__ENV.png) and the table (EXP-NAME.md) go, replacing "
+                                      f"files of the same names (default: RUNS_DIR/{REPORTS_DIR})")  # fmt: skip
     args = parser.parse_args()
+    args.out = args.out or os.path.join(args.runs_dir, REPORTS_DIR)
     runs = find_runs(args.runs_dir, args.exp_name)
     if not runs:
         raise SystemExit(f"report.py: error: no runs named *__{args.exp_name}__* with evaluations in {args.runs_dir}")
@@ -144,6 +150,9 @@ def main() -> None:
         plot(env_id, seeds, png)
         rows.append(final_row(env_id, seeds))
         print(f"wrote {png}")
+    for png in sorted(glob.glob(os.path.join(glob.escape(args.out), f"{glob.escape(args.exp_name)}__*.png"))):
+        if os.path.basename(png)[len(args.exp_name) + 2 : -len(".png")] not in runs:
+            print(f"note: {png} is from an earlier report: there are no runs of its environment now")
     table_path = os.path.join(args.out, f"{args.exp_name}.md")
     with open(f"{table_path}.tmp", "w") as f:
         f.write(markdown(rows, machine))

@@ -79,7 +79,7 @@ POLL_S = 1.0
 TAIL_LINES = 5
 CONNECT_TIMEOUT_S = 3.0  # a Ray address that does not accept a connection in this time is refused
 DEFAULT_MAX_RETRIES = 3
-DEFAULT_GPUS_PER_RUN = 1  # on Ray, for runs that use CUDA where the cluster has GPUs (README: one run keeps a GPU busy)
+DEFAULT_GPUS_PER_RUN = 1  # on Ray, for CUDA runs where the cluster has GPUs (docs/sweeps.md: one run keeps a GPU busy)
 # how a run ended, from its exit status
 FINISHED, INTERRUPTED, KILLED, FAILED = "finished", "interrupted", "killed", "failed"
 INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # ddpg.py writes a checkpoint and exits 128 + signum

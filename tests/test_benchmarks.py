@@ -36,8 +36,9 @@ def test_an_against_file_that_is_no_ddpg_py_is_refused_in_one_line(tmp_path):
 def test_a_failed_ddpg_py_stops_the_pendulum_table_with_its_error(tmp_path):
     result = script("pendulum.py", "--seeds", "1", "--", "--tau", "5", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == ("pendulum.py: error: ddpg.py ended with exit status 2: ddpg.py: error: --tau must "
-                                     "be in (0, 1], got 5.0")
+    assert result.stderr.strip() == (
+        "pendulum.py: error: ddpg.py ended with exit status 2: ddpg.py: error: --tau must be in (0, 1], got 5.0"
+    )
 
 
 def test_a_failure_without_an_error_line_names_its_exit_status():
@@ -57,3 +58,36 @@ def test_the_report_reads_runs_without_evaluations_and_names_with_brackets(tmp_p
     runs = find_runs(str(tmp_path / "runs"), "v[2]")
     assert list(runs) == ["Pendulum-v1"] and list(runs["Pendulum-v1"]) == [1]
     assert runs["Pendulum-v1"][1]["returns"].tolist() == [-1.0]
+
+
+def committed_results() -> dict:
+    folder = os.path.join(BENCHMARKS, "results")
+    return {name: open(os.path.join(folder, name), "rb").read() for name in sorted(os.listdir(folder))}
+
+
+def test_the_report_writes_beside_the_runs_and_names_a_figure_left_from_an_earlier_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    for seed in (1, 2):
+        writer = SummaryWriter(str(tmp_path / "runs" / f"Pendulum-v1__sweep__{seed}__100"))
+        for step in (10, 20):
+            writer.add_scalar("eval/episodic_return", -float(step + seed), step)
+        writer.close()
+    before = committed_results()
+    (tmp_path / "runs" / "reports").mkdir()
+    (tmp_path / "runs" / "reports" / "sweep__Ant-v5.png").write_bytes(b"from a sweep that had Ant-v5")
+    result = script("report.py", cwd=tmp_path)  # no option: the sweep's runs under runs/
+    assert result.returncode == 0, result.stderr
+    reports = tmp_path / "runs" / "reports"
+    assert sorted(os.listdir(reports)) == ["sweep.md", "sweep__Ant-v5.png", "sweep__Pendulum-v1.png"]
+    assert "| Pendulum-v1 | 1, 2 | 20 | -21.5 +- 0.5 |" in (reports / "sweep.md").read_text()
+    assert f"note: {os.path.join('runs', 'reports', 'sweep__Ant-v5.png')} is from an earlier report" in result.stdout
+    assert committed_results() == before  # the README's figures are left alone
+
+
+def test_the_reports_help_explains_each_option(tmp_path):
+    result = script("report.py", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    options = " ".join(result.stdout.split("options:", 1)[1].split())  # wrapped lines joined
+    for shown in ("--exp-name EXP_NAME the experiment to report", "--runs-dir RUNS_DIR where the runs are",
+                  "--out OUT where the PNGs"):  # fmt: skip
+        assert shown in options, shown

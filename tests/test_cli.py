@@ -157,6 +157,11 @@ BAD_INPUTS = [
     (["--exp-name", "a/b"], "--exp-name a/b: no '/' or '__'"),
     (["--exp-name", "a__b"], "--exp-name a__b: no '/' or '__'"),
     (["--eval-checkpoint", "no/such/run"], "--eval-checkpoint no/such/run: no such file or directory"),
+    # CleanRL's options for the Hugging Face Hub, in the spellings tyro takes: refused with the reason
+    (["--upload-model"], "--upload-model: CleanRL's upload to the Hugging Face Hub is not part of ddpg.py"),
+    (["--no-upload-model"], "--no-upload-model: CleanRL's upload to the Hugging Face Hub is not part of ddpg.py"),
+    (["--seed", "2", "--hf-entity", "me"], "--hf-entity: CleanRL's upload to the Hugging Face Hub is not part of"),
+    (["--hf_entity=me"], "--hf_entity: CleanRL's upload to the Hugging Face Hub is not part of ddpg.py"),
 ]
 
 

@@ -1,19 +1,25 @@
-"""Every command the README shows still works: its options are parsed and checked by the program that takes them.
+"""Every command the README and its pages show still works: its options are parsed and checked by the program that
+takes them.
 
-The commands are the lines of the README's ```bash blocks, and the commands written inline in its prose that start
-with python, pip, make or bash. None of them is run for real (most train for minutes or hours); instead:
+The pages are README.md, every page under docs/ and tests/README.md. The commands are the lines of their ```bash
+blocks, and the commands written inline in their prose that start with python, pip, make or bash. None of them is run
+for real (most train for minutes or hours); instead:
 - `python ddpg.py ...`: parsed by tyro into ddpg.Args and checked by ddpg.check_args and ddpg.check_env, as ddpg.py
   does before any work;
 - `python benchmarks/<script>.py ...`: parsed by the script's own argparse parser (sweep.py's through its
   parse_args, with its checks); the ddpg.py options that sweep.py and pendulum.py pass on are checked as above;
 - `make <target>`: the target exists, and every command of its recipe (`make -n`) is checked the same way;
 - `pip install -r FILE`, `python -m pytest PATH`, `bash SCRIPT`: the files exist (and the script is valid bash);
+  `pip install torch==VERSION ...` and `pip uninstall -y torch` name the torch of requirements.txt;
 - tensorboard, wandb and ray: parsed by their own command-line parsers (wandb and ray where installed);
 - system tools (srun, chmod, ...) are not ours to check. A program the test does not know fails it: teach it here.
 
 Placeholders: `runs/<run>` stands for a real run directory (made by a tiny run), `[--flag]` is checked with and
 without the flag, `[-- more ddpg.py options]` is left out, and shell variables (`$head_ip`) stand for `1`, which
 parses as a number and as a word.
+
+Each ```python block runs, as a reader would run it from the repository's root. Every link to a file of the
+repository, and to a heading of a page, leads somewhere; the README links every page and stays within 200 lines.
 """
 
 import argparse
@@ -34,12 +40,18 @@ import tyro
 import ddpg
 from tests.conftest import ROOT
 
-README = open(os.path.join(ROOT, "README.md")).read()
+PAGES = ["README.md", *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))),
+         os.path.join("tests", "README.md")]  # fmt: skip
+TEXT = {page: open(os.path.join(ROOT, page)).read() for page in PAGES}
+README_MAX_LINES = 200  # what a newcomer reads in five minutes; the reference is on the pages it links
 BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+FENCED = re.compile(r"^```.*?^```", re.S | re.M)
+LINK = re.compile(r"\]\(([^()\s]+)\)")  # [text](target) and ![alt](target)
 # benchmarks/<name>.py, importable (conftest)
 BENCHMARK_SCRIPTS = ("bench", "gif", "pendulum", "report", "seeds", "sweep")
-SYSTEM_TOOLS = {"awk", "chmod", "export", "find", "hostname", "rm", "sbatch", "scontrol", "set", "sleep", "source",
-                "ufw"}  # fmt: skip
+SYSTEM_TOOLS = {"awk", "chmod", "expand", "export", "find", "grep", "hostname", "rm", "sbatch", "scontrol", "sed",
+                "set", "sleep", "source", "ufw"}  # fmt: skip
 WRAPPERS = {"srun"}  # run the command that follows their own options: that command is checked
 SHELL_KEYWORDS = {"for", "do", "done", "if", "then", "else", "fi", "while"}
 INLINE_PROGRAMS = ("python", "pip", "make", "bash")  # inline code that starts with one of these is a command
@@ -71,22 +83,28 @@ def logical_lines(code: str, first_line: int):
         start = None
 
 
-def readme_commands() -> list[tuple[str, str]]:
-    """(where, command line) of each command in the README: the bash blocks' lines, then the inline commands."""
-    found = []
-    for block in BASH_BLOCK.finditer(README):
-        first_line = README.count("\n", 0, block.start(1)) + 1
-        found += [(f"README.md:{n}", line) for n, line in logical_lines(block.group(1), first_line)]
-    prose = re.sub(r"^```.*?^```", lambda m: "\n" * m.group(0).count("\n"), README, flags=re.S | re.M)
-    for span in re.finditer(r"`([^`]+)`", prose):
+def prose(text: str) -> str:
+    """The text with its fenced blocks blanked out (their lines kept, so that line numbers stay)."""
+    return FENCED.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+
+
+def page_commands(page: str) -> list[tuple[str, str]]:
+    """(where, command line) of each command on a page: the bash blocks' lines, then the inline commands."""
+    found, text = [], TEXT[page]
+    for block in BASH_BLOCK.finditer(text):
+        first_line = text.count("\n", 0, block.start(1)) + 1
+        found += [(f"{page}:{n}", line) for n, line in logical_lines(block.group(1), first_line)]
+    without_blocks = prose(text)
+    for span in re.finditer(r"`([^`]+)`", without_blocks):
         command = " ".join(span.group(1).split())
         if command.split()[0] in INLINE_PROGRAMS:
-            found.append((f"README.md:{prose.count(chr(10), 0, span.start()) + 1}", command))
+            found.append((f"{page}:{without_blocks.count(chr(10), 0, span.start()) + 1}", command))
     return found
 
 
-COMMANDS = readme_commands()
-BASH_BLOCKS = BASH_BLOCK.findall(README)
+COMMANDS = [command for page in PAGES for command in page_commands(page)]
+BASH_BLOCKS = [(page, block) for page in PAGES for block in BASH_BLOCK.findall(TEXT[page])]
+PYTHON_BLOCKS = [(page, block) for page in PAGES for block in PYTHON_BLOCK.findall(TEXT[page])]
 
 
 def variants(line: str) -> list[str]:
@@ -200,8 +218,16 @@ class Checker:
         return None
 
     def pip(self, args: list[str]) -> None:
-        assert args[0] == "install" and "-r" in args, f"pip {shlex.join(args)}: only `pip install -r FILE` is known"
-        self.exist(args[i + 1] for i, arg in enumerate(args) if arg == "-r")
+        torch = f"torch=={pinned('torch')}"  # another build of the pinned torch (CPU, CUDA)
+        if args[0] == "uninstall":
+            assert args[1:] == ["-y", "torch"], f"pip {shlex.join(args)}: only `pip uninstall -y torch` is known"
+        elif "-r" not in args:
+            assert args[:2] == ["install", torch] and (len(args) == 2 or args[2] == "--index-url" and len(args) == 4), (
+                f"pip {shlex.join(args)}: only `pip install -r FILE` and `pip install {torch} [--index-url URL]`"
+            )
+        else:
+            assert args[0] == "install", f"pip {shlex.join(args)}: only `pip install -r FILE` is known"
+            self.exist(args[i + 1] for i, arg in enumerate(args) if arg == "-r")
 
     def make(self, args: list[str]) -> None:
         result = subprocess.run(["make", "-s", "-n", *args], cwd=ROOT, capture_output=True, text=True)
@@ -253,6 +279,13 @@ class Checker:
             assert os.path.exists(os.path.join(ROOT, path)), f"{path}: no such file in the repository"
 
 
+def pinned(package: str) -> str:
+    """The version requirements.txt pins for `package`."""
+    versions = re.findall(rf"^{package}==(\S+)$", open(os.path.join(ROOT, "requirements.txt")).read(), re.M)
+    assert len(versions) == 1, f"requirements.txt pins no single version of {package}"
+    return versions[0]
+
+
 def check_ddpg(args: list[str]) -> None:
     """What ddpg.py checks before any work: its parser (exit status 2 on a bad option), then check_args and
     check_env. Whether this machine has a W&B login or a C++ compiler belongs to the machine, not to the command."""
@@ -301,8 +334,9 @@ def test_readme_command_works(line, run_dir, monkeypatch, tmp_path):
         Checker(run_dir, monkeypatch, tmp_path).check_line(variant)
 
 
-@pytest.mark.parametrize("block", BASH_BLOCKS, ids=[block.split("\n")[0][:50] for block in BASH_BLOCKS])
-def test_each_bash_block_is_valid_bash(block):
+@pytest.mark.parametrize("page, block", BASH_BLOCKS, ids=[f"{p} {b.split(chr(10))[0][:50]}" for p, b in BASH_BLOCKS])
+def test_each_bash_block_is_valid_bash(page, block):
+    block = block.replace(RUN_PLACEHOLDER, "runs/RUN")  # a placeholder is read as the directory it stands for
     result = subprocess.run(["bash", "-n"], input=block, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -314,9 +348,69 @@ def test_the_commands_found_include_the_set_up():  # else the extraction above m
         assert expected in found, expected
 
 
-def test_every_fenced_block_with_commands_is_marked_bash():  # else its commands go unchecked
-    for block in re.finditer(r"^```(\w*)\n(.*?)^```", README, re.S | re.M):
-        if block.group(1) != "bash":
+@pytest.mark.parametrize("page", PAGES)
+def test_every_fenced_block_with_commands_is_marked_bash(page):  # else its commands go unchecked
+    for block in re.finditer(r"^```(\w*)\n(.*?)^```", TEXT[page], re.S | re.M):
+        if block.group(1) not in ("bash", "python"):
             for line in block.group(2).splitlines():
                 words = [w for w in line.split() if not re.fullmatch(r"\w+=\S*", w)]  # VAR=value dropped
                 assert not words or program_name(words[0]) not in PROGRAMS, f"in a ```{block.group(1)} block: {line}"
+
+
+@pytest.mark.parametrize(
+    "page, block", PYTHON_BLOCKS, ids=[f"{p} {b.split(chr(10))[0][:40]}" for p, b in PYTHON_BLOCKS]
+)
+def test_each_python_block_runs(page, block, run_dir, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)  # where the README says to run it: `import ddpg` finds the file
+    exec(compile(block.replace(RUN_PLACEHOLDER, run_dir), page, "exec"), {"__name__": "__main__"})
+
+
+def anchors(page: str) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation but - dropped, spaces as -, repeats -1."""
+    found = set()
+    for heading in re.findall(r"^#+ (.*)$", prose(TEXT[page]), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(next(f"{slug}-{n}" if n else slug for n in range(100) if (f"{slug}-{n}" if n else slug) not in found))
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_link_leads_to_a_file_and_heading_that_exist(page):
+    for target in LINK.findall(prose(TEXT[page])):
+        if re.match(r"\w+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+        assert os.path.exists(os.path.join(ROOT, linked)), f"{page}: {target}: no such file"
+        if anchor:
+            assert anchor in anchors(linked), f"{page}: {target}: no such heading in {linked}"
+
+
+def test_the_readme_is_short_and_links_every_page():
+    assert TEXT["README.md"].count("\n") <= README_MAX_LINES
+    linked = {os.path.normpath(target.partition("#")[0]) for target in LINK.findall(TEXT["README.md"])}
+    assert set(PAGES[1:]) <= linked, set(PAGES[1:]) - linked
+
+
+def phony_targets() -> list[str]:
+    makefile = open(os.path.join(ROOT, "Makefile")).read()
+    return re.search(r"^\.PHONY:(.*)$", makefile, re.M).group(1).split()
+
+
+def test_a_bare_make_lists_every_target_and_runs_nothing_else():
+    result = subprocess.run(["make", "-s"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0]: " ".join(line.split()[1:]) for line in result.stdout.splitlines()}
+    assert list(listed) == phony_targets() and all(listed.values())  # each with what it does
+    assert subprocess.run(["make", "-n"], cwd=ROOT, capture_output=True, text=True).stdout.count("\n") == 1
+
+
+def test_make_clean_removes_what_runs_leave_and_keeps_runs_gitkeep(tmp_path):
+    shutil.copy(os.path.join(ROOT, "Makefile"), tmp_path)
+    for path in ("runs/.gitkeep", "runs/Pendulum-v1__ddpg__1__1/model.pt", "runs/reports/sweep.md",
+                 "wandb/offline-run-1/run-1.wandb", "benchmarks/results/sweep.md"):  # fmt: skip
+        os.makedirs(tmp_path / os.path.dirname(path), exist_ok=True)
+        (tmp_path / path).write_text("")
+    subprocess.run(["make", "-s", "clean"], cwd=tmp_path, check=True)
+    assert os.listdir(tmp_path / "runs") == [".gitkeep"] and not (tmp_path / "wandb").exists()
+    assert (tmp_path / "benchmarks" / "results" / "sweep.md").exists()  # the committed figures stay

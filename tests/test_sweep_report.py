@@ -2,6 +2,7 @@
 
 import errno
 import fcntl
+import glob
 import importlib.util
 import os
 import shlex
@@ -229,15 +230,17 @@ def test_waiting_for_a_run_directory_in_use_has_an_end(tmp_path, monkeypatch, se
 
 
 def documented_sweeps() -> list[list[str]]:
-    """The arguments of every benchmarks/sweep.py command in the README's code blocks and of `make sweep`."""
-    blocks = open(os.path.join(ROOT, "README.md")).read().split("```")[1::2]
+    """The arguments of every benchmarks/sweep.py command in the code blocks of the README and of the pages under docs/,
+    and of `make sweep`."""
+    pages = [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
+    blocks = [block for page in pages for block in open(page).read().split("```")[1::2]]
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
     if shutil.which("make"):
         make = subprocess.run(["make", "-n", "sweep"], cwd=ROOT, capture_output=True, text=True, check=True)
         lines += make.stdout.splitlines()
     commands = [shlex.split(line.split("benchmarks/sweep.py", 1)[1], comments=True) for line in lines
                 if "benchmarks/sweep.py" in line]  # fmt: skip
-    assert len(commands) >= 5, "the README and Makefile show fewer sweeps than expected"
+    assert len(commands) >= 5, "the README, the docs and the Makefile show fewer sweeps than expected"
     return commands
 
 

@@ -212,6 +212,15 @@ def test_a_run_without_track_never_imports_wandb(tmp_path):
     assert result.returncode == 0 and "wandb was imported" not in result.stderr, result.stderr
 
 
+def test_a_population_groups_its_seeds_by_the_experiments_name_where_no_group_is_set(offline, monkeypatch):
+    monkeypatch.delenv("WANDB_RUN_GROUP")  # not started by a sweep
+    out = ddpg.train_population(ddpg.Args(**COUNTER_RUN, seeds=(1, 2), exp_name="pair"))
+    assert out["status"] == 0
+    sent = read_offline_runs(offline)
+    assert [found.run.run_group for found in sent] == ["pair", "pair"]
+    assert sorted(found.config["seed"] for found in sent) == [1, 2]
+
+
 def test_a_population_tracks_one_wandb_run_per_seed(offline):
     out = ddpg.train_population(ddpg.Args(**RUN, seeds=(1, 2)))
     assert out["status"] == 0
