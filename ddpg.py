@@ -460,19 +460,36 @@ def explore(actor: Actor, obs: torch.Tensor, noise: OUNoise | GaussianNoise, epi
         return actions.clamp_(actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale)
 
 
-def evaluate(actor: Actor, envs: list[gym.Env], device: torch.device) -> np.ndarray:
-    """Return of one episode in each env of the deterministic policy mu(s), without noise, run side by side:
-    one actor call per step for all episodes (episodes that ended are no longer stepped)."""
+class Evaluation(NamedTuple):  # one value per evaluation episode in each, (episodes,)
+    returns: np.ndarray  # sum_t r_t: the policy's score
+    discounted_returns: np.ndarray  # sum_t gamma^t r_t: what the critic predicts at the start ...
+    q_estimates: np.ndarray  # ... as Q(s_0, mu(s_0))
+
+
+def evaluate(actor: Actor, critic: Critic, envs: list[gym.Env], gamma: float, device: torch.device) -> Evaluation:
+    """One episode in each env of the deterministic policy mu(s), without noise, run side by side: one actor call per
+    step for all episodes (episodes that ended are no longer stepped), one critic call on their first states.
+    Q(s_0, mu(s_0)) above the discounted return is overestimation, to which DDPG's critic is prone: the actor climbs Q,
+    so it favours actions whose value the critic got too high (Fujimoto et al. 2018; TD3 takes the min of two Qs)."""
     obs = np.stack([env.reset()[0] for env in envs])  # (episodes, obs_dim)
-    returns, running = np.zeros(len(envs)), np.ones(len(envs), dtype=bool)
+    returns, discounted, running = np.zeros(len(envs)), np.zeros(len(envs)), np.ones(len(envs), dtype=bool)
+    q_estimates, discount = None, 1.0  # discount: gamma^t at step t of every running episode
     while running.any():
         with torch.no_grad():
-            actions = actor(torch.as_tensor(obs, dtype=torch.float32, device=device)).cpu().numpy()
+            states = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            actions = actor(states)
+            if q_estimates is None:  # t = 0
+                q_estimates = critic(states, actions).cpu().numpy()
+            actions = actions.cpu().numpy()
         for i in np.flatnonzero(running):
             obs[i], reward, terminated, truncated, _ = envs[i].step(actions[i])
             returns[i] += reward
+            # A time limit that cuts the episode at T leaves out gamma^T V(s_T), which Q counts; gamma = 0.99: 0.99^200
+            # = 0.134 on Pendulum-v1 (|tail| <= 218 as |r| <= 16.3; ~0 held upright), 0.99^1000 = 4.3e-5 on MuJoCo
+            discounted[i] += discount * reward
             running[i] = not (terminated or truncated)
-    return returns
+        discount *= gamma
+    return Evaluation(returns, discounted, q_estimates)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -564,6 +581,9 @@ def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_u
 
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
 LOSS_TAGS = {"critic": "losses/qf1_loss", "q_values": "losses/qf1_values", "actor": "losses/actor_loss"}  # CleanRL's
+EVAL_Q_TAG, EVAL_DISCOUNTED_TAG = "eval/q_estimate", "eval/discounted_return"  # `Evaluation`'s means, beside the return
+CUSTOM_SCALARS = {"critic": {"Q(s_0, mu(s_0)) and the discounted return at evaluations": [
+    "Multiline", [f"^{EVAL_Q_TAG}$", f"^{EVAL_DISCOUNTED_TAG}$"]]}}  # fmt: skip
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
@@ -902,8 +922,8 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         saved = Args(**checkpoint["args"])  # the saved arguments must still be ours
-        if "spaces" not in checkpoint or "actor" not in checkpoint["agent"]:
-            raise KeyError("spaces or agent.actor")
+        if "spaces" not in checkpoint or not {"actor", "critic"} <= checkpoint["agent"].keys():
+            raise KeyError("spaces, agent.actor or agent.critic")
     except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
         reason = (str(e).splitlines() or [""])[0]
         raise UsageError(f"{path}: not a readable ddpg.py checkpoint ({type(e).__name__}: {reason})") from None
@@ -920,9 +940,12 @@ def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int
     if checkpoint["spaces"] != space_signature(obs_dim, action_space):
         raise UsageError(f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
                          f"{space_signature(obs_dim, action_space)}")  # fmt: skip
-    for name, tensor in Actor(obs_dim, action_space, saved.hidden_size).state_dict().items():
-        if checkpoint["agent"]["actor"].get(name, torch.empty(0)).shape != tensor.shape:
-            raise UsageError(f"{path}: actor weights do not fit networks of --hidden-size {saved.hidden_size}")
+    nets = {"actor": Actor(obs_dim, action_space, saved.hidden_size),
+            "critic": Critic(obs_dim, action_space.shape[0], saved.hidden_size)}  # fmt: skip
+    for net_name, net in nets.items():
+        for name, tensor in net.state_dict().items():
+            if checkpoint["agent"][net_name].get(name, torch.empty(0)).shape != tensor.shape:
+                raise UsageError(f"{path}: {net_name} weights do not fit networks of --hidden-size {saved.hidden_size}")
 
 
 def first_nonfinite(agent: Agent) -> str | None:
@@ -1189,6 +1212,7 @@ class Run:
         self.writer = SummaryWriter(self.run_dir, purge_step=self.global_step + 1 if checkpoint else None)
         if not checkpoint:
             self.writer.add_text("hyperparameters", hyperparameter_table(args))
+        self.writer.add_custom_scalars(CUSTOM_SCALARS)  # by every process: a run resumed from an older ddpg.py gets it
         threading.excepthook = quiet_writer_thread
         self.signals = signals or SignalFlag()
 
@@ -1228,7 +1252,8 @@ class Run:
             self.log_losses(losses)
         if every(self.args.eval_frequency, global_step, self.args.num_envs) or done:
             self.check_finite()  # an actor that an update broke is neither evaluated nor, at the end, saved
-            self.log_evaluation(evaluate(self.agent.actor, self.eval_envs, self.device))
+            self.log_evaluation(evaluate(self.agent.actor, self.agent.critic, self.eval_envs, self.args.gamma,
+                                         self.device))  # fmt: skip
         interrupted = self.signals.signum  # read once: a signal arriving after this is handled at the next step
         frequency = self.args.checkpoint_frequency
         if interrupted or (frequency and (every(frequency, global_step, self.args.num_envs) or done)):
@@ -1256,12 +1281,14 @@ class Run:
             self.log(LOSS_TAGS[name], value, self.global_step)
         self.log("charts/SPS", int(self.sps()), self.global_step)
 
-    def log_evaluation(self, returns: np.ndarray) -> None:
-        self.eval_returns = returns
+    def log_evaluation(self, evaluation: Evaluation) -> None:
+        self.eval_returns = evaluation.returns
         for env in self.eval_envs:
             if isinstance(env, gym.wrappers.RecordVideo) and env.recording:
                 write_video(env)
-        self.log("eval/episodic_return", returns.mean(), self.global_step)
+        self.log("eval/episodic_return", evaluation.returns.mean(), self.global_step)
+        self.log(EVAL_DISCOUNTED_TAG, evaluation.discounted_returns.mean(), self.global_step)
+        self.log(EVAL_Q_TAG, evaluation.q_estimates.mean(), self.global_step)
         if self.tracking:
             self.tracking.send_videos(self.global_step)
 
@@ -1913,8 +1940,9 @@ def check_wandb() -> None:
 # Evaluating a saved agent, and the command line
 
 
-def evaluate_checkpoint(args: Args) -> np.ndarray:
-    """Run `args.eval_episodes` deterministic episodes of a saved actor; with `capture_video`, record them all."""
+def evaluate_checkpoint(args: Args) -> Evaluation:
+    """Run `args.eval_episodes` deterministic episodes of a saved actor; with `capture_video`, record them all. Its
+    critic's estimates of them are printed beside their discounted returns (at the run's gamma)."""
     path = saved_file(args.eval_checkpoint)
     checkpoint, saved = load_checkpoint(path)
     obs_dim, action_space = check_env(saved.env_id)
@@ -1922,16 +1950,21 @@ def evaluate_checkpoint(args: Args) -> np.ndarray:
     device = use_machine(args)
     actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
     actor.load_state_dict(checkpoint["agent"]["actor"])
+    critic = Critic(obs_dim, action_space.shape[0], saved.hidden_size).to(device)
+    critic.load_state_dict(checkpoint["agent"]["critic"])
     video_dir = os.path.join(os.path.dirname(os.path.abspath(path)), VIDEO_DIR)
     videos = args.eval_episodes if args.capture_video else 0
     prefix = f"checkpoint-eval-{int(time.time())}"  # an evaluation's videos apart from any earlier one's
     envs = make_eval_envs(saved.env_id, args.eval_episodes, args.seed, videos, video_dir, prefix)
-    returns = evaluate(actor, envs, device)
+    evaluation = evaluate(actor, critic, envs, saved.gamma, device)
     for env in envs:
         env.close()
+    returns = evaluation.returns
     print(f"{saved.env_id}: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes "
           f"(min {returns.min():.1f}, max {returns.max():.1f})")  # fmt: skip
-    return returns
+    print(f"critic's estimate Q(s_0, mu(s_0)) {evaluation.q_estimates.mean():.1f}, discounted return "
+          f"{evaluation.discounted_returns.mean():.1f} (gamma {saved.gamma})")  # fmt: skip
+    return evaluation
 
 
 CLEANRL_HUB_OPTIONS = ("--upload-model", "--no-upload-model", "--hf-entity")  # CleanRL's, for the Hugging Face Hub

@@ -171,7 +171,7 @@ def baseline_train(env_id, total, learning_starts, device="cpu", seed=1):
         obs = env.reset()[0] if terminated or truncated else next_obs
         if step >= learning_starts:
             baseline_update(agent, rb.sample(BATCH, device), GAMMA, TAU, update_actor=step % POLICY_FREQUENCY == 0)
-    ddpg.evaluate(agent.actor, [env], torch.device(device))
+    ddpg.evaluate(agent.actor, agent.critic, [env], GAMMA, torch.device(device))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -5,9 +5,11 @@
 For every environment among the runs named `<env_id>__<exp_name>__<seed>__<time>`, it writes a PNG with the mean
 and the spread (min to max) over seeds of `eval/episodic_return` against environment steps and against wall time,
 and one markdown table: the evaluation at the last step every seed reached (mean +- std over seeds), seeds, that
-step, median wall time to it, machine. The files go beside the runs, never over the committed benchmarks/results/
-unless --out names it; a figure left in --out by an earlier report, of an environment this one has no runs of, is
-named on the console. Needs matplotlib (`pip install -r benchmarks/requirements.txt`).
+step, median wall time to it, machine. Where the runs logged them, a second PNG per environment shows on one chart the
+critic's estimate Q(s_0, mu(s_0)) of the evaluation episodes and the discounted return they earned (mean over seeds).
+The files go beside the runs, never over the committed benchmarks/results/ unless --out names it; a figure left in
+--out by an earlier report, of an environment this one has no runs of, is named on the console. Needs matplotlib
+(`pip install -r benchmarks/requirements.txt`).
 """
 
 import argparse
@@ -21,19 +23,32 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 
 EVAL_TAG = "eval/episodic_return"
 REPORTS_DIR = "reports"  # the default --out, under --runs-dir
+# ddpg.py's EVAL_Q_TAG and EVAL_DISCOUNTED_TAG (this script reads TensorBoard files without importing torch)
+CRITIC_TAGS = {"q_estimate": "eval/q_estimate", "discounted_return": "eval/discounted_return"}
+CRITIC_LABELS = {
+    "q_estimate": r"critic's estimate $Q(s_0, \mu(s_0))$",
+    "discounted_return": r"$\sum_t \gamma^t r_t$ earned",
+}
 WALL_GRID_POINTS = 200  # points of the common wall-time axis the seeds' curves are interpolated onto
 
 
 def read_run(run_dir: str) -> dict:
-    """The evaluations of one run: steps, seconds of the run's processes up to each, returns."""
+    """The evaluations of one run: steps, seconds of the run's processes up to each, returns; and under "critic", the
+    (steps, values) of each of CRITIC_TAGS it logged."""
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
     events.Reload()
-    evals = events.Scalars(EVAL_TAG) if EVAL_TAG in events.Tags()["scalars"] else []  # none yet: a run just begun
+    logged = events.Tags()["scalars"]
+    evals = events.Scalars(EVAL_TAG) if EVAL_TAG in logged else []  # none yet: a run just begun
     return {
         "steps": np.array([e.step for e in evals]),
         "seconds": running_seconds(run_dir, [e.wall_time for e in evals]),
         "returns": np.array([e.value for e in evals]),
+        "critic": {name: steps_and_values(events.Scalars(tag)) for name, tag in CRITIC_TAGS.items() if tag in logged},
     }
+
+
+def steps_and_values(scalars: list) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([e.step for e in scalars]), np.array([e.value for e in scalars])
 
 
 def running_seconds(run_dir: str, wall_times: list[float]) -> np.ndarray:
@@ -64,11 +79,28 @@ def find_runs(runs_dir: str, exp_name: str) -> dict[str, dict[int, dict]]:
     return dict(runs)
 
 
-def by_steps(seeds: dict[int, dict]):
-    """Mean, min and max over seeds at the evaluation steps all seeds reached."""
-    common = sorted(set.intersection(*(set(run["steps"].tolist()) for run in seeds.values())))
-    table = np.array([[run["returns"][run["steps"] == s][0] for s in common] for run in seeds.values()])
+def evaluation_returns(run: dict) -> tuple[np.ndarray, np.ndarray]:
+    return run["steps"], run["returns"]
+
+
+def by_steps(seeds: dict[int, dict], series=evaluation_returns):
+    """Mean, min and max over seeds at the steps all seeds reached, of `series(run)`: (steps, values)."""
+    pairs = [series(run) for run in seeds.values()]
+    common = sorted(set.intersection(*(set(steps.tolist()) for steps, _ in pairs)))
+    table = np.array([[values[steps == s][0] for s in common] for steps, values in pairs])
     return np.array(common), table.mean(0), table.min(0), table.max(0)
+
+
+def critic_series(name: str):
+    """`by_steps`'s series of one of CRITIC_TAGS."""
+    return lambda run: run["critic"][name]
+
+
+def has_critic(seeds: dict[int, dict]) -> bool:
+    """Whether every seed logged the critic's estimates and the discounted returns, at some steps in common."""
+    if any(run["critic"].keys() != CRITIC_TAGS.keys() for run in seeds.values()):
+        return False  # runs of a ddpg.py from before these were logged
+    return all(len(by_steps(seeds, critic_series(name))[0]) for name in CRITIC_TAGS)
 
 
 def by_seconds(seeds: dict[int, dict]):
@@ -79,13 +111,25 @@ def by_seconds(seeds: dict[int, dict]):
     return grid, table.mean(0), table.min(0), table.max(0)
 
 
-def plot(env_id: str, seeds: dict[int, dict], path: str) -> None:
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    return plt
+
+
+def save(fig, path: str) -> None:
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    pyplot().close(fig)
+    os.replace(tmp, path)
+
+
+def plot(env_id: str, seeds: dict[int, dict], path: str) -> None:
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, (x, mean, low, high), label in ((axes[0], by_steps(seeds), "environment steps"),
                                              (axes[1], by_seconds(seeds), "wall time (s)")):  # fmt: skip
         ax.plot(x, mean, label=f"mean of {len(seeds)} seeds")
@@ -95,11 +139,24 @@ def plot(env_id: str, seeds: dict[int, dict], path: str) -> None:
     axes[0].set_ylabel("evaluation return (deterministic policy)")
     axes[0].legend()
     fig.suptitle(f"ddpg.py on {env_id}")
-    fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save(fig, path)
+
+
+def plot_critic(env_id: str, seeds: dict[int, dict], path: str) -> None:
+    """The critic's estimate of the evaluation episodes' start and the discounted return they earned, on one chart."""
+    fig, ax = pyplot().subplots(figsize=(7, 4))
+    several = f", mean of {len(seeds)} seeds" if len(seeds) > 1 else ""
+    for name, label in CRITIC_LABELS.items():
+        steps, mean, low, high = by_steps(seeds, critic_series(name))
+        (line,) = ax.plot(steps, mean, marker=".", label=label + several)
+        if several:
+            ax.fill_between(steps, low, high, alpha=0.3, color=line.get_color())
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("mean over the evaluation's episodes")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"ddpg.py on {env_id}: the critic's estimate and the discounted return", fontsize=11)
+    save(fig, path)
 
 
 def final_row(env_id: str, seeds: dict[int, dict]) -> dict:
@@ -150,8 +207,12 @@ def main() -> None:
         plot(env_id, seeds, png)
         rows.append(final_row(env_id, seeds))
         print(f"wrote {png}")
+        if has_critic(seeds):
+            png = os.path.join(args.out, f"{args.exp_name}__{env_id}__critic.png")
+            plot_critic(env_id, seeds, png)
+            print(f"wrote {png}")
     for png in sorted(glob.glob(os.path.join(glob.escape(args.out), f"{glob.escape(args.exp_name)}__*.png"))):
-        if os.path.basename(png)[len(args.exp_name) + 2 : -len(".png")] not in runs:
+        if os.path.basename(png)[len(args.exp_name) + 2 : -len(".png")].removesuffix("__critic") not in runs:
             print(f"note: {png} is from an earlier report: there are no runs of its environment now")
     table_path = os.path.join(args.out, f"{args.exp_name}.md")
     with open(f"{table_path}.tmp", "w") as f:

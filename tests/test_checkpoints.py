@@ -115,7 +115,8 @@ def test_run_interrupted_by_sigint_and_resumed_equals_the_run_left_alone(tmp_pat
         for name, tensor in whole_weights[net].items():
             assert torch.equal(tensor, cut_weights[net][name]), f"{net}.{name}"
     whole_logs, cut_logs = all_scalars(whole_dir), all_scalars(cut_dir)
-    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/episodic_return", "losses/qf1_loss"):
+    for tag in ("charts/episodic_return", "charts/episodic_length", "eval/episodic_return", ddpg.EVAL_Q_TAG,
+                ddpg.EVAL_DISCOUNTED_TAG, "losses/qf1_loss"):  # fmt: skip
         assert cut_logs[tag] == whole_logs[tag], tag  # same values at the same steps, none twice
     for tag, events in cut_logs.items():
         steps = [s for s, _ in events]
@@ -136,8 +137,10 @@ def test_sigterm_checkpoint_is_evaluated_with_video(tmp_path):
     obs_dim, action_space = ddpg.check_env("Pendulum-v1")
     actor = ddpg.Actor(obs_dim, action_space, hidden_size=32)
     actor.load_state_dict(checkpoint["agent"]["actor"])
+    critic = ddpg.Critic(obs_dim, action_space.shape[0], hidden_size=32)
+    critic.load_state_dict(checkpoint["agent"]["critic"])
     envs = ddpg.make_eval_envs("Pendulum-v1", num_episodes=3, seed=ddpg.Args().seed)
-    returns = ddpg.evaluate(actor, envs, torch.device("cpu"))
+    returns = ddpg.evaluate(actor, critic, envs, ddpg.Args().gamma, torch.device("cpu")).returns
     assert f"Pendulum-v1: {returns.mean():.1f} +- {returns.std():.1f} over 3 episodes" in result.stdout
 
 

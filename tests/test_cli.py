@@ -69,6 +69,8 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     evals = logged["eval/episodic_return"]
     assert [e.step for e in evals] == [300, 600]
     assert f"final evaluation: {evals[-1].value:.1f}" in result.stdout
+    for tag in ("eval/q_estimate", "eval/discounted_return"):  # beside it, at the same steps
+        assert [e.step for e in logged[tag]] == [300, 600], tag
     # updates once the buffer holds 300 transitions (the first at step 301), losses every 100 steps
     for tag in ("losses/qf1_loss", "losses/qf1_values", "losses/actor_loss", "charts/SPS"):  # CleanRL's tags
         assert [e.step for e in logged[tag]] == [400, 500, 600], tag
@@ -88,7 +90,8 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     obs_dim, action_space = ddpg.check_env(args.env_id)
     actor = ddpg.Actor(obs_dim, action_space, args.hidden_size)
     actor.load_state_dict(saved["agent"]["actor"])
-    ddpg.Critic(obs_dim, action_space.shape[0], args.hidden_size).load_state_dict(saved["agent"]["critic"])
+    critic = ddpg.Critic(obs_dim, action_space.shape[0], args.hidden_size)
+    critic.load_state_dict(saved["agent"]["critic"])
     assert not any(name.endswith(".tmp") for name in os.listdir(run_dir))
     # --capture-video: the first episode of each of the two evaluations (2 episodes each)
     assert sorted(os.listdir(os.path.join(run_dir, "videos"))) == ["eval-episode-0.mp4", "eval-episode-1.mp4"]
@@ -96,8 +99,13 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     # the run directory itself can be evaluated: its model.pt is the one loaded
     evaluated = run_cli(tmp_path, "--eval-checkpoint", run_dir, "--eval-episodes", "2", "--no-cuda")
     assert evaluated.returncode == 0, evaluated.stderr
-    returns = ddpg.evaluate(actor, ddpg.make_eval_envs("Pendulum-v1", num_episodes=2, seed=1), torch.device("cpu"))
+    envs = ddpg.make_eval_envs("Pendulum-v1", num_episodes=2, seed=1)
+    evaluation = ddpg.evaluate(actor, critic, envs, args.gamma, torch.device("cpu"))
+    returns = evaluation.returns
     assert f"Pendulum-v1: {returns.mean():.1f} +- {returns.std():.1f} over 2 episodes" in evaluated.stdout
+    # and beside it, the critic's estimate of those episodes and their discounted return
+    assert (f"critic's estimate Q(s_0, mu(s_0)) {evaluation.q_estimates.mean():.1f}, discounted return "
+            f"{evaluation.discounted_returns.mean():.1f} (gamma 0.99)") in evaluated.stdout  # fmt: skip
 
 
 def field_docstrings(cls) -> dict:

@@ -28,7 +28,8 @@ TIMING_TAG = "charts/SPS"  # the one logged value that depends on the machine's 
 LEARNED = -400.0  # a Pendulum policy this good has learned to swing up (uniformly random actions: about -1200)
 LEARNING_STEPS = 5000  # at the default settings, enough for both seeds of the population to pass LEARNED
 SINGLE_RUN_TAGS = sorted(["charts/SPS", "charts/episodic_length", "charts/episodic_return", "eval/episodic_return",
-                          "losses/actor_loss", "losses/qf1_loss", "losses/qf1_values"])  # what a --seed run logs
+                          ddpg.EVAL_Q_TAG, ddpg.EVAL_DISCOUNTED_TAG, "losses/actor_loss", "losses/qf1_loss",
+                          "losses/qf1_values"])  # what a --seed run logs
 POLL_S = 0.05
 
 

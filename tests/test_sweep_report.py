@@ -48,6 +48,7 @@ def test_sweep_survives_a_failed_run_skips_finished_ones_and_reports_logged_valu
     report = script("report.py", "--exp-name", "tiny", "--out", str(out), cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     assert (out / "tiny__Pendulum-v1.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert (out / "tiny__Pendulum-v1__critic.png").read_bytes().startswith(PNG_SIGNATURE)  # the critic's chart too
     table = (out / "tiny.md").read_text()
 
     finals = []
@@ -78,6 +79,30 @@ def test_wall_time_leaves_out_the_time_between_a_run_and_its_resumption(tmp_path
     run = read_run(str(tmp_path))
     assert run["steps"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(run["seconds"], [0.0, 10.0, 30.0])
+
+
+def test_the_critics_chart_averages_the_seeds_at_their_common_steps_and_skips_runs_without_it(tmp_path):
+    import ddpg
+    from report import CRITIC_TAGS, by_steps, critic_series, has_critic, read_run
+    from torch.utils.tensorboard import SummaryWriter
+
+    assert CRITIC_TAGS == {"q_estimate": ddpg.EVAL_Q_TAG, "discounted_return": ddpg.EVAL_DISCOUNTED_TAG}
+    for seed, steps in ((1, [10, 20, 30]), (2, [10, 20])):  # seed 2 stopped early
+        writer = SummaryWriter(str(tmp_path / str(seed)))
+        for step in steps:
+            writer.add_scalar("eval/episodic_return", -step, step)
+            writer.add_scalar(ddpg.EVAL_Q_TAG, seed * step, step)
+            writer.add_scalar(ddpg.EVAL_DISCOUNTED_TAG, -seed * step, step)
+        writer.close()
+    seeds = {seed: read_run(str(tmp_path / str(seed))) for seed in (1, 2)}
+    assert has_critic(seeds)
+    steps, mean, low, high = by_steps(seeds, critic_series("q_estimate"))
+    assert steps.tolist() == [10, 20] and mean.tolist() == [15, 30] and low.tolist() == [10, 20]
+    assert by_steps(seeds, critic_series("discounted_return"))[1].tolist() == [-15, -30]
+    writer = SummaryWriter(str(tmp_path / "older"))  # a ddpg.py from before: no critic's estimates
+    writer.add_scalar("eval/episodic_return", -10, 10)
+    writer.close()
+    assert not has_critic({**seeds, 3: read_run(str(tmp_path / "older"))})
 
 
 def test_sweep_tells_an_interrupted_run_from_a_failed_one(tmp_path):

@@ -132,6 +132,8 @@ def test_tracked_run_sends_arguments_scalars_and_videos(offline):
         assert [row[tag] for row in sent.rows if tag in row] == pytest.approx([e.value for e in events]), tag
     assert steps_of(sent.rows, "charts/episodic_return") == EPISODE_ENDS
     assert steps_of(sent.rows, "eval/episodic_return") == EVALUATIONS
+    for tag in (ddpg.EVAL_Q_TAG, ddpg.EVAL_DISCOUNTED_TAG):  # the critic's estimate and the return beside it
+        assert steps_of(sent.rows, tag) == EVALUATIONS, tag
     final = [row["eval/episodic_return"] for row in sent.rows if "eval/episodic_return" in row][-1]
     assert final == pytest.approx(result["eval_returns"].mean())  # the final one
 

@@ -1,9 +1,12 @@
 """The training loop on environments whose right answers are known: time limits, terminations, determinism."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
 
 import ddpg
 from tests.envs import HORIZON, TERMINAL_STEP
@@ -59,6 +62,35 @@ def test_termination_stops_bootstrapping(in_tmp):
     q = q_of_policy(out["agent"], [k * STEP for k in range(TERMINAL_STEP)])
     np.testing.assert_allclose(q, expected, atol=0.15)
     np.testing.assert_array_equal(out["eval_returns"], TERMINAL_STEP)
+
+
+@pytest.mark.parametrize("env_id, length", [("tests.envs:Counter-v0", HORIZON),
+                                             ("tests.envs:TerminatingCounter-v0", TERMINAL_STEP)])  # fmt: skip
+def test_evaluations_log_the_critics_estimate_beside_the_discounted_return(in_tmp, env_id, length):
+    # reward 1 at each of an episode's `length` steps: its discounted return is sum_{t < length} gamma^t
+    gamma = 0.9  # not a power of two: the sum is rounded
+    args = counter_args(env_id, gamma=gamma, total_timesteps=600, learning_starts=200, eval_frequency=300, threads=1)
+    out = ddpg.train(args)
+    events = EventAccumulator(out["run_dir"], size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    discounted, q = events.Scalars(ddpg.EVAL_DISCOUNTED_TAG), events.Scalars(ddpg.EVAL_Q_TAG)
+    assert [e.step for e in discounted] == [e.step for e in q] == [300, 600]  # at each evaluation
+    float32 = float(np.finfo(np.float32).eps)  # TensorBoard stores a scalar as a float32
+    for e in discounted:
+        assert e.value == pytest.approx(sum(gamma**t for t in range(length)), rel=float32, abs=0)
+    # the last evaluation's estimate: the trained critic's Q(s_0, mu(s_0)) at its 3 first observations, all [0]
+    first_obs = torch.zeros(3, 1)
+    with torch.no_grad():
+        expected = out["agent"].critic(first_obs, out["agent"].actor(first_obs)).mean().item()
+    assert q[-1].value == pytest.approx(expected, rel=float32, abs=0)
+    assert q[0].value != q[-1].value  # the critic of step 300, not the same one
+    # the two on one chart, the layout TensorBoard's custom scalars dashboard reads
+    (config,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(config.tensor_proto.string_val[0])
+    (category,) = layout.category
+    (chart,) = category.chart
+    assert [re.fullmatch(tag, name) is not None for tag in chart.multiline.tag
+            for name in (ddpg.EVAL_Q_TAG, ddpg.EVAL_DISCOUNTED_TAG)] == [True, False, False, True]  # fmt: skip
 
 
 def pendulum_args(seed, **overrides):

@@ -309,15 +309,30 @@ def test_runner_state_replays_to_the_same_env_state(restore_at):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_evaluation_runs_its_episodes_side_by_side_with_one_actor_call_per_step():
+def test_evaluation_runs_its_episodes_side_by_side_with_one_actor_call_per_step_and_one_critic_call():
     # Counter-v0 is cut after HORIZON steps, TerminatingCounter-v0 terminates one step earlier
     envs = [gym.make("tests.envs:Counter-v0"), gym.make("tests.envs:TerminatingCounter-v0")]
-    actor = ddpg.Actor(1, envs[0].action_space, hidden_size=8)
-    calls = []
+    actor, critic = ddpg.Actor(1, envs[0].action_space, hidden_size=8), ddpg.Critic(1, 2, hidden_size=8)
+    calls, critic_calls = [], []
     actor.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
-    returns = ddpg.evaluate(actor, envs, torch.device("cpu"))
-    assert returns.tolist() == [HORIZON, TERMINAL_STEP]  # reward 1 per step; the ended episode is not stepped
+    critic.register_forward_hook(lambda module, inputs, output: critic_calls.append(inputs[0].shape[0]))
+    evaluation = ddpg.evaluate(actor, critic, envs, 0.5, torch.device("cpu"))
+    assert evaluation.returns.tolist() == [HORIZON, TERMINAL_STEP]  # reward 1 per step; the ended one is not stepped
     assert calls == [2] * HORIZON  # one call per step, for both episodes at once
+    assert critic_calls == [2]  # one call, at the first states of both
+    # reward 1 per step: sum_{t < T} 0.5^t = 2 - 2^(1 - T)
+    assert evaluation.discounted_returns.tolist() == [2 - 2 ** (1 - HORIZON), 2 - 2 ** (1 - TERMINAL_STEP)]
+
+
+def test_evaluation_estimates_come_from_the_critic_at_each_episodes_first_state():
+    envs = ddpg.make_eval_envs("Pendulum-v1", num_episodes=3, seed=5)
+    obs_dim, action_space = ddpg.check_env("Pendulum-v1")
+    actor, critic = ddpg.Actor(obs_dim, action_space, hidden_size=16), ddpg.Critic(obs_dim, 1, hidden_size=16)
+    evaluation = ddpg.evaluate(actor, critic, envs, 0.99, torch.device("cpu"))
+    first = torch.tensor(np.stack([env.reset()[0] for env in ddpg.make_eval_envs("Pendulum-v1", 3, seed=5)]))
+    with torch.no_grad():
+        np.testing.assert_array_equal(evaluation.q_estimates, critic(first, actor(first)).numpy())
+    assert len(set(evaluation.q_estimates.tolist())) == 3  # three different first states
 
 
 def test_a_replay_that_does_not_reach_the_saved_state_says_so(capsys):
