@@ -4,19 +4,19 @@
         -- --total-timesteps 300000
     python benchmarks/sweep.py --envs HalfCheetah-v5 Hopper-v5 --seeds 1 2 3 --ray --preset mujoco -- ...
 
-Every run is an ordinary `python ddpg.py` process writing its usual run directory under `--runs-dir` (default
-`runs`; named with `--exp-name`, default `sweep`) with `--save-model`. Before anything starts, the arguments saved in
-each existing run directory are compared with those the sweep would run (ddpg.py's `first_conflict`): a run trained
-with other settings stops the sweep with one line naming it and the first option that differs (exit status 2). A run
-whose directory already holds `model.pt` is finished and skipped, unless the sweep's --total-timesteps is larger: then
-it is extended from its checkpoint; one that holds `checkpoint.pt` (interrupted, or stopped with the machine) is
-continued with `--resume` (and the sweep's options, its budget among them); one that holds neither (its process died before its first checkpoint) is removed and the
-run starts again, so that each seed keeps one directory. A run directory is written by one process at a time (ddpg.py
-holds a lock on it): an attempt that finds it in use waits for that process to end, at most LOCK_WAIT_S. A run that
-fails does not stop the others; the summary at the end names it and shows its last lines. Console output of each run
-goes to `<runs-dir>/sweep-logs/`. Every run gets `WANDB_RUN_GROUP=<exp-name>` in its environment, so that runs logging
-to Weights & Biases share one group. A run's process gets SIGTERM (and writes its checkpoint) when the process that
-started it ends (Linux).
+Every run is an ordinary `python ddpg.py` process writing its usual run directory under `--runs-dir` (default `runs`;
+named with `--exp-name`, default `sweep`) with `--save-model`. Before anything starts, the arguments saved in each
+existing run directory are compared with those the sweep would run (ddpg.py's `first_conflict`): a run trained with
+other settings stops the sweep with one line naming it and the first option that differs (exit status 2). A run whose
+directory already holds `model.pt` is finished and skipped, unless the sweep's --total-timesteps is larger: then it is
+extended from its checkpoint; one that holds `checkpoint.pt` (interrupted, or stopped with the machine) is continued
+with `--resume` (and the sweep's options, its budget among them); one that holds neither (its process died before its
+first checkpoint) is removed and the run starts again, so that each seed keeps one directory. A run directory is written
+by one process at a time (ddpg.py holds a lock on it): an attempt that finds it in use waits for that process to end, at
+most LOCK_WAIT_S. A run that fails does not stop the others; the summary at the end names it and shows its last lines.
+Console output of each run goes to `<runs-dir>/sweep-logs/`. Every run gets `WANDB_RUN_GROUP=<exp-name>` in its
+environment, so that runs logging to Weights & Biases share one group. A run's process gets SIGTERM (and writes its
+checkpoint) when the process that started it ends (Linux).
 
 With `--seeds-per-process K`, each environment's seeds are taken K at a time, in order (the last group may be
 smaller), and each group is one `python ddpg.py --seeds ...` process: a population, whose seeds each write their own
@@ -198,7 +198,6 @@ def start_command(env_id: str, seeds: tuple[int, ...], exp_name: str, options: l
     return ["--env-id", env_id, *chosen, "--exp-name", exp_name, "--save-model", *options]
 
 
-@functools.cache
 def run_settings(env_id: str, seed: int, exp_name: str, options: tuple[str, ...]):
     """The arguments (ddpg.Args) this sweep starts a run of `seed` with; options ddpg.py refuses, in one line."""
     ddpg = import_ddpg()
