@@ -209,3 +209,20 @@ def test_an_environment_that_raises_keeps_its_traceback_then_says_how_to_resume(
     monkeypatch.undo()
     resumed = run_main(tmp_path, "--resume", run_dir)
     assert resumed.returncode == 0 and f"resuming {run_dir} at step 200/400" in resumed.stdout, resumed.stderr
+
+
+def test_an_extension_that_stopped_midway_resumes_without_options_and_is_not_finished_for_a_sweep(tmp_path):
+    import sweep
+
+    result = first_run(tmp_path, "stopped")
+    run_dir = str(tmp_path / the_run(tmp_path, "stopped"))
+    path = os.path.join(run_dir, ddpg.CHECKPOINT_FILE)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["args"]["total_timesteps"] = 600  # as an extension to 600 leaves it when stopped at step 400
+    torch.save(checkpoint, path)
+    assert result.returncode == 0 and os.path.exists(os.path.join(run_dir, ddpg.MODEL_FILE))  # model.pt of step 400
+    args, _ = ddpg.resume_point(ddpg.Args(resume=(run_dir,)), run_dir, ())
+    assert args.total_timesteps == 600  # goes on, though it holds model.pt
+    assert ddpg.run_state(run_dir)[1] == 400
+    settings = lambda seed: ddpg.Args(total_timesteps=600)  # noqa: E731 (the sweep's runs, as far as it matters)
+    assert not sweep.finished([run_dir], settings, 1)
