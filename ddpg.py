@@ -47,6 +47,7 @@ engineering that a first reading may skip. `python ddpg.py --help` lists the opt
 
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import fcntl
 import functools
@@ -598,6 +599,13 @@ LOCK_FILE = "lock"  # in the run directory: locked by the one process that write
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
 WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
+# Options of Args by what they concern. Every other option is a setting of the experiment: it shapes what a run learns
+# or measures, so a resumed run keeps it, and a sweep never counts a run trained with another value as one of its own.
+# MACHINE_OPTIONS concern only the machine and the records: a resumed run may change them, a sweep's runs may differ.
+MACHINE_OPTIONS = ("threads", "cuda", "cudagraphs", "compile", "torch_deterministic", "track", "wandb_project_name",
+                   "wandb_entity", "capture_video", "save_model", "checkpoint_frequency")  # fmt: skip
+COMMAND_OPTIONS = ("resume", "seeds", "eval_checkpoint")  # what a command does with the runs, not how they learn
+EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on past its end
 
 # ----------------------------------------------------------------------------------------------------------------
 # Fast paths: one host-device copy each way per env step, CUDA graphs, torch.compile
@@ -930,6 +938,19 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
     return checkpoint, saved
 
 
+def run_state(run_dir: str) -> tuple[Args, int] | None:
+    """How far a run directory's run went: its latest arguments and step, from its checkpoint, else from its model.pt
+    (written at its last step); None where neither can be read. Reads no tensor (mmap), so a sweep looks at many."""
+    for name in (CHECKPOINT_FILE, MODEL_FILE):
+        try:
+            state = torch.load(os.path.join(run_dir, name), map_location="cpu", weights_only=True, mmap=True)
+            args = Args(**state["args"])
+        except Exception:  # missing, damaged or not ours: as `load_checkpoint` would refuse it
+            continue
+        return args, state.get("global_step", args.total_timesteps)
+    return None
+
+
 def file_identity(path: str) -> tuple[int, int]:
     """Which file is at `path` (inode and modification time): a checkpoint replaced by rename is another file."""
     stat = os.stat(path)
@@ -1001,46 +1022,126 @@ def prepare(args: Args) -> "Run":
 
 def checked(args: Args, population: tuple[str, ...] = ()) -> tuple:
     """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
-    thread count; pick the device. With --resume, the run goes on with its saved arguments (but this machine's thread
-    count); a population's members (`population`: their directories) are resumed together. Returns what `Run` takes:
-    (args, checkpoint or None, device, obs_dim, action_space)."""
+    thread count; pick the device. With --resume, the run goes on with its saved arguments and the options asked for
+    that may change (`resumed_args`); a population's members (`population`: their directories) are resumed together.
+    Returns what `Run` takes: (args, checkpoint or None, device, obs_dim, action_space)."""
     (resume,) = args.resume or (None,)
-    if resume and os.path.isfile(os.path.join(resume, MODEL_FILE)):
-        raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
-    check_args(args)
     checkpoint = None
     if resume:
-        path = os.path.join(resume, CHECKPOINT_FILE)
-        read = file_identity(path)  # to be sure, under the run's lock, that no other process replaced it since
-        checkpoint, saved = load_checkpoint(path)
-        checkpoint["read"] = read
-        if "global_step" not in checkpoint:
-            raise UsageError(f"{path}: a saved model, not a checkpoint: it has nothing to resume from")
-        if checkpoint["global_step"] >= saved.total_timesteps:
-            if saved.save_model:  # the run stopped between its last checkpoint and its model.pt: write that now
-                networks = {name: checkpoint["agent"][name] for name in ("actor", "critic")}
-                lock = lock_run_dir(resume)  # not while the run's own process may still be writing it
-                try:
-                    save_atomic({"args": checkpoint["args"], "spaces": checkpoint["spaces"], "agent": networks},
-                                os.path.join(resume, MODEL_FILE))  # fmt: skip
-                finally:
-                    os.close(lock)
-            raise Finished(f"{resume} has finished (step {checkpoint['global_step']}/{saved.total_timesteps}): "
-                           "nothing to train")  # fmt: skip
-        members = sorted(checkpoint.get("population") or [os.path.basename(os.path.normpath(resume))])
-        if members != sorted(os.path.basename(os.path.normpath(d)) for d in population or (resume,)):
-            together = " ".join(os.path.join(os.path.dirname(os.path.normpath(resume)), m) for m in members)
-            raise UsageError(f"{resume} was trained with {len(members) - 1} other seeds: resume them together, "
-                             f"python {sys.argv[0]} --resume {together}")  # fmt: skip
-        args = dataclasses.replace(saved, resume=(resume,), threads=args.threads)
-        check_args(args)  # the saved options must suit this machine too
+        args, checkpoint = resume_point(args, resume, population)
+    check_args(args)  # a resumed run's saved options must suit this machine too
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
-        check_checkpoint_fits(checkpoint, args, path, obs_dim, action_space)
+        check_checkpoint_fits(checkpoint, args, os.path.join(resume, CHECKPOINT_FILE), obs_dim, action_space)
     device = use_machine(args)
     check_memory(args, obs_dim, action_space, device)
     seed_everything(args.seed, args.torch_deterministic)
     return args, checkpoint, device, obs_dim, action_space
+
+
+def resume_point(args: Args, resume: str, population: tuple[str, ...]) -> tuple[Args, dict]:
+    """The arguments the run `resume` goes on with and the checkpoint it goes on from; Finished if it has nothing to
+    train (a finished run, unless a larger --total-timesteps extends it), UsageError for what cannot be resumed."""
+    path, model_path = os.path.join(resume, CHECKPOINT_FILE), os.path.join(resume, MODEL_FILE)
+    if not os.path.isfile(path) and os.path.isfile(model_path):
+        ended_at = (saved(model_path, "args") or {}).get(EXTENDING_OPTION, math.inf)
+        if EXTENDING_OPTION in asked_options(args) and args.total_timesteps > ended_at:
+            raise UsageError(f"--resume {resume}: it holds {MODEL_FILE} but no {CHECKPOINT_FILE} to go on from "
+                             "(trained with --checkpoint-frequency 0): it cannot be extended")  # fmt: skip
+        raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
+    check_resumable(resume)
+    read = file_identity(path)  # to be sure, under the run's lock, that no other process replaced it since
+    checkpoint, saved_args = load_checkpoint(path)
+    checkpoint["read"] = read
+    if "global_step" not in checkpoint:
+        raise UsageError(f"{path}: a saved model, not a checkpoint: it has nothing to resume from")
+    args = resumed_args(saved_args, args, resume)
+    if checkpoint["global_step"] >= args.total_timesteps:
+        if os.path.isfile(model_path):
+            raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
+        if saved_args.save_model:  # the run stopped between its last checkpoint and its model.pt: write that now
+            networks = {name: checkpoint["agent"][name] for name in ("actor", "critic")}
+            check_writable(resume)
+            lock = lock_run_dir(resume)  # not while the run's own process may still be writing it
+            try:
+                save_atomic({"args": checkpoint["args"], "spaces": checkpoint["spaces"], "agent": networks},
+                            model_path)  # fmt: skip
+            finally:
+                os.close(lock)
+        raise Finished(f"{resume} has finished (step {checkpoint['global_step']}/{saved_args.total_timesteps}): "
+                       "nothing to train")  # fmt: skip
+    members = sorted(checkpoint.get("population") or [os.path.basename(os.path.normpath(resume))])
+    if members != sorted(os.path.basename(os.path.normpath(d)) for d in population or (resume,)):
+        together = " ".join(os.path.join(os.path.dirname(os.path.normpath(resume)), m) for m in members)
+        raise UsageError(f"{resume} was trained with {len(members) - 1} other seeds: resume them together, "
+                         f"python {sys.argv[0]} --resume {together}")  # fmt: skip
+    return args, checkpoint
+
+
+def check_resumable(resume: str) -> None:
+    """A directory to resume holds a checkpoint; one whose run stopped before its first checkpoint is named so."""
+    if os.path.isfile(os.path.join(resume, CHECKPOINT_FILE)):
+        return
+    started = os.path.isfile(os.path.join(resume, LOCK_FILE))  # every run locks its directory first
+    raise UsageError(f"--resume {resume}: no {CHECKPOINT_FILE} in that directory"
+                     + (": its run stopped before its first checkpoint, so there is nothing to resume; start it "
+                        "again" if started else ""))  # fmt: skip
+
+
+def resumed_args(saved_args: Args, args: Args, resume: str) -> Args:
+    """A resumed run's arguments: its saved ones, with the options `args` asks for (`asked_options`) that only concern
+    the machine or the records, and a larger --total-timesteps, which extends the run; --threads is this process's.
+    Any other option asked for with a value other than the run's is refused, naming it."""
+    changes = {}
+    for name, value in asked_options(args).items():
+        if conflicting(name, getattr(saved_args, name), value):
+            option, was = f"--{name.replace('_', '-')}", getattr(saved_args, name)
+            if name == EXTENDING_OPTION:
+                raise UsageError(f"--resume {resume}: {option} {value} is below the run's own {was}: a run can be "
+                                 "extended, not shortened")  # fmt: skip
+            raise UsageError(f"--resume {resume}: {option} {value}: the run was trained with {was}, and a resumed "
+                             "run keeps its settings (only options of the machine and the records may change, and "
+                             "--total-timesteps grow); start a new run to change it")  # fmt: skip
+        changes[name] = value
+    return dataclasses.replace(saved_args, **{**changes, "resume": (resume,), "threads": args.threads})
+
+
+def conflicting(name: str, saved_value, value) -> bool:
+    """Whether a run trained with `saved_value` of option `name` is not a run with `value`: the values differ in a
+    setting of the experiment (a larger --total-timesteps only extends the run)."""
+    if value == saved_value or name in MACHINE_OPTIONS + COMMAND_OPTIONS:
+        return False
+    return not (name == EXTENDING_OPTION and value > saved_value)
+
+
+def first_conflict(saved_args: Args, args: Args) -> str | None:
+    """The first option (an Args field) in which a run trained with `saved_args` is not a run of `args`, or None."""
+    names = [field.name for field in dataclasses.fields(Args)]
+    return next((name for name in names if conflicting(name, getattr(saved_args, name), getattr(args, name))), None)
+
+
+TYPED = contextvars.ContextVar("TYPED", default=None)  # the Args fields typed on ddpg.py's command line (`main`)
+
+
+def typed_options(argv: list[str]) -> frozenset[str]:
+    """The Args fields a command line names, as tyro reads it: --name, --name=value or --no-name, with hyphens or
+    underscores (tyro has checked the line already)."""
+    names = {field.name for field in dataclasses.fields(Args)}
+    typed = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            typed.add(name if name in names else name.removeprefix("no_"))
+    return frozenset(typed & names)
+
+
+def asked_options(args: Args) -> dict:
+    """What `args` asks of a resumed run, beside --resume: on ddpg.py's command line, the options typed there (a
+    default typed counts); in a call of `train`, the options that differ from Args()'s defaults."""
+    typed, defaults = TYPED.get(), Args()
+    names = [field.name for field in dataclasses.fields(Args) if field.name not in COMMAND_OPTIONS]
+    return {name: getattr(args, name) for name in names
+            if (name in typed if typed is not None else getattr(args, name) != getattr(defaults, name))}  # fmt: skip
 
 
 def use_machine(args: Args) -> torch.device:
@@ -1109,8 +1210,7 @@ def check_args(args: Args) -> None:
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
         raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
     for run_dir in args.resume or ():
-        if not os.path.isfile(os.path.join(run_dir, CHECKPOINT_FILE)):
-            raise UsageError(f"--resume {run_dir}: no {CHECKPOINT_FILE} in that directory")
+        check_resumable(run_dir)
     if args.resume == ():
         raise UsageError("--resume needs a run directory")
     if not args.eval_checkpoint:
@@ -1174,7 +1274,11 @@ class Run:
     """Everything of a training run that is not DDPG itself: its directory (locked: one writer), TensorBoard, the
     evaluations, the checkpoints, Ctrl-C and the console. `train` hands it the run's parts once (`start`, which
     restores a resumed run's) and what each step did (`record`); the loop owns the counters. As a context manager it
-    ends the run however the loop stops: done (model saved), interrupted (checkpoint written), a NaN (last kept)."""
+    ends the run however the loop stops: done (model saved), interrupted (checkpoint written), a NaN (last kept).
+    `Run.open_runs` holds the runs opened and not yet closed: those that a failure before the loop (making the
+    networks, or restoring them from a checkpoint) left open, for `main` to end."""
+
+    open_runs: list["Run"] = []
 
     def __init__(self, args: Args, checkpoint: dict | None, device: torch.device, obs_dim: int,
                  action_space: gym.spaces.Box, signals: "SignalFlag | None" = None,
@@ -1185,6 +1289,7 @@ class Run:
         self.population = checkpoint.get("population") if checkpoint else None  # its members' directory names
         self.lock = self.writer = self.tracking = self.envs = self.signals = self.status = None  # opened below
         self.eval_envs, self.global_step = [], 0
+        Run.open_runs.append(self)
         try:
             self.open(args, checkpoint, signals)
         except BaseException:
@@ -1353,6 +1458,8 @@ class Run:
             self.status, message = 1, f"{error} is not finite; training stopped ({self.kept()})"
         elif kind is not None and issubclass(kind, OSError):
             self.status, message = 1, f"{write_error(error, self.run_dir)}; training stopped ({self.kept()})"
+        elif kind is not None and issubclass(kind, torch.OutOfMemoryError):
+            self.status, message = 1, f"{out_of_memory(error, self.device)}; training stopped ({self.kept()})"
         elif kind is Interrupted:
             signum = self.signals.signum
             saved = f"checkpoints saved in {', '.join(self.members())}" if self.population else \
@@ -1360,8 +1467,11 @@ class Run:
             self.status = 128 + signum
             message = f"{signal.Signals(signum).name} at step {self.global_step}: {saved}\nresume with: " \
                 f"{self.resume_command()}"  # fmt: skip
-        elif kind is not None:
+        elif kind is not None:  # the environment's error, or a bug: its traceback, then how to go on
             self.status = 1
+            note = f"ddpg.py: error: step {self.global_step}: training stopped ({self.kept()})"
+            if error is not None and note not in getattr(error, "__notes__", []):  # once for a population
+                error.add_note(note)
         self.close()
         return message
 
@@ -1403,6 +1513,9 @@ class Run:
             self.signals.restore()
         if self.lock is not None:
             os.close(self.lock)  # the run may be resumed, in this process too
+            self.lock = None
+        if self in Run.open_runs:
+            Run.open_runs.remove(self)
 
 
 def save_checkpoints(runs: list[Run]) -> None:
@@ -1486,6 +1599,11 @@ def write_video(env: gym.wrappers.RecordVideo) -> None:
         code = re.search(r"error code: -(\d+)", str(e))
         raise OSError(int(code[1]) if code else e.errno, os.strerror(int(code[1])) if code else str(e).splitlines()[0],
                       path) from None  # fmt: skip
+
+
+def out_of_memory(error: torch.OutOfMemoryError, device: torch.device) -> str:
+    """'DEVICE out of memory (CUDA out of memory. Tried to allocate N GiB)': torch's first two sentences."""
+    return f"{device.type} out of memory ({'. '.join(str(error).splitlines()[0].split('. ')[:2]).rstrip('.')})"
 
 
 def write_error(error: OSError, run_dir: str) -> str:
@@ -1981,6 +2099,7 @@ def main() -> int:
               f"ddpg.py; the run directory's {MODEL_FILE} is the trained agent", file=sys.stderr)  # fmt: skip
         return 2
     args = tyro.cli(Args)
+    typed = TYPED.set(typed_options(sys.argv[1:]))  # what a --resume asks of the run (`asked_options`)
     try:
         if args.eval_checkpoint:
             check_args(args)
@@ -1995,9 +2114,27 @@ def main() -> int:
     except Finished as e:
         print(e)
         return 0
-    except OSError as e:  # while setting up the run (its directory, logs or videos)
-        print(f"ddpg.py: error: {write_error(e, RUNS_DIR)}", file=sys.stderr)
-        return 1
+    except BaseException as e:
+        if Run.open_runs:  # failed after its directory was opened, before the loop took the run
+            return end_open_runs(e)
+        if isinstance(e, OSError):  # while setting up the run (its directory, logs or videos)
+            print(f"ddpg.py: error: {write_error(e, RUNS_DIR)}", file=sys.stderr)
+            return 1
+        raise
+    finally:
+        TYPED.reset(typed)
+
+
+def end_open_runs(error: BaseException) -> int:
+    """End the runs that `error` left open before the loop took them, as the loop ends them (`Run.end`): an expected
+    cause in one line, the exit status; anything else raised again, its traceback followed by how to resume."""
+    runs = list(Run.open_runs)
+    messages = dict.fromkeys(run.end(type(error), error) for run in runs)  # a population's members say one thing
+    if None in messages:
+        raise error
+    for message in messages:
+        say(message, 1, runs[0].global_step)
+    return max(run.status for run in runs)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,17 @@ and one markdown table: the evaluation at the last step every seed reached (mean
 step, median wall time to it, machine. Where the runs logged them, a second PNG per environment shows on one chart the
 critic's estimate Q(s_0, mu(s_0)) of the evaluation episodes and the discounted return they earned (mean over seeds).
 The files go beside the runs, never over the committed benchmarks/results/ unless --out names it; a figure left in
---out by an earlier report, of an environment this one has no runs of, is named on the console. Needs matplotlib
-(`pip install -r benchmarks/requirements.txt`).
+--out by an earlier report, of an environment this one has no runs of, is named on the console. A row holds runs of one set of settings (the arguments saved in their
+checkpoint.pt or model.pt, but for the seed and the options of the machine and the records): where an environment's
+runs were trained with several, the set most runs share is kept (on a tie, that of the newest run), and the others
+are named as left out, with the first option that differs, on the console and under the table.
+Needs matplotlib (`pip install -r benchmarks/requirements.txt`).
 """
 
 import argparse
 import glob
 import os
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -75,8 +79,45 @@ def find_runs(runs_dir: str, exp_name: str) -> dict[str, dict[int, dict]]:
             continue
         run = read_run(run_dir)
         if len(run["steps"]):
-            runs[env_id][int(seed)] = run
+            runs[env_id][int(seed)] = run | {"dir": run_dir}
     return dict(runs)
+
+
+def one_setting(seeds: dict[int, dict]) -> tuple[dict[int, dict], list[str]]:
+    """The runs of an environment trained with one set of settings (`settings_key`): the set most runs share, on a tie
+    that of the newest run (a run directory's name ends in its start time); and a line for each run left out."""
+    ddpg = import_ddpg()
+    states = {seed: ddpg.run_state(run["dir"]) for seed, run in seeds.items()}
+    keys = {seed: settings_key(ddpg, state[0]) for seed, state in states.items() if state}
+    ranked = sorted(keys, key=lambda seed: (list(keys.values()).count(keys[seed]), seeds[seed]["dir"].rsplit("__")[-1]))
+    kept, left_out = {}, []
+    for seed, run in sorted(seeds.items()):
+        if seed not in keys:
+            left_out.append(f"{run['dir']}: no checkpoint.pt or model.pt to read its settings from")
+        elif keys[seed] == keys[ranked[-1]]:
+            kept[seed] = run
+        else:
+            row = dict(keys[ranked[-1]])
+            name, value = next((name, value) for name, value in keys[seed] if value != row[name])
+            left_out.append(f"{run['dir']}: trained with --{name.replace('_', '-')} {value}, the row's runs with "
+                            f"{row[name]}")  # fmt: skip
+    return kept, left_out
+
+
+def settings_key(ddpg, args) -> tuple:
+    """What the runs of a row share: every saved option but the seed and those of the machine, records and command."""
+    apart = ("seed", *ddpg.MACHINE_OPTIONS, *ddpg.COMMAND_OPTIONS)
+    return tuple((name, value) for name, value in vars(args).items() if name not in apart)
+
+
+def import_ddpg():
+    """ddpg.py, for the settings its runs saved; imported only here, as it imports torch."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import ddpg
+
+    return ddpg
 
 
 def evaluation_returns(run: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +215,7 @@ def final_row(env_id: str, seeds: dict[int, dict]) -> dict:
     }
 
 
-def markdown(rows: list[dict], machine: str) -> str:
+def markdown(rows: list[dict], machine: str, left_out: list[str] = ()) -> str:
     lines = [
         "| environment | seeds | env steps | evaluation there (mean +- std over seeds) | wall time to there (median) |",
         "|---|---|---:|---:|---:|",
@@ -182,7 +223,8 @@ def markdown(rows: list[dict], machine: str) -> str:
     for r in rows:
         lines.append(f"| {r['env_id']} | {', '.join(map(str, r['seeds']))} | {r['steps']} | "
                      f"{r['mean']:.1f} +- {r['std']:.1f} | {r['wall_minutes']:.1f} min |")  # fmt: skip
-    return "\n".join(lines) + f"\n\nMachine: {machine}\n"
+    apart = "".join(f"\n- {line}" for line in left_out)
+    return "\n".join(lines) + f"\n\nMachine: {machine}\n" + (f"\nLeft out (other settings):{apart}\n" if apart else "")
 
 
 def main() -> None:
@@ -201,8 +243,14 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     machine_file = os.path.join(args.runs_dir, "sweep-logs", f"{args.exp_name}.machine.txt")
     machine = open(machine_file).read().strip() if os.path.exists(machine_file) else "not recorded"
-    rows = []
+    rows, left_out = [], []
     for env_id, seeds in sorted(runs.items()):
+        seeds, apart = one_setting(seeds)
+        left_out += apart
+        for line in apart:
+            print(f"left out {line}")
+        if not seeds:
+            continue
         png = os.path.join(args.out, f"{args.exp_name}__{env_id}.png")
         plot(env_id, seeds, png)
         rows.append(final_row(env_id, seeds))
@@ -216,7 +264,7 @@ def main() -> None:
             print(f"note: {png} is from an earlier report: there are no runs of its environment now")
     table_path = os.path.join(args.out, f"{args.exp_name}.md")
     with open(f"{table_path}.tmp", "w") as f:
-        f.write(markdown(rows, machine))
+        f.write(markdown(rows, machine, left_out))
     os.replace(f"{table_path}.tmp", table_path)
     print(open(table_path).read())
     print(f"wrote {table_path}")

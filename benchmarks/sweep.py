@@ -4,16 +4,19 @@
         -- --total-timesteps 300000
     python benchmarks/sweep.py --envs HalfCheetah-v5 Hopper-v5 --seeds 1 2 3 --ray --preset mujoco -- ...
 
-Every run is an ordinary `python ddpg.py` process writing its usual run directory under `--runs-dir` (default
-`runs`; named with `--exp-name`, default `sweep`) with `--save-model`. A run whose directory already holds
-`model.pt` is finished and skipped; one that holds `checkpoint.pt` (interrupted, or stopped with the machine) is
-continued with `--resume`; one that holds neither (its process died before its first checkpoint) is removed and the
-run starts again, so that each seed keeps one directory. A run directory is written by one process at a time (ddpg.py
-holds a lock on it): an attempt that finds it in use waits for that process to end, at most LOCK_WAIT_S. A run that
-fails does not stop the others; the summary at the end names it and shows its last lines. Console output of each run
-goes to `<runs-dir>/sweep-logs/`. Every run gets `WANDB_RUN_GROUP=<exp-name>` in its environment, so that runs logging
-to Weights & Biases share one group. A run's process gets SIGTERM (and writes its checkpoint) when the process that
-started it ends (Linux).
+Every run is an ordinary `python ddpg.py` process writing its usual run directory under `--runs-dir` (default `runs`;
+named with `--exp-name`, default `sweep`) with `--save-model`. Before anything starts, the arguments saved in each
+existing run directory are compared with those the sweep would run (ddpg.py's `first_conflict`): a run trained with
+other settings stops the sweep with one line naming it and the first option that differs (exit status 2). A run whose
+directory already holds `model.pt` is finished and skipped, unless the sweep's --total-timesteps is larger: then it is
+extended from its checkpoint; one that holds `checkpoint.pt` (interrupted, or stopped with the machine) is continued
+with `--resume` (and the sweep's options, its budget among them); one that holds neither (its process died before its
+first checkpoint) is removed and the run starts again, so that each seed keeps one directory. A run directory is written
+by one process at a time (ddpg.py holds a lock on it): an attempt that finds it in use waits for that process to end, at
+most LOCK_WAIT_S. A run that fails does not stop the others; the summary at the end names it and shows its last lines.
+Console output of each run goes to `<runs-dir>/sweep-logs/`. Every run gets `WANDB_RUN_GROUP=<exp-name>` in its
+environment, so that runs logging to Weights & Biases share one group. A run's process gets SIGTERM (and writes its
+checkpoint) when the process that started it ends (Linux).
 
 With `--seeds-per-process K`, each environment's seeds are taken K at a time, in order (the last group may be
 smaller), and each group is one `python ddpg.py --seeds ...` process: a population, whose seeds each write their own
@@ -37,11 +40,13 @@ interrupted on purpose (SIGINT, SIGTERM) is not retried. Ctrl-C interrupts every
 """
 
 import argparse
+import contextlib
 import ctypes
 import datetime
 import fcntl
 import functools
 import glob
+import io
 import itertools
 import logging
 import os
@@ -177,8 +182,68 @@ def take_up(run_dir: str) -> bool:
     return True
 
 
-def finished(run_dirs: list[str]) -> bool:
-    return any(holds(d, MODEL_FILE) for d in run_dirs)
+def import_ddpg():
+    """ddpg.py as a module, for what it says of the runs it wrote (their settings, its rules for comparing them):
+    imported only where there are runs to look at, as it imports torch, which a sweep that starts afresh never needs."""
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    import ddpg
+
+    return ddpg
+
+
+def start_command(env_id: str, seeds: tuple[int, ...], exp_name: str, options: list[str]) -> list[str]:
+    """ddpg.py's options for a new run of these seeds (one seed: a run; several: a population)."""
+    chosen = ["--seed", str(seeds[0])] if len(seeds) == 1 else ["--seeds", *map(str, seeds)]
+    return ["--env-id", env_id, *chosen, "--exp-name", exp_name, "--save-model", *options]
+
+
+def run_settings(env_id: str, seed: int, exp_name: str, options: tuple[str, ...]):
+    """The arguments (ddpg.Args) this sweep starts a run of `seed` with; options ddpg.py refuses, in one line."""
+    ddpg = import_ddpg()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # tyro's boxed message
+            return ddpg.tyro.cli(ddpg.Args, args=start_command(env_id, (seed,), exp_name, list(options)))
+    except SystemExit:
+        refuse(f"ddpg.py refuses the options {' '.join(options)} (python ddpg.py --help lists its options)")
+
+
+def check_settings(runs_dir: str, envs: list[str], seeds: list[int], exp_name: str, options: list[str]) -> None:
+    """Refuse, in one line and before any run starts, a sweep that finds one of its runs (its name, environment and
+    seed) trained with other settings than it would run (ddpg.first_conflict): that run is neither finished nor resumed
+    as this sweep's. A larger --total-timesteps is no other setting: the run is extended, from its checkpoint."""
+    for env_id, seed in itertools.product(envs, seeds):
+        for run_dir in run_dirs(runs_dir, env_id, exp_name, seed):
+            if not (holds(run_dir, CHECKPOINT_FILE) or holds(run_dir, MODEL_FILE)):
+                continue  # ended before its first checkpoint: removed when its seed starts again
+            ddpg = import_ddpg()
+            state = ddpg.run_state(run_dir)
+            if state is None:  # unreadable: ddpg.py refuses it in one line when the sweep resumes it
+                continue
+            (saved, step), wanted = state, run_settings(env_id, seed, exp_name, tuple(options))
+            name, where = ddpg.first_conflict(saved, wanted), relative(runs_dir, run_dir)
+            if name:
+                option = f"--{name.replace('_', '-')}"
+                refuse(f"{where} was trained with {option} {getattr(saved, name)}, this sweep's runs with "
+                       f"{getattr(wanted, name)}: it is not one of them; give this sweep another --exp-name, or move "
+                       "that run out of the way")  # fmt: skip
+            if step < wanted.total_timesteps and not holds(run_dir, CHECKPOINT_FILE):
+                refuse(f"{where} ended at step {step}, before this sweep's --total-timesteps {wanted.total_timesteps}, "
+                       f"and holds no {CHECKPOINT_FILE} to extend it from; move that run out of the way")  # fmt: skip
+
+
+def finished(run_dirs: list[str], settings, seed: int) -> bool:
+    """Whether a run of `seed` (its directories: `run_dirs`) has finished as this sweep runs it (`settings(seed)`, asked
+    only where there is a model.pt): a directory holds model.pt, written at a run's end, and reached the sweep's
+    --total-timesteps (else the run is extended); a model.pt that cannot be read counts, as ddpg.py's resume says."""
+    done = [d for d in run_dirs if holds(d, MODEL_FILE)]
+    states = [import_ddpg().run_state(d) for d in done]
+    return any(state is None or state[1] >= settings(seed).total_timesteps for state in states)
+
+
+def relative(runs_dir: str, run_dir: str) -> str:
+    """A run directory as ddpg.py names it: from the directory it runs in, above --runs-dir."""
+    return os.path.relpath(run_dir, os.path.dirname(runs_dir))
 
 
 def log_path(runs_dir: str, env_id: str, exp_name: str, seeds: tuple[int, ...]) -> str:
@@ -292,26 +357,27 @@ class Attempt:
             holder = lock_holder(run_dir)
             if holder:
                 return "busy", f"{self.relative(run_dir)}{IN_USE}{holder}", self.seeds
-        seeds = tuple(seed for seed in self.seeds if not finished(dirs[seed]))
+        settings = functools.partial(run_settings, self.env_id, exp_name=self.exp_name, options=tuple(self.options))
+        seeds = tuple(seed for seed in self.seeds if not finished(dirs[seed], settings, seed))
         if not seeds:
             return "done", None, self.seeds
-        for run_dir in sorted(d for seed in seeds for d in dirs[seed] if not holds(d, CHECKPOINT_FILE)):
+        for run_dir in sorted(d for seed in seeds for d in dirs[seed] if not holds(d, CHECKPOINT_FILE)
+                              and not holds(d, MODEL_FILE)):  # fmt: skip
             if not take_up(run_dir):
                 return "busy", f"{self.relative(run_dir)}{IN_USE}another process", self.seeds
             self.say(f"{self.name}: removed {self.relative(run_dir)}: its run ended before its first checkpoint")
         resumable = [[d for d in dirs[seed] if holds(d, CHECKPOINT_FILE)] for seed in seeds]
-        if all(resumable):
-            return "resume", ["--resume", *(self.relative(ds[-1]) for ds in resumable)], seeds
+        if all(resumable):  # with the sweep's options (ddpg.py refuses other settings) and its budget, which extends
+            total = settings(seeds[0]).total_timesteps  # a run that finished short of it
+            return "resume", ["--resume", *(self.relative(ds[-1]) for ds in resumable), *self.options,
+                              "--total-timesteps", str(total)], seeds  # fmt: skip
         if any(resumable):
             kept = ", ".join(self.relative(ds[-1]) for ds in resumable if ds)
             self.say(f"{self.name}: {kept} left as they are: the other seeds have no checkpoint to resume with them")
-        chosen = ["--seed", str(seeds[0])] if len(seeds) == 1 else ["--seeds", *map(str, seeds)]
-        return "start", ["--env-id", self.env_id, *chosen, "--exp-name", self.exp_name, "--save-model",
-                         *self.options], seeds  # fmt: skip
+        return "start", start_command(self.env_id, seeds, self.exp_name, self.options), seeds
 
     def relative(self, run_dir: str) -> str:
-        """A run directory as ddpg.py names it: from the directory it runs in, above --runs-dir."""
-        return os.path.relpath(run_dir, os.path.dirname(self.runs_dir))
+        return relative(self.runs_dir, run_dir)
 
     def seconds(self) -> float:
         return time.time() - self.started if self.started else 0.0
@@ -727,10 +793,12 @@ def main() -> int:
         print(f"WANDB_RUN_GROUP={outer_group} in the environment: the runs get the sweep's group instead, "
               f"{args.exp_name} (--exp-name names it)", flush=True)  # fmt: skip
 
+    check_settings(runs_dir, args.envs, args.seeds, args.exp_name, args.options_all)
     queue, results = [], {}  # (env_id, seeds): a run, or a population of several seeds in one process
     for env_id in args.envs:
         for seeds in groups(args.seeds, args.seeds_per_process):
-            if all(finished(run_dirs(runs_dir, env_id, args.exp_name, seed)) for seed in seeds):
+            settings = functools.partial(run_settings, env_id, exp_name=args.exp_name, options=tuple(args.options_all))
+            if all(finished(run_dirs(runs_dir, env_id, args.exp_name, seed), settings, seed) for seed in seeds):
                 results[(env_id, seeds)] = "already finished"
             else:
                 queue.append((env_id, seeds))

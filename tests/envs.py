@@ -14,6 +14,8 @@ NAN_AFTER = 350  # NanReward-v0 returns NaN rewards after this many steps
 TERMINAL_STEP = 4  # TerminatingCounter-v0 reaches a terminal state after this many steps
 PAUSE_AT, PAUSE_S = 350, 60  # Pause-v0 stops for PAUSE_S seconds in its PAUSE_AT-th step, once (see PauseEnv)
 PAUSE_FILE = "DDPG_TEST_PAUSE_FILE"  # the environment variable naming the file Pause-v0 creates as it pauses
+BREAK_AT = 250  # Break-v0 raises in this step of its life, once (see BreakEnv)
+BREAK_FILE = "DDPG_TEST_BREAK_FILE"  # the environment variable naming the file Break-v0 creates as it raises
 # Asymmetric bounds on purpose: an actor that assumed [-1, 1] or symmetric ranges would leave them.
 ACTION_LOW = np.array([0.0, -3.0], dtype=np.float32)
 ACTION_HIGH = np.array([2.0, -1.0], dtype=np.float32)
@@ -105,6 +107,24 @@ class PauseEnv(CounterEnv):
         return super().step(action)
 
 
+class BreakEnv(CounterEnv):
+    """A Counter-v0 whose simulator fails once, as a user's environment may: in its BREAK_AT-th step (of this env's
+    life), if the environment variable BREAK_FILE names a file that does not exist yet, it creates that file and raises
+    RuntimeError. A resumed run finds the file and goes on."""
+
+    def __init__(self):
+        super().__init__()
+        self.life_steps = 0
+
+    def step(self, action):
+        self.life_steps += 1
+        marker = os.environ.get(BREAK_FILE)
+        if self.life_steps == BREAK_AT and marker and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("the simulator broke")
+        return super().step(action)
+
+
 gym.register("Counter-v0", entry_point=CounterEnv, max_episode_steps=HORIZON)
 gym.register("Announced-v0", entry_point=AnnouncedEnv, max_episode_steps=HORIZON)
 gym.register(
@@ -114,3 +134,4 @@ gym.register("NanReward-v0", entry_point=NanRewardEnv, max_episode_steps=HORIZON
 gym.register("ImageObs-v0", entry_point=ImageObsEnv, max_episode_steps=HORIZON)
 gym.register("UnboundedAction-v0", entry_point=UnboundedActionEnv, max_episode_steps=HORIZON)
 gym.register("Pause-v0", entry_point=PauseEnv, max_episode_steps=HORIZON)
+gym.register("Break-v0", entry_point=BreakEnv, max_episode_steps=HORIZON)
