@@ -8,10 +8,11 @@ and one markdown table: the evaluation at the last step every seed reached (mean
 step, median wall time to it, machine. Where the runs logged them, a second PNG per environment shows on one chart the
 critic's estimate Q(s_0, mu(s_0)) of the evaluation episodes and the discounted return they earned (mean over seeds).
 The files go beside the runs, never over the committed benchmarks/results/ unless --out names it; a figure left in
---out by an earlier report, of an environment this one has no runs of, is named on the console. A row holds runs of one set of settings (the arguments saved in their
-checkpoint.pt or model.pt, but for the seed and the options of the machine and the records): where an environment's
-runs were trained with several, the set most runs share is kept (on a tie, that of the newest run), and the others
-are named as left out, with the first option that differs, on the console and under the table.
+--out by an earlier report, of an environment this one has no runs of, is named on the console. A row holds runs of
+one set of settings (the arguments saved in their checkpoint.pt or model.pt, but for the seed and the options of the
+machine and the records): where an environment's runs were trained with several, the set most runs share is kept (on
+a tie, that of the newest run), and the others are named as left out, with the first option that differs, on the
+console and under the table.
 Needs matplotlib (`pip install -r benchmarks/requirements.txt`).
 """
 

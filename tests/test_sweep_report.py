@@ -82,9 +82,10 @@ def test_wall_time_leaves_out_the_time_between_a_run_and_its_resumption(tmp_path
 
 
 def test_the_critics_chart_averages_the_seeds_at_their_common_steps_and_skips_runs_without_it(tmp_path):
-    import ddpg
     from report import CRITIC_TAGS, by_steps, critic_series, has_critic, read_run
     from torch.utils.tensorboard import SummaryWriter
+
+    import ddpg
 
     assert CRITIC_TAGS == {"q_estimate": ddpg.EVAL_Q_TAG, "discounted_return": ddpg.EVAL_DISCOUNTED_TAG}
     for seed, steps in ((1, [10, 20, 30]), (2, [10, 20])):  # seed 2 stopped early
