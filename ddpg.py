@@ -22,7 +22,7 @@ Algorithm 1 of the paper, whose steps `loop` (at the end of the lesson) labels o
 The loop here counts steps, not episodes: each environment starts its next episode when one ends (`EnvRunner.step`),
 and the noise restarts there with it (`explore`), which are the paper's per-episode lines.
 
-Where this file differs from the paper, and why (the README says more):
+Where this file differs from the paper, and why (docs/algorithm.md says more):
 - Targets stop bootstrapping only at real terminations: y_i = r_i + gamma * (1 - terminated_i) * Q'(...).
   A time-limit cut is not a terminal state, so it bootstraps from the true last observation.
 - Actions are uniformly random until R holds `learning_starts` transitions (as in TD3 and CleanRL), and no update
@@ -120,7 +120,7 @@ class Args:
     cudagraphs: bool = True
     """on CUDA, record the update and the store-and-act step once as CUDA graphs and replay them (no effect on CPU)"""
     compile: bool = False
-    """compile the four networks with torch.compile: fused kernels, fewer launches (README: measured speeds)"""
+    """compile the four networks with torch.compile: fused kernels, fewer launches (docs/speed.md: measured speeds)"""
     threads: int | None = None
     """CPU threads torch uses (None: min(4, available cores); all cores of a big CPU is slower for small networks)"""
     track: bool = False
@@ -506,6 +506,10 @@ def initialise(args: Args, obs_dim: int, action_space: gym.spaces.Box, device: t
     return envs, agent, ReplayBuffer(args.buffer_size, obs_dim, act_dim, device), make_noise(args, act_dim, device)
 
 
+class NotFinite(Exception):
+    """A loss, a parameter or an action became NaN or infinite: the run stops, keeping its last good checkpoint."""
+
+
 class Steps:
     """The agent's part of an env step as the loop calls it, on the envs' numpy arrays: the lesson's `explore`, `learn`
     and `ReplayBuffer.add`, each called at once. On a GPU, `fast_steps` (below the divider) puts in its place an object
@@ -518,7 +522,10 @@ class Steps:
         return torch.as_tensor(array, dtype=torch.float32, device=self.device)
 
     def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
-        return explore(self.agent.actor, self.tensor(obs), self.noise, self.tensor(episode_starts)).cpu().numpy()
+        actions = explore(self.agent.actor, self.tensor(obs), self.noise, self.tensor(episode_starts)).cpu().numpy()
+        if not np.isfinite(actions).all():  # a diverged actor: stop before the envs get its NaNs
+            raise NotFinite("the actor's action")
+        return actions
 
     def learn(self, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
         return learn(self.agent, self.rb, batch_size, gamma, tau, update_actor)
@@ -1001,10 +1008,6 @@ class SignalFlag:
 
 class UsageError(Exception):
     """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
-
-
-class NotFinite(Exception):
-    """A loss, a parameter or an action became NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
 class Interrupted(Exception):

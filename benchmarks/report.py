@@ -90,6 +90,8 @@ def one_setting(seeds: dict[int, dict]) -> tuple[dict[int, dict], list[str]]:
     ddpg = import_ddpg()
     states = {seed: ddpg.run_state(run["dir"]) for seed, run in seeds.items()}
     keys = {seed: settings_key(ddpg, state[0]) for seed, state in states.items() if state}
+    if not keys:  # no run has saved its settings yet (none has reached a checkpoint): nothing to tell apart
+        return seeds, []
     ranked = sorted(keys, key=lambda seed: (list(keys.values()).count(keys[seed]), seeds[seed]["dir"].rsplit("__")[-1]))
     kept, left_out = {}, []
     for seed, run in sorted(seeds.items()):

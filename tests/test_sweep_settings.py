@@ -45,8 +45,8 @@ def test_a_full_sweep_after_a_trial_of_the_same_name_is_refused_in_one_line_befo
                   cwd=trial, env=stand_in.env())  # fmt: skip
     assert full.returncode == 2 and full.stdout == ""  # nothing counted as finished, nothing resumed
     assert full.stderr.splitlines() == [
-        f"sweep.py: error: {run_dir(trial, 1)} was trained with --eval-frequency 200, "
-        "this sweep's runs with 10000: it is not one of them; give this sweep another "
+        f"sweep.py: error: {run_dir(trial, 1)} was trained with --learning-rate 0.001, "
+        "this sweep's runs with 0.0003: it is not one of them; give this sweep another "
         "--exp-name, or move that run out of the way"
     ]  # fmt: skip (Args' first)
     assert stand_in.records() == [] and modified(trial) == before
