@@ -22,7 +22,7 @@ install-track:  ## also install wandb, for --track (Weights & Biases)
 train:  ## train DDPG; pass options with ARGS="--env-id HalfCheetah-v5 ..."
 	$(PYTHON) ddpg.py $(ARGS)
 
-test:  ## the whole test suite (about 3.5 minutes on 2 CPU cores, a pytest-xdist worker per core)
+test:  ## the whole test suite (about 5.5 minutes on 2 CPU cores, a pytest-xdist worker per core)
 	$(PYTHON) -m pytest -q tests
 
 tensorboard:  ## watch the runs under runs/
