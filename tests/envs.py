@@ -87,30 +87,12 @@ class AnnouncedEnv(CounterEnv):
         print("made an environment")
 
 
-class PauseEnv(CounterEnv):
-    """A Counter-v0 that stops mid-step, once, so that a test can signal or kill a run at a known step.
+class OnceEnv(CounterEnv):
+    """A Counter-v0 that does something once, at a known step: in its `at`-th step (of this env's life), if the
+    environment variable `marker` names a file that does not exist yet, it creates that file and calls `once`. A
+    resumed run finds the file and goes on."""
 
-    In its PAUSE_AT-th step (of this env's life), if the environment variable PAUSE_FILE names a file that does not
-    exist yet, it creates that file and sleeps PAUSE_S seconds. A resumed run finds the file and does not pause.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.life_steps = 0
-
-    def step(self, action):
-        self.life_steps += 1
-        marker = os.environ.get(PAUSE_FILE)
-        if self.life_steps == PAUSE_AT and marker and not os.path.exists(marker):
-            open(marker, "w").close()
-            time.sleep(PAUSE_S)
-        return super().step(action)
-
-
-class BreakEnv(CounterEnv):
-    """A Counter-v0 whose simulator fails once, as a user's environment may: in its BREAK_AT-th step (of this env's
-    life), if the environment variable BREAK_FILE names a file that does not exist yet, it creates that file and raises
-    RuntimeError. A resumed run finds the file and goes on."""
+    at, marker = 0, ""
 
     def __init__(self):
         super().__init__()
@@ -118,11 +100,32 @@ class BreakEnv(CounterEnv):
 
     def step(self, action):
         self.life_steps += 1
-        marker = os.environ.get(BREAK_FILE)
-        if self.life_steps == BREAK_AT and marker and not os.path.exists(marker):
+        marker = os.environ.get(self.marker)
+        if self.life_steps == self.at and marker and not os.path.exists(marker):
             open(marker, "w").close()
-            raise RuntimeError("the simulator broke")
+            self.once()
         return super().step(action)
+
+    def once(self) -> None:
+        raise NotImplementedError
+
+
+class PauseEnv(OnceEnv):
+    """Stops mid-step for PAUSE_S seconds, so that a test can signal or kill a run at a known step."""
+
+    at, marker = PAUSE_AT, PAUSE_FILE
+
+    def once(self) -> None:
+        time.sleep(PAUSE_S)
+
+
+class BreakEnv(OnceEnv):
+    """Its simulator fails, as a user's environment may: it raises RuntimeError."""
+
+    at, marker = BREAK_AT, BREAK_FILE
+
+    def once(self) -> None:
+        raise RuntimeError("the simulator broke")
 
 
 gym.register("Counter-v0", entry_point=CounterEnv, max_episode_steps=HORIZON)
