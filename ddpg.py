@@ -603,6 +603,11 @@ CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, a
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
 BESIDE = ".tmp"  # a file is written to its name with this suffix, then renamed into place
 LOCK_FILE = "lock"  # in the run directory: locked by the one process that writes the run, and naming it
+HOLDER_BYTES = 200  # the lock file names its holder: "process PID on HOST"
+NAME_SEPARATOR = "__"  # between the fields of a run directory's name: ENV__EXP-NAME__SEED__TIME (`RunName`)
+EXIT_FAILED, EXIT_USAGE = 1, 2  # exit statuses: training failed (the last good checkpoint kept); a refused command
+EXIT_IN_USE = os.EX_TEMPFAIL  # 75: a run directory is in use by another process; the same command may work later
+EXIT_SIGNAL = 128  # interrupted by signal N (Ctrl-C, SIGTERM): its checkpoint written, exit status 128 + N
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
 WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
@@ -1010,6 +1015,10 @@ class UsageError(Exception):
     """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
 
 
+class RunInUse(UsageError):
+    """The run directory is locked by another process (exit status EXIT_IN_USE: the same command may work later)."""
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM: the run stops after writing its checkpoint."""
 
@@ -1188,10 +1197,8 @@ def check_args(args: Args) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(args, name)}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be positive, got {args.threads}")
-    if not 0 <= args.seed < SEED_LIMIT:
-        raise UsageError(f"--seed must be in [0, 2^32), got {args.seed}")
-    if "/" in args.exp_name or "__" in args.exp_name:
-        raise UsageError(f"--exp-name {args.exp_name}: no '/' or '__' (run directories are ENV__EXP-NAME__SEED__TIME)")
+    check_seed(args.seed)
+    check_exp_name(args.exp_name)
     if not 0.0 < args.tau <= 1.0:
         raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
     if not 0.0 <= args.gamma <= 1.0:
@@ -1223,6 +1230,17 @@ def check_args(args: Args) -> None:
         saved_file(args.eval_checkpoint)
     if args.track:
         check_wandb()
+
+
+def check_seed(seed: int, option: str = "--seed") -> None:
+    if not 0 <= seed < SEED_LIMIT:
+        raise UsageError(f"{option} must be in [0, 2^32), got {seed}")
+
+
+def check_exp_name(exp_name: str) -> None:
+    if "/" in exp_name or NAME_SEPARATOR in exp_name:
+        raise UsageError(f"--exp-name {exp_name}: no '/' or '{NAME_SEPARATOR}' (run directories are "
+                         f"ENV{NAME_SEPARATOR}EXP-NAME{NAME_SEPARATOR}SEED{NAME_SEPARATOR}TIME)")  # fmt: skip
 
 
 def check_writable(directory: str) -> None:
@@ -1306,7 +1324,7 @@ class Run:
         self.lock = lock_run_dir(self.run_dir)
         self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
         if checkpoint and file_identity(self.checkpoint_path) != checkpoint["read"]:  # its process went on, then ended
-            raise UsageError(f"{self.run_dir} was in use: its process wrote a checkpoint while this one started; "
+            raise RunInUse(f"{self.run_dir} was in use: its process wrote a checkpoint while this one started; "
                              "run the command again")  # fmt: skip
         self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \
             else (0, 0)  # fmt: skip
@@ -1458,20 +1476,20 @@ class Run:
             except OSError as e:
                 kind, error = OSError, e
         if kind is NotFinite:
-            self.status, message = 1, f"{error} is not finite; training stopped ({self.kept()})"
+            self.status, message = EXIT_FAILED, f"{error} is not finite; training stopped ({self.kept()})"
         elif kind is not None and issubclass(kind, OSError):
-            self.status, message = 1, f"{write_error(error, self.run_dir)}; training stopped ({self.kept()})"
+            self.status, message = EXIT_FAILED, f"{write_error(error, self.run_dir)}; training stopped ({self.kept()})"
         elif kind is not None and issubclass(kind, torch.OutOfMemoryError):
-            self.status, message = 1, f"{out_of_memory(error, self.device)}; training stopped ({self.kept()})"
+            self.status, message = EXIT_FAILED, f"{out_of_memory(error, self.device)}; training stopped ({self.kept()})"
         elif kind is Interrupted:
             signum = self.signals.signum
             saved = f"checkpoints saved in {', '.join(self.members())}" if self.population else \
                 f"checkpoint saved to {self.checkpoint_path}"  # fmt: skip
-            self.status = 128 + signum
+            self.status = EXIT_SIGNAL + signum
             message = f"{signal.Signals(signum).name} at step {self.global_step}: {saved}\nresume with: " \
                 f"{self.resume_command()}"  # fmt: skip
         elif kind is not None:  # the environment's error, or a bug: its traceback, then how to go on
-            self.status = 1
+            self.status = EXIT_FAILED
             note = f"ddpg.py: error: step {self.global_step}: training stopped ({self.kept()})"
             if error is not None and note not in getattr(error, "__notes__", []):  # once for a population
                 error.add_note(note)
@@ -1568,9 +1586,30 @@ def named_seed(run: Run):
         raise NotFinite(f"seed {run.args.seed}: {e}") from None
 
 
+class RunName(NamedTuple):
+    """The fields of a run directory's name, ENV__EXP-NAME__SEED__TIME: the env id ('/' as '_'), --exp-name, --seed
+    and the start's unix time (with a suffix _N where two runs of one name started in the same second)."""
+
+    env: str
+    exp_name: str
+    seed: int
+    started: str = ""
+
+    def __str__(self) -> str:  # without `started`: the prefix shared by the runs of one env, experiment and seed
+        return NAME_SEPARATOR.join([self.env.replace("/", "_"), self.exp_name, str(self.seed), self.started])
+
+    @classmethod
+    def of(cls, run_dir: str) -> "RunName | None":
+        """The fields of a run directory's name; None for a name not made by `make_run_dir`."""
+        fields = os.path.basename(os.path.normpath(run_dir)).rsplit(NAME_SEPARATOR, 3)
+        if len(fields) != 4 or not fields[2].isdigit():
+            return None
+        return cls(fields[0], fields[1], int(fields[2]), fields[3])
+
+
 def make_run_dir(args: Args) -> str:
     """runs/<env_id>__<exp_name>__<seed>__<unix_time>, with a suffix if two runs start in the same second."""
-    base = os.path.join(RUNS_DIR, f"{args.env_id.replace('/', '_')}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    base = os.path.join(RUNS_DIR, str(RunName(args.env_id, args.exp_name, args.seed, str(int(time.time())))))
     run_dir, n = base, 1
     while True:
         try:
@@ -1583,7 +1622,7 @@ def make_run_dir(args: Args) -> str:
 
 def say(message: str | None, status: int, global_step: int) -> bool:
     """Print how a run ended: errors on stderr, in one line that names the step. False if there is nothing to say."""
-    if message and status == 1:
+    if message and status == EXIT_FAILED:
         print(f"ddpg.py: error: step {global_step}: {message}", file=sys.stderr, flush=True)
     elif message:
         print(message, flush=True)
@@ -1628,9 +1667,9 @@ def lock_run_dir(run_dir: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 200).decode().strip() or "another process"
+        holder = os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
         os.close(fd)
-        raise UsageError(f"{run_dir} is in use by {holder}; one process writes a run at a time") from None
+        raise RunInUse(f"{run_dir} is in use by {holder}; one process writes a run at a time") from None
     except OSError as e:  # ENOLCK, EOPNOTSUPP: some network and FUSE file systems
         os.close(fd)
         raise UsageError(f"{run_dir}: its file system refuses flock locks ({e.strerror})") from None
@@ -1641,6 +1680,22 @@ def lock_run_dir(run_dir: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def lock_holder(run_dir: str) -> str | None:
+    """Who holds the run directory's lock ("process PID on HOST"), or None if nobody does: a shared lock taken and
+    dropped at once fails while a run holds its exclusive one (a run locking it in that instant is refused, in use)."""
+    try:
+        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
+    except FileNotFoundError:  # no process ever locked it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
+    finally:
+        os.close(fd)  # and with it the shared lock
 
 
 def hyperparameter_table(args: Args) -> str:
@@ -1726,8 +1781,8 @@ def check_seeds(args: Args) -> None:
         raise UsageError("--seeds needs at least one seed")
     if len(set(args.seeds)) < len(args.seeds):
         raise UsageError(f"--seeds: seed {next(s for s in args.seeds if args.seeds.count(s) > 1)} is given twice")
-    if any(not 0 <= seed < SEED_LIMIT for seed in args.seeds):
-        raise UsageError(f"--seeds: seed {next(s for s in args.seeds if not 0 <= s < SEED_LIMIT)} is not in [0, 2^32)")
+    for seed in args.seeds:
+        check_seed(seed, "--seeds")
     if args.seed not in (Args.seed, args.seeds[0]):
         raise UsageError(f"--seed {args.seed} and --seeds {' '.join(map(str, args.seeds))}: give one or the other")
 
@@ -2100,7 +2155,7 @@ def main() -> int:
     if option := hub_option(sys.argv[1:]):  # before tyro, which would refuse it in a box that does not say why
         print(f"ddpg.py: error: {option.split('=')[0]}: CleanRL's upload to the Hugging Face Hub is not part of "
               f"ddpg.py; the run directory's {MODEL_FILE} is the trained agent", file=sys.stderr)  # fmt: skip
-        return 2
+        return EXIT_USAGE
     args = tyro.cli(Args)
     typed = TYPED.set(typed_options(sys.argv[1:]))  # what a --resume asks of the run (`asked_options`)
     try:
@@ -2113,7 +2168,7 @@ def main() -> int:
         return train(args)["status"]
     except UsageError as e:
         print(f"ddpg.py: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_IN_USE if isinstance(e, RunInUse) else EXIT_USAGE
     except Finished as e:
         print(e)
         return 0
@@ -2122,7 +2177,7 @@ def main() -> int:
             return end_open_runs(e)
         if isinstance(e, OSError):  # while setting up the run (its directory, logs or videos)
             print(f"ddpg.py: error: {write_error(e, RUNS_DIR)}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         raise
     finally:
         TYPED.reset(typed)
@@ -2136,7 +2191,7 @@ def end_open_runs(error: BaseException) -> int:
     if None in messages:
         raise error
     for message in messages:
-        say(message, 1, runs[0].global_step)
+        say(message, EXIT_FAILED, runs[0].global_step)
     return max(run.status for run in runs)
 
 

@@ -222,7 +222,7 @@ def test_a_second_process_on_a_running_run_is_refused_and_the_first_ends_undistu
     started = time.time()
     second = run_cli(tmp_path, "--resume", run_dir)
     assert time.time() - started < LOCK_REFUSAL_S
-    assert second.returncode == 2
+    assert second.returncode == ddpg.EXIT_IN_USE
     (line,) = second.stderr.strip().splitlines()
     assert line.startswith(f"ddpg.py: error: {run_dir} is in use by process {first.pid} on ")
     assert line.endswith("; one process writes a run at a time")
@@ -280,7 +280,7 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path):
     busy = ddpg.lock_run_dir(run_dir)  # as if the run's own process were about to write it
     refused = run_cli(tmp_path, "--resume", run_dir)
     os.close(busy)
-    assert refused.returncode == 2 and " is in use by " in refused.stderr
+    assert refused.returncode == ddpg.EXIT_IN_USE and " is in use by " in refused.stderr
     assert not os.path.exists(os.path.join(run_dir, ddpg.MODEL_FILE))
     again = run_cli(tmp_path, "--resume", run_dir)
     assert again.returncode == 0

@@ -372,7 +372,7 @@ def test_a_failed_checkpoint_write_of_one_seed_keeps_every_seeds_last_checkpoint
 BAD_POPULATIONS = [
     (["--seeds"], "--seeds needs at least one seed"),
     (["--seeds", "1", "2", "1"], "--seeds: seed 1 is given twice"),
-    (["--seeds", "1", "-3"], "--seeds: seed -3 is not in [0, 2^32)"),
+    (["--seeds", "1", "-3"], "--seeds must be in [0, 2^32), got -3"),
     (["--seed", "7", "--seeds", "1", "2"], "--seed 7 and --seeds 1 2: give one or the other"),
     (["--resume"], "--resume needs a run directory"),
 ]

@@ -148,7 +148,7 @@ def test_on_ray_a_population_is_one_task_started_resumed_retried_or_skipped(tmp_
 BAD_GROUPS = [
     (["--seeds-per-process", "0"], "--seeds-per-process must be at least 1, got 0"),
     (["--seeds", "1", "2", "1"], "--seeds: seed 1 is given twice"),  # a population could not take it
-    (["--seeds", "1", "-1"], "--seeds: seed -1 is not in [0, 2^32)"),
+    (["--seeds", "1", "-1"], "--seeds must be in [0, 2^32), got -1"),
     (["--envs", "Pendulum-v1", "Pendulum-v1"], "--envs: Pendulum-v1 is given twice"),  # two processes for one run
     (["--exp-name", "a/b"], "--exp-name a/b: no '/' or '__'"),
     (["--exp-name", "a__2"], "--exp-name a__2: no '/' or '__'"),  # its directories would look like exp a's, seed 2
