@@ -49,6 +49,7 @@ import collections
 import contextlib
 import contextvars
 import dataclasses
+import datetime
 import fcntl
 import functools
 import glob
@@ -538,13 +539,13 @@ class Steps:
 def train(args: Args) -> dict:
     """Run DDPG as `args` say (or go on with the run `args.resume`); returns the run directory, the final evaluation's
     returns, the agent, the buffer, and the exit status (0; 128 + signal if interrupted; 1 if a value went NaN)."""
-    run = prepare(args)  # checks, seeds, the device, the run directory and its logs (a resumed run's own args)
-    args = run.args
-    envs, agent, rb, noise = initialise(args, run.obs_dim, run.action_space, run.device)
-    steps = fast_steps(Steps(agent, rb, noise, run.device), args)  # on the CPU these Steps; on a GPU, fast ones
-    global_step, num_updates = run.start(envs, agent, rb, noise, steps)  # 0, 0; a resumed run's from its checkpoint
-    loop(args, envs, steps, run, global_step, num_updates)
-    return {"run_dir": run.run_dir, "eval_returns": run.eval_returns, "agent": agent, "replay_buffer": rb,
+    setup = checked(args)  # every check, the seeds, the device (below the divider); a resumed run's own args
+    args = setup.args
+    envs, agent, rb, noise = initialise(args, setup.obs_dim, setup.action_space, setup.device)
+    steps = fast_steps(Steps(agent, rb, noise, setup.device), args)  # on the CPU these Steps; on a GPU, fast ones
+    run = Run(setup, envs, agent, rb, noise, steps)  # its directory and logs; a resumed run's parts restored
+    loop(args, envs, steps, run, run.global_step, run.num_updates)  # from 0, or where a resumed run stopped
+    return {"run_dir": run.dir.path, "eval_returns": run.logs.eval_returns, "agent": agent, "replay_buffer": rb,
             "status": run.status}  # fmt: skip
 
 
@@ -583,8 +584,10 @@ def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_u
 
 
 # ================================================================================================================
-# Engineering. DDPG is all above; what follows can be skipped on a first reading: the fast paths, checkpoints and
-# resume, checks of the command line and of the environment, the run's bookkeeping, tracking, and `main`.
+# Engineering. DDPG is all above; what follows can be skipped on a first reading. It reads top to bottom: errors and
+# exit statuses, the fast paths, the run directory, checkpoints and resume, logging, the checks of a command, the run
+# itself (`Run`, what the loop talks to), and `main`. Many seeds in one process (--seeds) live in population.py,
+# which builds on this file.
 # ================================================================================================================
 
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
@@ -599,18 +602,17 @@ MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 
 SEED_LIMIT = 2**32  # seeds are below this (numpy's)
 COPIES_PER_PARAMETER = 5  # in memory: a trained parameter, its target, its gradient and Adam's two moments
 RUNS_DIR = "runs"  # where new runs make their directories, in the working directory
+NAME_SEPARATOR = "__"  # between the fields of a run directory's name: ENV__EXP-NAME__SEED__TIME (`RunName`)
 CHECKPOINT_FILE = "checkpoint.pt"  # in the run directory; rewritten in place, atomically
 MODEL_FILE = "model.pt"  # in the run directory at the end: the actor, the critic and the arguments
+CHECKPOINT_FORMAT = 1  # the layout of what checkpoint.pt and model.pt hold (`checkpoint_state`); others are refused
 BESIDE = ".tmp"  # a file is written to its name with this suffix, then renamed into place
 LOCK_FILE = "lock"  # in the run directory: locked by the one process that writes the run, and naming it
 HOLDER_BYTES = 200  # the lock file names its holder: "process PID on HOST"
-NAME_SEPARATOR = "__"  # between the fields of a run directory's name: ENV__EXP-NAME__SEED__TIME (`RunName`)
-EXIT_FAILED, EXIT_USAGE = 1, 2  # exit statuses: training failed (the last good checkpoint kept); a refused command
-EXIT_IN_USE = os.EX_TEMPFAIL  # 75: a run directory is in use by another process; the same command may work later
-EXIT_SIGNAL = 128  # interrupted by signal N (Ctrl-C, SIGTERM): its checkpoint written, exit status 128 + N
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
 WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
+POPULATION_FILE = "population.py"  # beside this file: trains many seeds in one process (--seeds)
 # Options of Args by what they concern. Every other option is a setting of the experiment: it shapes what a run learns
 # or measures, so a resumed run keeps it, and a sweep never counts a run trained with another value as one of its own.
 # MACHINE_OPTIONS concern only the machine and the records: a resumed run may change them, a sweep's runs may differ.
@@ -620,117 +622,59 @@ COMMAND_OPTIONS = ("resume", "seeds", "eval_checkpoint")  # what a command does 
 EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on past its end
 
 # ----------------------------------------------------------------------------------------------------------------
+# Errors: what stops a command or a run, and the exit status each ends with
+
+EXIT_FAILED, EXIT_USAGE = 1, 2  # training failed (the last good checkpoint kept); a refused command
+EXIT_IN_USE = os.EX_TEMPFAIL  # 75: a run directory is in use by another process; the same command may work later
+EXIT_SIGNAL = 128  # interrupted by signal N (Ctrl-C, SIGTERM): its checkpoint written, exit status 128 + N
+
+
+class UsageError(Exception):
+    """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
+
+
+class RunInUse(UsageError):
+    """The run directory is locked by another process (exit status EXIT_IN_USE: the same command may work later)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: the run stops after writing its checkpoint."""
+
+
+class Finished(Exception):
+    """--resume of a run that has finished: nothing to train."""
+
+
+class Stopped(Exception):
+    """A run that failed before its loop began (opening its logs, restoring its checkpoint) and has said so."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+def say(message: str | None, status: int, global_step: int) -> bool:
+    """Print how a run ended: errors on stderr, in one line that names the step. False if there is nothing to say."""
+    if message and status == EXIT_FAILED:
+        print(f"ddpg.py: error: step {global_step}: {message}", file=sys.stderr, flush=True)
+    elif message:
+        print(message, flush=True)
+    return message is not None
+
+
+def write_error(error: OSError, run_dir: str) -> str:
+    """'cannot write PATH: REASON' (TensorBoard's writer names no path: the run directory stands for it)."""
+    return f"cannot write {error.filename or run_dir}: {error.strerror or error}"
+
+
+def out_of_memory(error: torch.OutOfMemoryError, device: torch.device | None) -> str:
+    """'DEVICE out of memory (CUDA out of memory. Tried to allocate N GiB)': torch's first two sentences."""
+    where = f"{device.type} out of memory" if device else "out of memory"
+    return f"{where} ({'. '.join(str(error).splitlines()[0].split('. ')[:2]).rstrip('.')})"
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Fast paths: one host-device copy each way per env step, CUDA graphs, torch.compile
-
-
-class Staged(NamedTuple):
-    """What one env step hands to the device: views of one packed tensor (num_envs, rb.width + 1 + obs_dim)."""
-
-    transitions: torch.Tensor  # (num_envs, rb.width) rows for R: s_t, a_t, r_t, s_{t+1}, terminated
-    episode_starts: torch.Tensor  # (num_envs,) 1.0 where `obs` is an episode's first observation, else 0.0
-    obs: torch.Tensor  # (num_envs, obs_dim) what to act on next
-
-
-def fast_steps(steps: Steps, args: Args) -> Steps:
-    """The loop's steps made fast: with --compile the four networks compiled in place; on a GPU, `FastSteps` in place
-    of the lesson's `Steps` (the same three steps, with one copy each way per env step and CUDA graphs)."""
-    agent, rb, device = steps.agent, steps.rb, steps.device
-    ready_for_device(agent, args, device)
-    if device.type != "cuda":
-        return steps
-    return FastSteps(functools.partial(learn, agent, rb), functools.partial(store_and_select, rb, steps.noise,
-                     agent.actor), rb, args, device)  # fmt: skip
-
-
-def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, store: bool, act: bool):
-    """All the device does between two env steps but the update, in one call (a CUDA graph): store the staged
-    transitions in R (`ReplayBuffer.add`), then select the actions for the staged observations (`explore`)."""
-    if store:
-        rb.add(staged.transitions)
-    return explore(actor, staged.obs, noise, staged.episode_starts) if act else None
-
-
-class FastSteps:
-    """The lesson's `Steps` on a GPU, one copy each way per env step: `add` packs the transitions into pinned host
-    rows, `explore` adds the observations, copies the rows over, and one call (`store_and_select`) stores them in R
-    and selects the actions, which come back in one copy (while R fills, the transitions go alone at the next `add`).
-    That call and `learn`'s update are CUDA graphs: small networks are launch-bound, and a replay launches all of a
-    call's kernels at once. `rows`: envs (default num_envs); `row_names`: each row's agent, for messages (a
-    population's seeds). On the CPU (a population's steps), the host rows are the device rows."""
-
-    def __init__(self, update, store_and_select, rb: ReplayBuffer, args: Args, device: torch.device, rows: int = 0,
-                 row_names: list[str] | None = None):  # fmt: skip
-        cuda, rows = device.type == "cuda", rows or args.num_envs
-        self.width, self.row_names = rb.width, row_names
-        self.host = torch.zeros((rows, rb.width + 1 + rb.obs_dim), pin_memory=cuda)
-        self.device_rows = staged = self.host.to(device)  # the same tensor on the CPU
-        staged = Staged(staged[:, : rb.width], staged[:, rb.width], staged[:, rb.width + 1 :])
-        self.host_actions = torch.zeros((rows, rb.act_dim), pin_memory=cuda)
-        self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
-        self.unstored = False  # transitions staged that R does not hold yet
-        self.update, self.device_step = update, functools.partial(store_and_select, staged=staged)
-        if uses_cuda_graphs(args, device):
-            self.update, self.device_step = CudaGraph(self.update), CudaGraph(self.device_step)
-
-    def learn(self, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
-        return self.update(batch_size=batch_size, gamma=gamma, tau=tau, update_actor=update_actor)
-
-    def add(self, *transition: np.ndarray) -> None:
-        """Stage the step's transitions (obs, actions, rewards, next_obs, terminations, in the order of a Batch)."""
-        self.flush()  # no action was selected since the last add (R is filling): those transitions go first
-        self.pack(0, *transition)
-        self.unstored = True
-
-    def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
-        """The actions `explore` selects for `obs`, as a host array (a host sync point on CUDA)."""
-        self.pack(self.width, episode_starts, obs)
-        self.send()
-        self.host_actions.copy_(self.device_step(store=self.unstored, act=True), non_blocking=True)
-        self.unstored = False
-        if self.received is not None:
-            self.received.record()
-            self.received.synchronize()
-        actions = self.host_actions.numpy().copy()
-        if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
-            row = np.flatnonzero(~np.isfinite(actions).all(axis=1))[0]
-            raise NotFinite(f"{self.row_names[row]}: the actor's action" if self.row_names else "the actor's action")
-        return actions
-
-    def flush(self) -> None:
-        """Store the staged transitions in R now, if it does not hold them yet (before a checkpoint, at the end)."""
-        if self.unstored:
-            self.send()
-            self.device_step(store=True, act=False)
-            self.unstored = False
-
-    def pack(self, column: int, *fields: np.ndarray) -> None:
-        """Write `fields` ((num_envs, d) or (num_envs,) arrays) side by side into the host rows, from `column` on."""
-        if self.sent is not None:
-            self.sent.synchronize()  # the previous copy has left the pinned rows before they are overwritten
-        columns = [np.reshape(f, (len(f), -1)) for f in fields]
-        end = column + sum(c.shape[1] for c in columns)
-        np.concatenate(columns, axis=1, out=self.host.numpy()[:, column:end])
-
-    def send(self) -> None:
-        """Start copying the host rows to the device (nothing to do on the CPU, where they are the same)."""
-        if self.sent is not None:
-            self.device_rows.copy_(self.host, non_blocking=True)
-            self.sent.record()
-
-
-def flush(steps: Steps) -> None:
-    """Store in R the transitions that fast steps staged, before a checkpoint and at the end (the lesson's store
-    them at once)."""
-    if isinstance(steps, FastSteps):
-        steps.flush()
-
-
-def ready_for_device(agent: Agent, args: Args, device: torch.device) -> None:
-    """With --compile, the four networks compiled in place (their parameters and state_dict stay the module's); the
-    Adams made recordable where CUDA graphs are used."""
-    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
-        net.compile(dynamic=False)
-    set_capturable(agent, uses_cuda_graphs(args, device))
 
 
 def uses_cuda_graphs(args: Args, device: torch.device) -> bool:
@@ -742,6 +686,14 @@ def set_capturable(agent: Agent, capturable: bool) -> None:
     for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
         for group in optimizer.param_groups:
             group["capturable"] = capturable
+
+
+def ready_for_device(agent: Agent, args: Args, device: torch.device) -> None:
+    """With --compile, the four networks compiled in place (their parameters and state_dict stay the module's); the
+    Adams made recordable where CUDA graphs are used."""
+    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
+        net.compile(dynamic=False)
+    set_capturable(agent, uses_cuda_graphs(args, device))
 
 
 class CudaGraph:
@@ -774,8 +726,257 @@ class CudaGraph:
         return outputs
 
 
+class Staged(NamedTuple):
+    """What one env step hands to the device: views of one packed tensor (num_envs, rb.width + 1 + obs_dim)."""
+
+    transitions: torch.Tensor  # (num_envs, rb.width) rows for R: s_t, a_t, r_t, s_{t+1}, terminated
+    episode_starts: torch.Tensor  # (num_envs,) 1.0 where `obs` is an episode's first observation, else 0.0
+    obs: torch.Tensor  # (num_envs, obs_dim) what to act on next
+
+
+def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, store: bool, act: bool):
+    """All the device does between two env steps but the update, in one call (a CUDA graph): store the staged
+    transitions in R (`ReplayBuffer.add`), then select the actions for the staged observations (`explore`)."""
+    if store:
+        rb.add(staged.transitions)
+    return explore(actor, staged.obs, noise, staged.episode_starts) if act else None
+
+
+class FastSteps:
+    """The lesson's `Steps` on a GPU, one copy each way per env step: `add` packs the transitions into pinned host
+    rows, `explore` adds the observations, copies the rows over, and one call (`store_and_select`) stores them in R
+    and selects the actions, which come back in one copy (while R fills, the transitions go alone at the next `add`).
+    That call and `learn`'s update are CUDA graphs: small networks are launch-bound, and a replay launches all of a
+    call's kernels at once. `update` and `store_and_select` are those two calls; on the CPU (tests) the host rows are
+    the device rows."""
+
+    def __init__(self, update, store_and_select, rb: ReplayBuffer, args: Args, device: torch.device):
+        cuda, rows = device.type == "cuda", args.num_envs
+        self.width = rb.width
+        self.host = torch.zeros((rows, rb.width + 1 + rb.obs_dim), pin_memory=cuda)
+        self.device_rows = staged = self.host.to(device)  # the same tensor on the CPU
+        staged = Staged(staged[:, : rb.width], staged[:, rb.width], staged[:, rb.width + 1 :])
+        self.host_actions = torch.zeros((rows, rb.act_dim), pin_memory=cuda)
+        self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
+        self.unstored = False  # transitions staged that R does not hold yet
+        self.update, self.device_step = update, functools.partial(store_and_select, staged=staged)
+        if uses_cuda_graphs(args, device):
+            self.update, self.device_step = CudaGraph(self.update), CudaGraph(self.device_step)
+
+    def learn(self, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
+        return self.update(batch_size=batch_size, gamma=gamma, tau=tau, update_actor=update_actor)
+
+    def add(self, *transition: np.ndarray) -> None:
+        """Stage the step's transitions (obs, actions, rewards, next_obs, terminations, in the order of a Batch)."""
+        self.flush()  # no action was selected since the last add (R is filling): those transitions go first
+        self.pack(0, *transition)
+        self.unstored = True
+
+    def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
+        """The actions `explore` selects for `obs`, as a host array (a host sync point on CUDA)."""
+        self.pack(self.width, episode_starts, obs)
+        self.send()
+        self.host_actions.copy_(self.device_step(store=self.unstored, act=True), non_blocking=True)
+        self.unstored = False
+        if self.received is not None:
+            self.received.record()
+            self.received.synchronize()
+        actions = self.host_actions.numpy().copy()
+        if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
+            raise NotFinite("the actor's action")
+        return actions
+
+    def flush(self) -> None:
+        """Store the staged transitions in R now, if it does not hold them yet (before a checkpoint, at the end)."""
+        if self.unstored:
+            self.send()
+            self.device_step(store=True, act=False)
+            self.unstored = False
+
+    def pack(self, column: int, *fields: np.ndarray) -> None:
+        """Write `fields` ((num_envs, d) or (num_envs,) arrays) side by side into the host rows, from `column` on."""
+        if self.sent is not None:
+            self.sent.synchronize()  # the previous copy has left the pinned rows before they are overwritten
+        columns = [np.reshape(f, (len(f), -1)) for f in fields]
+        end = column + sum(c.shape[1] for c in columns)
+        np.concatenate(columns, axis=1, out=self.host.numpy()[:, column:end])
+
+    def send(self) -> None:
+        """Start copying the host rows to the device (nothing to do on the CPU, where they are the same)."""
+        if self.sent is not None:
+            self.device_rows.copy_(self.host, non_blocking=True)
+            self.sent.record()
+
+
+def fast_steps(steps: Steps, args: Args) -> Steps | FastSteps:
+    """The loop's steps made fast: with --compile the four networks compiled in place; on a GPU, `FastSteps` in place
+    of the lesson's `Steps` (the same three steps, with one copy each way per env step and CUDA graphs)."""
+    agent, rb, device = steps.agent, steps.rb, steps.device
+    ready_for_device(agent, args, device)
+    if device.type != "cuda":
+        return steps
+    select = functools.partial(store_and_select, rb, steps.noise, agent.actor)
+    return FastSteps(functools.partial(learn, agent, rb), select, rb, args, device)
+
+
+def flush(steps: Steps | FastSteps) -> None:
+    """Store in R the transitions that fast steps staged, before a checkpoint and at the end (the lesson's store
+    them at once)."""
+    if isinstance(steps, FastSteps):
+        steps.flush()
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Checkpoints: everything a run needs to go on exactly where it stopped
+# The run directory: its name, its lock (one writer), files written into it atomically
+
+
+class RunName(NamedTuple):
+    """The fields of a run directory's name, ENV__EXP-NAME__SEED__TIME: the env id ('/' as '_'), --exp-name, --seed
+    and the start's unix time (with a suffix _N where two runs of one name started in the same second)."""
+
+    env: str
+    exp_name: str
+    seed: int
+    started: str = ""
+
+    def __str__(self) -> str:  # without `started`: the prefix shared by the runs of one env, experiment and seed
+        return NAME_SEPARATOR.join([self.env.replace("/", "_"), self.exp_name, str(self.seed), self.started])
+
+    @classmethod
+    def of(cls, run_dir: str) -> "RunName | None":
+        """The fields of a run directory's name; None for a name not made by `make_run_dir`."""
+        fields = os.path.basename(os.path.normpath(run_dir)).rsplit(NAME_SEPARATOR, 3)
+        if len(fields) != 4 or not fields[2].isdigit():
+            return None
+        return cls(fields[0], fields[1], int(fields[2]), fields[3])
+
+
+def make_run_dir(args: Args) -> str:
+    """runs/<env_id>__<exp_name>__<seed>__<unix_time>, with a suffix if two runs start in the same second."""
+    base = os.path.join(RUNS_DIR, str(RunName(args.env_id, args.exp_name, args.seed, str(int(time.time())))))
+    run_dir, n = base, 1
+    while True:
+        try:
+            os.makedirs(run_dir)  # fails if it exists, even when another process made it a moment ago
+            return run_dir
+        except FileExistsError:
+            n += 1
+            run_dir = f"{base}_{n}"
+
+
+def check_writable(directory: str) -> None:
+    """The run will write in `directory` (made if missing): refuse a file in its place, or a place it cannot write."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"{directory}: not a directory, but training writes its runs there")
+    existing = directory if os.path.isdir(directory) else os.path.dirname(os.path.abspath(directory))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{os.path.abspath(existing)}: this process cannot write there (permissions, read-only)")
+
+
+def lock_run_dir(run_dir: str) -> int:
+    """Lock the run directory for this process's life: one writer per run. The kernel releases the lock when the
+    process ends, even by SIGKILL. Returns the lock file's descriptor, to keep open."""
+    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
+        os.close(fd)
+        raise RunInUse(f"{run_dir} is in use by {holder}; one process writes a run at a time") from None
+    except OSError as e:  # ENOLCK, EOPNOTSUPP: some network and FUSE file systems
+        os.close(fd)
+        raise UsageError(f"{run_dir}: its file system refuses flock locks ({e.strerror})") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def lock_holder(run_dir: str) -> str | None:
+    """Who holds the run directory's lock ("process PID on HOST"), or None if nobody does: a shared lock taken and
+    dropped at once fails while a run holds its exclusive one (a run locking it in that instant is refused, in use)."""
+    try:
+        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
+    except FileNotFoundError:  # no process ever locked it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
+    finally:
+        os.close(fd)  # and with it the shared lock
+
+
+def write_beside(obj: dict, path: str) -> str:
+    """torch.save `obj` to `path` + BESIDE and on to disk (fsync); returns that path. A failed write removes it and
+    raises the OSError behind it (torch reports one as a RuntimeError raised while handling the OSError)."""
+    tmp = path + BESIDE
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        cause = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None or cause is e:
+            raise
+        raise OSError(cause.errno, cause.strerror, tmp) from None
+
+
+def save_atomic(obj: dict, path: str) -> None:
+    """torch.save to a temporary file, on disk before it is renamed over `path`: a crash or a full disk mid-write
+    leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it."""
+    os.replace(write_beside(obj, path), path)  # atomic on POSIX and Windows
+
+
+def file_identity(path: str) -> tuple[int, int]:
+    """Which file is at `path` (inode and modification time): a checkpoint replaced by rename is another file."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_mtime_ns
+
+
+class RunDir:
+    """A run's directory for the life of its run: made (a new run) or found (--resume), then locked, so that one
+    process writes it; where its files go; released at the end (`close`). A new run that could not start leaves no
+    directory behind. `checkpoint`: the resumed run's, as read before the lock: if its process has replaced it since,
+    the directory was in use and is refused."""
+
+    def __init__(self, args: Args, checkpoint: dict | None):
+        self.new = not args.resume
+        self.path = make_run_dir(args) if self.new else args.resume[0]
+        self.checkpoint = os.path.join(self.path, CHECKPOINT_FILE)
+        self.model = os.path.join(self.path, MODEL_FILE)
+        self.videos = os.path.join(self.path, VIDEO_DIR)
+        self.lock = None
+        try:
+            self.lock = lock_run_dir(self.path)
+            if checkpoint and file_identity(self.checkpoint) != checkpoint["read"]:  # its process went on, then ended
+                raise RunInUse(f"{self.path} was in use: its process wrote a checkpoint while this one started; "
+                               "run the command again")  # fmt: skip
+        except BaseException:
+            self.close(started=False)
+            raise
+
+    def close(self, started: bool) -> None:
+        """Let go of the lock (the run may be resumed, in this process too); a new run that never started is removed."""
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+        if self.new and not started:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints: what a run's checkpoint holds, written and read back here (`checkpoint_state`, `restore`); resume
 
 
 class EpisodeRecorder:
@@ -805,9 +1006,14 @@ class EpisodeRecorder:
         return self.envs.step(actions)
 
     def state_dict(self) -> dict:
-        return {"episode_returns": self.runner.episode_returns.tolist(), "start_rng": self.start_rng,
-                "episode_lengths": self.runner.episode_lengths.tolist(), "obs": torch.as_tensor(self.runner.obs),
-                "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions]}
+        runner = self.runner
+        return {
+            "episode_returns": runner.episode_returns.tolist(),
+            "start_rng": self.start_rng,
+            "episode_lengths": runner.episode_lengths.tolist(),
+            "obs": torch.as_tensor(runner.obs),
+            "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Rewind each env's generator to its episode's start, reset, and replay the episode's actions."""
@@ -825,73 +1031,9 @@ class EpisodeRecorder:
         runner.episode_lengths[:] = state["episode_lengths"]
 
 
-def part_states(agent: Agent, rb: ReplayBuffer, noise, episodes: EpisodeRecorder) -> dict:
-    """The state of each part of a run, as a checkpoint holds it."""
-    return {
-        "agent": agent_state(agent),
-        "replay_buffer": buffer_state(rb),
-        "noise": {"state": noise.state.clone()} if isinstance(noise, OUNoise) else {},
-        "envs": episodes.state_dict(),
-    }
-
-
-def load_part_states(checkpoint: dict, agent: Agent, rb: ReplayBuffer, noise, episodes: EpisodeRecorder) -> None:
-    for field in dataclasses.fields(agent):
-        getattr(agent, field.name).load_state_dict(checkpoint["agent"][field.name])
-    load_buffer_state(rb, checkpoint["replay_buffer"])
-    if "state" in checkpoint["noise"]:
-        noise.state.copy_(checkpoint["noise"]["state"])
-    episodes.load_state_dict(checkpoint["envs"])
-
-
-def agent_state(agent: Agent) -> dict:
-    """The state of the four networks and the two optimisers (copies: a population's are views of stacked tensors)."""
-    return {field.name: copies(getattr(agent, field.name).state_dict()) for field in dataclasses.fields(agent)}
-
-
 def copies(state: dict) -> dict:
-    """`state` with its tensors copied: torch.save would write a view's whole storage, the other seeds' too."""
+    """`state` with its tensors copied: torch.save writes a view's whole storage (a population's stacked tensors)."""
     return torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, state)
-
-
-def buffer_state(rb: ReplayBuffer) -> dict:
-    """The filled rows only, by field: a checkpoint early in a run stays small."""
-    size = int(rb.size)  # clone: torch.save writes a view's whole storage, the empty rows too
-    return {"pos": int(rb.pos), "size": size, **{k: v[:size].clone() for k, v in rb.storage._asdict().items()}}
-
-
-def load_buffer_state(rb: ReplayBuffer, state: dict) -> None:
-    rb.pos.fill_(state["pos"])
-    rb.size.fill_(state["size"])
-    for name, column in rb.storage._asdict().items():
-        column[: state["size"]] = state[name]
-
-
-def save_atomic(obj: dict, path: str) -> None:
-    """torch.save to a temporary file, on disk before it is renamed over `path`: a crash or a full disk mid-write
-    leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it."""
-    os.replace(write_beside(obj, path), path)  # atomic on POSIX and Windows
-
-
-def write_beside(obj: dict, path: str) -> str:
-    """torch.save `obj` to `path` + BESIDE and on to disk (fsync); returns that path. A failed write removes it and
-    raises the OSError behind it (torch reports one as a RuntimeError raised while handling the OSError)."""
-    tmp = path + BESIDE
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        return tmp
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        cause = e
-        while cause is not None and not isinstance(cause, OSError):
-            cause = cause.__context__
-        if cause is None or cause is e:
-            raise
-        raise OSError(cause.errno, cause.strerror, tmp) from None
 
 
 def rng_states(runner: EnvRunner, eval_envs: list[gym.Env]) -> dict:
@@ -915,8 +1057,7 @@ def set_rng_states(states: dict, runner: EnvRunner, eval_envs: list[gym.Env]) ->
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
     runner.envs.action_space.np_random.bit_generator.state = states["action_space"]
-    # checkpoints written before evaluations ran side by side hold the state of a single evaluation env
-    for env, state in zip(eval_envs, states.get("eval_envs") or [states["eval_env"]]):
+    for env, state in zip(eval_envs, states["eval_envs"]):
         env.np_random.bit_generator.state = state
 
 
@@ -925,16 +1066,66 @@ def space_signature(obs_dim: int, action_space: gym.spaces.Box) -> dict:
     return {"obs_dim": obs_dim, "action_low": action_space.low.tolist(), "action_high": action_space.high.tolist()}
 
 
-def saved_file(path: str) -> str:
-    """The file to evaluate: `path` itself, or a run directory's model.pt (else its checkpoint.pt)."""
-    if os.path.isdir(path):
-        for name in (MODEL_FILE, CHECKPOINT_FILE):
-            if os.path.isfile(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise UsageError(f"--eval-checkpoint {path}: no {MODEL_FILE} or {CHECKPOINT_FILE} in that directory")
-    if not os.path.isfile(path):
-        raise UsageError(f"--eval-checkpoint {path}: no such file or directory")
-    return path
+def agent_state(agent: Agent) -> dict:
+    """The state of the four networks and the two optimisers, as copies (`copies`)."""
+    return {field.name: copies(getattr(agent, field.name).state_dict()) for field in dataclasses.fields(agent)}
+
+
+def buffer_state(rb: ReplayBuffer) -> dict:
+    """The filled rows only, by field: a checkpoint early in a run stays small."""
+    size = int(rb.size)  # clone: torch.save writes a view's whole storage, the empty rows too
+    return {"pos": int(rb.pos), "size": size, **{k: v[:size].clone() for k, v in rb.storage._asdict().items()}}
+
+
+def load_buffer_state(rb: ReplayBuffer, state: dict) -> None:
+    rb.pos.fill_(state["pos"])
+    rb.size.fill_(state["size"])
+    for name, column in rb.storage._asdict().items():
+        column[: state["size"]] = state[name]
+
+
+def model_state(args: Args, spaces: dict, agent: dict) -> dict:
+    """What model.pt holds (`agent`: the actor's and the critic's state), and what a checkpoint begins with (`agent`:
+    all six parts of the agent): the layout, the arguments and the spaces."""
+    return {"format": CHECKPOINT_FORMAT, "args": dataclasses.asdict(args), "spaces": spaces, "agent": agent}
+
+
+def checkpoint_state(run: "Run") -> dict:
+    """Everything a run needs to go on exactly where it stopped: what checkpoint.pt holds (`restore` reads it back).
+    "population": the names of the run directories trained with it in one process (None for a run alone)."""
+    logs = run.logs
+    return model_state(run.args, run.spaces, agent_state(run.agent)) | {
+        "global_step": run.global_step,
+        "num_updates": run.num_updates,
+        "replay_buffer": buffer_state(run.rb),
+        "noise": {"state": run.noise.state.clone()} if isinstance(run.noise, OUNoise) else {},
+        "envs": run.episodes.state_dict(),
+        "rng": rng_states(run.envs, run.eval_envs),
+        "recent_returns": logs.recent_returns,
+        "eval_returns": None if logs.eval_returns is None else logs.eval_returns.tolist(),
+        "population": run.population,
+        "wandb_run_id": logs.tracking.run.id if logs.tracking else None,
+    }
+
+
+def restore(run: "Run", checkpoint: dict) -> None:
+    """Put a run back as `checkpoint_state` saved it (its counters and W&B run were read when the run was made)."""
+    for field in dataclasses.fields(run.agent):
+        getattr(run.agent, field.name).load_state_dict(checkpoint["agent"][field.name])
+    set_capturable(run.agent, uses_cuda_graphs(run.args, run.device))  # this machine's, not the saved one
+    load_buffer_state(run.rb, checkpoint["replay_buffer"])
+    if "state" in checkpoint["noise"]:
+        run.noise.state.copy_(checkpoint["noise"]["state"])
+    run.episodes.load_state_dict(checkpoint["envs"])
+    set_rng_states(checkpoint["rng"], run.envs, run.eval_envs)
+    run.logs.recent_returns = checkpoint["recent_returns"]
+    run.logs.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
+
+
+def checkpoint_format(state: dict) -> int:
+    """The layout a file was written in (CHECKPOINT_FORMAT). Files from before layouts were numbered: format 1 for
+    every model.pt and for checkpoints that name their population; older checkpoints, format 0."""
+    return state.get("format", 1 if "population" in state or "global_step" not in state else 0)
 
 
 def load_checkpoint(path: str) -> tuple[dict, Args]:
@@ -947,7 +1138,18 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
     except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
         reason = (str(e).splitlines() or [""])[0]
         raise UsageError(f"{path}: not a readable ddpg.py checkpoint ({type(e).__name__}: {reason})") from None
+    if checkpoint_format(checkpoint) != CHECKPOINT_FORMAT:
+        raise UsageError(f"{path}: written in checkpoint format {checkpoint_format(checkpoint)} by an earlier ddpg.py, "
+                         f"which this one ({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py")  # fmt: skip
     return checkpoint, saved
+
+
+def saved(path: str, key: str):
+    """One entry of a checkpoint or model.pt, read without loading its tensors; None if missing, damaged or not ours."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)[key]
+    except Exception:
+        return None
 
 
 def run_state(run_dir: str) -> tuple[Args, int] | None:
@@ -963,10 +1165,16 @@ def run_state(run_dir: str) -> tuple[Args, int] | None:
     return None
 
 
-def file_identity(path: str) -> tuple[int, int]:
-    """Which file is at `path` (inode and modification time): a checkpoint replaced by rename is another file."""
-    stat = os.stat(path)
-    return stat.st_ino, stat.st_mtime_ns
+def saved_file(path: str) -> str:
+    """The file to evaluate: `path` itself, or a run directory's model.pt (else its checkpoint.pt)."""
+    if os.path.isdir(path):
+        for name in (MODEL_FILE, CHECKPOINT_FILE):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise UsageError(f"--eval-checkpoint {path}: no {MODEL_FILE} or {CHECKPOINT_FILE} in that directory")
+    if not os.path.isfile(path):
+        raise UsageError(f"--eval-checkpoint {path}: no such file or directory")
+    return path
 
 
 def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box):
@@ -981,79 +1189,10 @@ def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int
                 raise UsageError(f"{path}: {net_name} weights do not fit networks of --hidden-size {saved.hidden_size}")
 
 
-def first_nonfinite(agent: Agent) -> str | None:
-    """Name of the first network parameter holding a NaN or an infinity, if any (a host sync point)."""
-    for net_name in ("actor", "critic"):
-        for name, p in getattr(agent, net_name).named_parameters():
-            if not torch.isfinite(p).all():
-                return f"{net_name}.{name}"
-    return None
-
-
-class SignalFlag:
-    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops. A second
-    signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact)."""
-
-    def __init__(self):
-        self.signum = None
-        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(self, signum, frame) -> None:
-        self.signum = signum
-        self.restore()
-
-    def restore(self) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Checks of the command line and of the environment; setting up a run
-
-
-class UsageError(Exception):
-    """A mistake in the command line or in the environment chosen: reported as one line, no traceback."""
-
-
-class RunInUse(UsageError):
-    """The run directory is locked by another process (exit status EXIT_IN_USE: the same command may work later)."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM: the run stops after writing its checkpoint."""
-
-
-class Finished(Exception):
-    """--resume of a run that has finished: nothing to train."""
-
-
-def prepare(args: Args) -> "Run":
-    """Check everything, seed, pick the device (`checked`); then make the run directory and open its logs (`Run`)."""
-    return Run(*checked(args))
-
-
-def checked(args: Args, population: tuple[str, ...] = ()) -> tuple:
-    """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
-    thread count; pick the device. With --resume, the run goes on with its saved arguments and the options asked for
-    that may change (`resumed_args`); a population's members (`population`: their directories) are resumed together.
-    Returns what `Run` takes: (args, checkpoint or None, device, obs_dim, action_space)."""
-    (resume,) = args.resume or (None,)
-    checkpoint = None
-    if resume:
-        args, checkpoint = resume_point(args, resume, population)
-    check_args(args)  # a resumed run's saved options must suit this machine too
-    obs_dim, action_space = check_env(args.env_id)
-    if checkpoint:
-        check_checkpoint_fits(checkpoint, args, os.path.join(resume, CHECKPOINT_FILE), obs_dim, action_space)
-    device = use_machine(args)
-    check_memory(args, obs_dim, action_space, device)
-    seed_everything(args.seed, args.torch_deterministic)
-    return args, checkpoint, device, obs_dim, action_space
-
-
-def resume_point(args: Args, resume: str, population: tuple[str, ...]) -> tuple[Args, dict]:
+def resume_point(args: Args, resume: str, together: tuple[str, ...]) -> tuple[Args, dict]:
     """The arguments the run `resume` goes on with and the checkpoint it goes on from; Finished if it has nothing to
-    train (a finished run, unless a larger --total-timesteps extends it), UsageError for what cannot be resumed."""
+    train (a finished run, unless a larger --total-timesteps extends it), UsageError for what cannot be resumed.
+    `together`: the run directories resumed with it in one process (a population's), else ()."""
     path, model_path = os.path.join(resume, CHECKPOINT_FILE), os.path.join(resume, MODEL_FILE)
     if not os.path.isfile(path) and os.path.isfile(model_path):
         ended_at = (saved(model_path, "args") or {}).get(EXTENDING_OPTION, math.inf)
@@ -1076,17 +1215,16 @@ def resume_point(args: Args, resume: str, population: tuple[str, ...]) -> tuple[
             check_writable(resume)
             lock = lock_run_dir(resume)  # not while the run's own process may still be writing it
             try:
-                save_atomic({"args": checkpoint["args"], "spaces": checkpoint["spaces"], "agent": networks},
-                            model_path)  # fmt: skip
+                save_atomic(model_state(saved_args, checkpoint["spaces"], networks), model_path)
             finally:
                 os.close(lock)
         raise Finished(f"{resume} has finished (step {checkpoint['global_step']}/{saved_args.total_timesteps}): "
                        "nothing to train")  # fmt: skip
-    members = sorted(checkpoint.get("population") or [os.path.basename(os.path.normpath(resume))])
-    if members != sorted(os.path.basename(os.path.normpath(d)) for d in population or (resume,)):
-        together = " ".join(os.path.join(os.path.dirname(os.path.normpath(resume)), m) for m in members)
+    members = sorted(checkpoint["population"] or [os.path.basename(os.path.normpath(resume))])
+    if members != sorted(os.path.basename(os.path.normpath(d)) for d in together or (resume,)):
+        others = " ".join(os.path.join(os.path.dirname(os.path.normpath(resume)), m) for m in members)
         raise UsageError(f"{resume} was trained with {len(members) - 1} other seeds: resume them together, "
-                         f"python {sys.argv[0]} --resume {together}")  # fmt: skip
+                         f"python {sys.argv[0]} --resume {others}")  # fmt: skip
     return args, checkpoint
 
 
@@ -1156,36 +1294,200 @@ def asked_options(args: Args) -> dict:
             if (name in typed if typed is not None else getattr(args, name) != getattr(defaults, name))}  # fmt: skip
 
 
-def use_machine(args: Args) -> torch.device:
-    """Set torch's CPU threads; the training device (the GPU if asked for and there is one)."""
-    torch.set_num_threads(num_threads(args))
-    if args.cuda and not torch.cuda.is_available():
-        print("no CUDA device available: running on the CPU")
-    return torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+# ----------------------------------------------------------------------------------------------------------------
+# Logging: TensorBoard, Weights & Biases (--track, an optional dependency imported only here) and the console
 
 
-def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device: torch.device) -> None:
-    """Refuse, in one line, a replay buffer or networks larger than the device's whole memory (allocating would fail).
-    Measured on the meta device, which gives tensors their shapes and dtypes but no memory."""
-    act_dim = action_space.shape[0]
-    with torch.device("meta"):
-        row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta")).data
-        nets = [Actor(obs_dim, action_space, args.hidden_size), Critic(obs_dim, act_dim, args.hidden_size)]
-    where, have = ("the GPU", torch.cuda.mem_get_info(device)[1]) if device.type == "cuda" else \
-        ("this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))  # fmt: skip
-    parts = {"--buffer-size": args.buffer_size * row.numel() * row.element_size(),
-             "--hidden-size": COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters())}
-    for option, need in parts.items():
-        if need > have:
-            raise UsageError(f"{option} {getattr(args, option[2:].replace('-', '_'))}: needs {need / 2**30:.1f} GiB, "
-                             f"more than {where}'s {have / 2**30:.1f} GiB")  # fmt: skip
+class Tracking:
+    """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
+
+    Every scalar the run writes to TensorBoard is sent too (`Logs.scalar`), under the same tag, with the env step as
+    `global_step` (the charts' x-axis). A resumed run passes the checkpoint's W&B run id and goes on in that W&B run,
+    sending what it logs from then on, so after Ctrl-C no step is sent twice. Each run is a W&B run of its own, also
+    when several share a process, grouped by `group`. wandb itself reads WANDB_MODE (offline), WANDB_DIR and
+    WANDB_RUN_GROUP (the group of a run, where `group` is None: benchmarks/sweep.py sets it)."""
+
+    def __init__(self, args: Args, run_dir: str, run_id: str | None, group: str | None):
+        import wandb  # here, not at the top of the file: only --track needs it
+
+        self.wandb = wandb
+        self.run = wandb.init(
+            project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
+            id=run_id, resume="allow", group=group, config=dataclasses.asdict(args), save_code=True,
+            reinit="create_new",
+        )  # fmt: skip
+        self.run.define_metric("*", step_metric="global_step")
+        self.video_dir = os.path.join(run_dir, VIDEO_DIR)
+        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
+
+    def videos(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.video_dir, "*.mp4")))
+
+    def send_videos(self, global_step: int) -> None:
+        """Log each mp4 finished since the last call (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
+        for path in self.videos():
+            if path not in self.sent:
+                self.run.log({"videos/eval": self.wandb.Video(path, format="mp4"), "global_step": global_step})
+                self.sent.add(path)
+
+    def finish(self, global_step: int, status: int) -> None:
+        """Send the last videos and close the W&B run with the process's exit status."""
+        self.send_videos(global_step)
+        self.run.finish(exit_code=status)
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = deterministic
+@functools.cache  # once per process, however many runs it trains
+def check_wandb() -> None:
+    """For --track only (a run without it never imports wandb): wandb is installed and, unless offline, logged in."""
+    try:
+        import wandb
+    except ImportError:
+        raise UsageError(f"--track needs wandb, which is not installed: {INSTALL_WANDB}") from None
+    if os.environ.get("WANDB_MODE") not in WANDB_OFFLINE_MODES:
+        try:
+            wandb.login(verify=False)  # asks for a key on a terminal; elsewhere raises if there is none
+        except wandb.errors.UsageError as e:
+            raise UsageError(f"--track: {e} Or run offline: WANDB_MODE=offline") from None
+
+
+def write_video(env: gym.wrappers.RecordVideo) -> None:
+    """Write the recorded episode's mp4 now (RecordVideo would at the next reset); a failed write leaves no partial
+    file and raises an OSError naming the file and the reason (ffmpeg's error code, which moviepy only quotes)."""
+    path = os.path.join(env.video_folder, f"{env._video_name}.mp4")
+    try:
+        env.stop_recording()
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        code = re.search(r"error code: -(\d+)", str(e))
+        raise OSError(int(code[1]) if code else e.errno, os.strerror(int(code[1])) if code else str(e).splitlines()[0],
+                      path) from None  # fmt: skip
+
+
+def quiet_writer_thread(hook: threading.ExceptHookArgs) -> None:
+    """TensorBoard writes from a thread of its own, which re-raises a failed write (a full disk) in the run, where
+    it is reported in one line: not also as the thread's traceback."""
+    if not (issubclass(hook.exc_type, OSError) and type(hook.thread).__name__ == "_AsyncWriterThread"):
+        threading.__excepthook__(hook)
+
+
+def every(interval: int, global_step: int, num_envs: int) -> bool:
+    """True at the first step on or after each multiple of `interval` (global_step grows by num_envs at a time)."""
+    return global_step % interval < num_envs
+
+
+class Logs:
+    """Where a run's numbers go: TensorBoard's event files in the run directory, with --track W&B too (each scalar
+    under the same tag), and a progress line on the console at most every PROGRESS_INTERVAL_S. It keeps what the
+    console shows (the latest training returns and evaluation), which a checkpoint saves. `global_step`: where the
+    run starts; a resumed run's TensorBoard drops what a crashed process logged after it (purge_step), so no step
+    appears twice."""
+
+    def __init__(self, args: Args, run_dir: str, global_step: int, wandb_run_id: str | None, group: str | None):
+        self.args, self.recent_returns, self.eval_returns, self.actor_loss = args, [], None, None
+        self.writer, self.tracking = None, None
+        self.start(global_step)
+        try:
+            self.tracking = Tracking(args, run_dir, wandb_run_id, group) if args.track else None
+            self.writer = SummaryWriter(run_dir, purge_step=global_step + 1 if global_step else None)
+            if not global_step:
+                self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
+                    f"|{key}|{value}|" for key, value in dataclasses.asdict(args).items()))  # fmt: skip
+            self.writer.add_custom_scalars(CUSTOM_SCALARS)  # by every process: a run resumed from an older ddpg.py
+            threading.excepthook = quiet_writer_thread
+        except BaseException:
+            self.close(global_step, EXIT_FAILED)
+            raise
+
+    def start(self, global_step: int) -> None:
+        """Count the speed (SPS) and the time left from here."""
+        self.start_step, self.start_time = global_step, time.time()
+        self.last_print = self.start_time
+
+    def scalar(self, tag: str, value: float, global_step: int) -> None:
+        """A scalar, to TensorBoard (and with --track to W&B), at an env step."""
+        self.writer.add_scalar(tag, value, global_step)
+        if self.tracking:
+            self.tracking.run.log({tag: float(value), "global_step": global_step})
+
+    def episode(self, episode_return: float, episode_length: int, global_step: int) -> None:
+        self.recent_returns = (self.recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
+        self.scalar("charts/episodic_return", episode_return, global_step)
+        self.scalar("charts/episodic_length", episode_length, global_step)
+
+    def losses(self, losses: Losses, global_step: int) -> None:
+        """The losses every LOG_INTERVAL steps (and the speed); the actor's is the last update's that had an actor
+        step. NotFinite if one is NaN or infinite."""
+        self.actor_loss = self.actor_loss if losses.actor is None else losses.actor
+        if not every(LOG_INTERVAL, global_step, self.args.num_envs):
+            return
+        for name, tensor in losses._replace(actor=self.actor_loss)._asdict().items():
+            if tensor is None:  # no actor step yet
+                continue
+            value = tensor.item()  # host sync point, once per LOG_INTERVAL steps
+            if not math.isfinite(value):
+                raise NotFinite(LOSS_TAGS[name])
+            self.scalar(LOSS_TAGS[name], value, global_step)
+        self.scalar("charts/SPS", int(self.sps(global_step)), global_step)
+
+    def evaluation(self, evaluation: Evaluation, global_step: int, eval_envs: list[gym.Env]) -> None:
+        self.eval_returns = evaluation.returns
+        for env in eval_envs:
+            if isinstance(env, gym.wrappers.RecordVideo) and env.recording:
+                write_video(env)
+        self.scalar("eval/episodic_return", evaluation.returns.mean(), global_step)
+        self.scalar(EVAL_DISCOUNTED_TAG, evaluation.discounted_returns.mean(), global_step)
+        self.scalar(EVAL_Q_TAG, evaluation.q_estimates.mean(), global_step)
+        if self.tracking:
+            self.tracking.send_videos(global_step)
+
+    def sps(self, global_step: int) -> float:
+        return (global_step - self.start_step) / max(time.time() - self.start_time, 1e-9)
+
+    def progress(self, global_step: int, done: bool, label: str = "") -> None:
+        """The console's progress line, after `label` (a population's seed)."""
+        now = time.time()
+        if now - self.last_print < PROGRESS_INTERVAL_S and not done:
+            return
+        self.last_print, sps, total = now, self.sps(global_step), self.args.total_timesteps
+        recent = f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-"
+        last_eval = f"{self.eval_returns.mean():.1f}" if self.eval_returns is not None else "-"
+        elapsed = datetime.timedelta(seconds=int(now - self.start_time))
+        left = datetime.timedelta(seconds=int((total - global_step) / max(sps, 1e-9)))
+        print(f"{label}step {global_step}/{total} | SPS {sps:.0f} | return {recent} | eval {last_eval} | elapsed "
+              f"{elapsed} | left {left}", flush=True)  # fmt: skip
+
+    def final(self) -> str:
+        r = self.eval_returns
+        return f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes"
+
+    def close(self, global_step: int, status: int | None) -> None:
+        """Flush and close TensorBoard's file, and the W&B run with the exit status."""
+        if self.writer is not None:
+            with contextlib.suppress(OSError):  # a disk that filled up has been reported already
+                self.writer.close()
+        if self.tracking:
+            self.tracking.finish(global_step, status)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checks of a command, before any environment or run directory exists; the machine
+
+
+def check_seed(seed: int, option: str = "--seed") -> None:
+    if not 0 <= seed < SEED_LIMIT:
+        raise UsageError(f"{option} must be in [0, 2^32), got {seed}")
+
+
+def check_exp_name(exp_name: str) -> None:
+    if "/" in exp_name or NAME_SEPARATOR in exp_name:
+        raise UsageError(f"--exp-name {exp_name}: no '/' or '{NAME_SEPARATOR}' (run directories are "
+                         f"ENV{NAME_SEPARATOR}EXP-NAME{NAME_SEPARATOR}SEED{NAME_SEPARATOR}TIME)")  # fmt: skip
+
+
+def find_cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile would build its kernels with, if there is one on PATH."""
+    return shutil.which("g++") or shutil.which("clang++")
 
 
 def check_args(args: Args) -> None:
@@ -1219,52 +1521,15 @@ def check_args(args: Args) -> None:
         raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
         raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
-    for run_dir in args.resume or ():
-        check_resumable(run_dir)
     if args.resume == ():
         raise UsageError("--resume needs a run directory")
-    if not args.eval_checkpoint:
-        for directory in args.resume or (RUNS_DIR,):
-            check_writable(directory)
     if args.eval_checkpoint:
         saved_file(args.eval_checkpoint)
+    else:
+        for directory in args.resume or (RUNS_DIR,):
+            check_writable(directory)
     if args.track:
         check_wandb()
-
-
-def check_seed(seed: int, option: str = "--seed") -> None:
-    if not 0 <= seed < SEED_LIMIT:
-        raise UsageError(f"{option} must be in [0, 2^32), got {seed}")
-
-
-def check_exp_name(exp_name: str) -> None:
-    if "/" in exp_name or NAME_SEPARATOR in exp_name:
-        raise UsageError(f"--exp-name {exp_name}: no '/' or '{NAME_SEPARATOR}' (run directories are "
-                         f"ENV{NAME_SEPARATOR}EXP-NAME{NAME_SEPARATOR}SEED{NAME_SEPARATOR}TIME)")  # fmt: skip
-
-
-def check_writable(directory: str) -> None:
-    """The run will write in `directory` (made if missing): refuse a file in its place, or a place it cannot write."""
-    if os.path.exists(directory) and not os.path.isdir(directory):
-        raise UsageError(f"{directory}: not a directory, but training writes its runs there")
-    existing = directory if os.path.isdir(directory) else os.path.dirname(os.path.abspath(directory))
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{os.path.abspath(existing)}: this process cannot write there (permissions, read-only)")
-
-
-def num_threads(args: Args) -> int:
-    """--threads, or min(MAX_DEFAULT_THREADS, the cores this process may run on)."""
-    return args.threads or min(MAX_DEFAULT_THREADS, available_cores())
-
-
-def available_cores() -> int:
-    """The cores this process may run on: its CPU affinity on Linux, else all the machine's."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def find_cpp_compiler() -> str | None:
-    """The C++ compiler torch.compile would build its kernels with, if there is one on PATH."""
-    return shutil.which("g++") or shutil.which("clang++")
 
 
 def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
@@ -1287,177 +1552,173 @@ def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
     return obs_space.shape[0], act_space
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity on Linux, else all the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def num_threads(args: Args) -> int:
+    """--threads, or min(MAX_DEFAULT_THREADS, the cores this process may run on)."""
+    return args.threads or min(MAX_DEFAULT_THREADS, available_cores())
+
+
+def use_machine(args: Args) -> torch.device:
+    """Set torch's CPU threads; the training device (the GPU if asked for and there is one)."""
+    torch.set_num_threads(num_threads(args))
+    if args.cuda and not torch.cuda.is_available():
+        print("no CUDA device available: running on the CPU")
+    return torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+
+def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device: torch.device) -> None:
+    """Refuse, in one line, a replay buffer or networks larger than the device's whole memory (allocating would fail).
+    Measured on the meta device, which gives tensors their shapes and dtypes but no memory."""
+    act_dim = action_space.shape[0]
+    with torch.device("meta"):
+        row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta")).data
+        nets = [Actor(obs_dim, action_space, args.hidden_size), Critic(obs_dim, act_dim, args.hidden_size)]
+    where, have = ("the GPU", torch.cuda.mem_get_info(device)[1]) if device.type == "cuda" else \
+        ("this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))  # fmt: skip
+    parts = {"--buffer-size": args.buffer_size * row.numel() * row.element_size(),
+             "--hidden-size": COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters())}
+    for option, need in parts.items():
+        if need > have:
+            raise UsageError(f"{option} {getattr(args, option[2:].replace('-', '_'))}: needs {need / 2**30:.1f} GiB, "
+                             f"more than {where}'s {have / 2**30:.1f} GiB")  # fmt: skip
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = deterministic
+
+
+class Setup(NamedTuple):
+    """A checked command's run, before anything of it exists: what `initialise` and `Run` are made from."""
+
+    args: Args  # a resumed run's: its saved ones, with the changes asked for
+    checkpoint: dict | None  # a resumed run's, else None
+    device: torch.device
+    obs_dim: int
+    action_space: gym.spaces.Box
+
+
+def checked(args: Args, together: tuple[str, ...] = ()) -> Setup:
+    """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
+    thread count; pick the device. With --resume, the run goes on with its saved arguments and the options asked for
+    that may change (`resumed_args`); `together`: the run directories resumed with it in one process."""
+    (resume,) = args.resume or (None,)
+    checkpoint = None
+    if resume:
+        args, checkpoint = resume_point(args, resume, together)
+    check_args(args)  # a resumed run's saved options must suit this machine too
+    obs_dim, action_space = check_env(args.env_id)
+    if checkpoint:
+        check_checkpoint_fits(checkpoint, args, os.path.join(resume, CHECKPOINT_FILE), obs_dim, action_space)
+    device = use_machine(args)
+    check_memory(args, obs_dim, action_space, device)
+    seed_everything(args.seed, args.torch_deterministic)
+    return Setup(args, checkpoint, device, obs_dim, action_space)
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# The run's bookkeeping: directory, TensorBoard, evaluations, checkpoints, signals and the console
+# The run: what the loop talks to
+
+
+class SignalFlag:
+    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops. A second
+    signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact)."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame) -> None:
+        self.signum = signum
+        self.restore()
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 class Run:
-    """Everything of a training run that is not DDPG itself: its directory (locked: one writer), TensorBoard, the
-    evaluations, the checkpoints, Ctrl-C and the console. `train` hands it the run's parts once (`start`, which
-    restores a resumed run's) and what each step did (`record`); the loop owns the counters. As a context manager it
-    ends the run however the loop stops: done (model saved), interrupted (checkpoint written), a NaN (last kept).
-    `Run.open_runs` holds the runs opened and not yet closed: those that a failure before the loop (making the
-    networks, or restoring them from a checkpoint) left open, for `main` to end."""
+    """One training run around the loop, made once its parts exist: its directory (`RunDir`), logs (`Logs`),
+    evaluations, checkpoints and Ctrl-C; a resumed run's parts are restored here from its checkpoint. The loop starts
+    from `global_step` and `num_updates`, calls `record` once per env step, and `with run:` ends the run however the
+    loop stops: done (model saved), interrupted (checkpoint written), a NaN (the last good checkpoint kept). A run
+    that fails before the loop ends itself the same way, then raises Stopped (or the error, for one not ours)."""
 
-    open_runs: list["Run"] = []
+    label = ""  # printed before its progress line
+    wandb_group = None  # its W&B group (None: WANDB_RUN_GROUP's, if set)
 
-    def __init__(self, args: Args, checkpoint: dict | None, device: torch.device, obs_dim: int,
-                 action_space: gym.spaces.Box, signals: "SignalFlag | None" = None,
-                 wandb_group: str | None = None):  # fmt: skip
-        self.args, self.checkpoint, self.device, self.wandb_group = args, checkpoint, device, wandb_group
-        self.obs_dim, self.action_space = obs_dim, action_space
-        self.run_dir = args.resume[0] if args.resume else make_run_dir(args)
-        self.population = checkpoint.get("population") if checkpoint else None  # its members' directory names
-        self.lock = self.writer = self.tracking = self.envs = self.signals = self.status = None  # opened below
-        self.eval_envs, self.global_step = [], 0
-        Run.open_runs.append(self)
-        try:
-            self.open(args, checkpoint, signals)
-        except BaseException:
-            self.close()
-            if not args.resume:  # a new run that could not start leaves no directory behind
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-            raise
-
-    def open(self, args: Args, checkpoint: dict | None, signals: "SignalFlag | None") -> None:
-        """Lock the run directory, make the evaluation envs, open TensorBoard (and W&B), catch Ctrl-C."""
-        self.lock = lock_run_dir(self.run_dir)
-        self.checkpoint_path = os.path.join(self.run_dir, CHECKPOINT_FILE)
-        if checkpoint and file_identity(self.checkpoint_path) != checkpoint["read"]:  # its process went on, then ended
-            raise RunInUse(f"{self.run_dir} was in use: its process wrote a checkpoint while this one started; "
-                             "run the command again")  # fmt: skip
+    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps: Steps | FastSteps):
+        args, checkpoint = setup.args, setup.checkpoint
+        self.args, self.device, self.envs, self.agent, self.rb, self.noise = args, setup.device, envs, agent, rb, noise
+        self.steps, self.spaces = steps, space_signature(setup.obs_dim, setup.action_space)
         self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \
             else (0, 0)  # fmt: skip
-        self.recent_returns, self.eval_returns, self.actor_loss = [], None, None
-        prefix = f"eval-resumed-{self.global_step}" if checkpoint else "eval"  # videos of each process apart
-        self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
-                                        os.path.join(self.run_dir, VIDEO_DIR), prefix)  # fmt: skip
-        run_id = checkpoint.get("wandb_run_id") if checkpoint else None
-        self.tracking = Tracking(args, self.run_dir, run_id, self.wandb_group) if args.track else None
-        # purge_step hides events a crashed process logged after the checkpoint, so no step appears twice
-        self.writer = SummaryWriter(self.run_dir, purge_step=self.global_step + 1 if checkpoint else None)
-        if not checkpoint:
-            self.writer.add_text("hyperparameters", hyperparameter_table(args))
-        self.writer.add_custom_scalars(CUSTOM_SCALARS)  # by every process: a run resumed from an older ddpg.py gets it
-        threading.excepthook = quiet_writer_thread
-        self.signals = signals or SignalFlag()
+        self.population = checkpoint["population"] if checkpoint else None
+        self.status, self.started, self.logs, self.signals, self.eval_envs = None, False, None, None, []
+        self.dir = RunDir(args, checkpoint)
+        try:
+            prefix = f"eval-resumed-{self.global_step}" if checkpoint else "eval"  # videos of each process apart
+            self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
+                                            self.dir.videos, prefix)  # fmt: skip
+            self.episodes = EpisodeRecorder(envs)
+            run_id = checkpoint["wandb_run_id"] if checkpoint else None
+            self.logs = Logs(args, self.dir.path, self.global_step, run_id, self.wandb_group)
+            if checkpoint:
+                restore(self, checkpoint)
+                print(f"resuming {self.dir.path} at step {self.global_step}/{args.total_timesteps}")
+            self.signals, self.started = self.catch_signals(), True
+            self.logs.start(self.global_step)
+        except BaseException as error:
+            if not say(self.end(type(error), error), self.status, self.global_step):
+                raise
+            raise Stopped(self.status) from error
 
-    def start(self, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps: Steps) -> tuple[int, int]:
-        """Take the run's parts (a resumed run's restored from its checkpoint); returns (global_step, num_updates)."""
-        self.agent, self.rb, self.noise, self.steps = agent, rb, noise, steps
-        self.envs, self.episodes = envs, EpisodeRecorder(envs)
-        if self.checkpoint:
-            self.restore(self.checkpoint)
-        self.start_time = self.last_print = time.time()
-        self.start_step = self.global_step
-        return self.global_step, self.num_updates
+    def catch_signals(self) -> SignalFlag:
+        return SignalFlag()
 
-    def restore(self, checkpoint: dict) -> None:
-        load_part_states(checkpoint, self.agent, self.rb, self.noise, self.episodes)
-        set_capturable(self.agent, uses_cuda_graphs(self.args, self.device))  # this machine's, not the saved one
-        set_rng_states(checkpoint["rng"], self.envs, self.eval_envs)
-        self.recent_returns = checkpoint["recent_returns"]
-        self.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
-        print(f"resuming {self.run_dir} at step {self.global_step}/{self.args.total_timesteps}")
-
-    def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None,
-               together: list["Run"] | None = None) -> None:  # fmt: skip
-        """Bookkeeping at the end of an env step: log finished episodes and (every LOG_INTERVAL steps) the losses,
-        evaluate and checkpoint when due (or join `together`, the runs to checkpoint at once), stop after the
-        checkpoint on Ctrl-C, print progress."""
-        self.global_step, self.num_updates = global_step, num_updates
-        done = global_step >= self.args.total_timesteps
-        if losses is not None:  # the actor's loss logged is the last update's that had an actor step
-            self.actor_loss = self.actor_loss if losses.actor is None else losses.actor
-            losses = losses._replace(actor=self.actor_loss)
+    def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None) -> None:
+        """Bookkeeping at the end of an env step: log finished episodes and the losses, evaluate and checkpoint when
+        due, stop after the checkpoint on Ctrl-C, print progress."""
+        self.global_step, self.num_updates, args = global_step, num_updates, self.args
+        done = global_step >= args.total_timesteps
         for episode_return, episode_length in finished:
-            self.recent_returns = (self.recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
-            self.log("charts/episodic_return", episode_return, global_step)
-            self.log("charts/episodic_length", episode_length, global_step)
-        if losses is not None and every(LOG_INTERVAL, global_step, self.args.num_envs):
-            self.log_losses(losses)
-        if every(self.args.eval_frequency, global_step, self.args.num_envs) or done:
+            self.logs.episode(episode_return, episode_length, global_step)
+        if losses is not None:
+            self.logs.losses(losses, global_step)
+        if every(args.eval_frequency, global_step, args.num_envs) or done:
             self.check_finite()  # an actor that an update broke is neither evaluated nor, at the end, saved
-            self.log_evaluation(evaluate(self.agent.actor, self.agent.critic, self.eval_envs, self.args.gamma,
-                                         self.device))  # fmt: skip
+            evaluation = evaluate(self.agent.actor, self.agent.critic, self.eval_envs, args.gamma, self.device)
+            self.logs.evaluation(evaluation, global_step, self.eval_envs)
         interrupted = self.signals.signum  # read once: a signal arriving after this is handled at the next step
-        frequency = self.args.checkpoint_frequency
-        if interrupted or (frequency and (every(frequency, global_step, self.args.num_envs) or done)):
-            if together is None:
-                save_checkpoints([self])
-            else:  # a population's seeds write theirs together
-                together.append(self)
+        if interrupted or (args.checkpoint_frequency and (every(args.checkpoint_frequency, global_step,
+                                                                 args.num_envs) or done)):  # fmt: skip
+            self.save_checkpoint()
         if interrupted and not done:
             raise Interrupted
-        self.print_progress(done)
-
-    def log(self, tag: str, value: float, global_step: int) -> None:
-        """A scalar, to TensorBoard (and with --track to W&B), at an env step."""
-        self.writer.add_scalar(tag, value, global_step)
-        if self.tracking:
-            self.tracking.run.log({tag: float(value), "global_step": global_step})
-
-    def log_losses(self, losses: Losses) -> None:
-        for name, tensor in losses._asdict().items():
-            if tensor is None:  # no actor step yet
-                continue
-            value = tensor.item()  # host sync point, once per LOG_INTERVAL steps
-            if not math.isfinite(value):
-                raise NotFinite(LOSS_TAGS[name])
-            self.log(LOSS_TAGS[name], value, self.global_step)
-        self.log("charts/SPS", int(self.sps()), self.global_step)
-
-    def log_evaluation(self, evaluation: Evaluation) -> None:
-        self.eval_returns = evaluation.returns
-        for env in self.eval_envs:
-            if isinstance(env, gym.wrappers.RecordVideo) and env.recording:
-                write_video(env)
-        self.log("eval/episodic_return", evaluation.returns.mean(), self.global_step)
-        self.log(EVAL_DISCOUNTED_TAG, evaluation.discounted_returns.mean(), self.global_step)
-        self.log(EVAL_Q_TAG, evaluation.q_estimates.mean(), self.global_step)
-        if self.tracking:
-            self.tracking.send_videos(self.global_step)
+        self.logs.progress(global_step, done, self.label)
 
     def check_finite(self) -> None:
         """Raise NotFinite naming the first parameter that is not finite: a broken agent never replaces a good one."""
-        bad = first_nonfinite(self.agent)
-        if bad:
-            raise NotFinite(f"parameter {bad}")
+        for net_name in ("actor", "critic"):
+            for name, p in getattr(self.agent, net_name).named_parameters():
+                if not torch.isfinite(p).all():  # a host sync point
+                    raise NotFinite(f"parameter {net_name}.{name}")
 
     def write_checkpoint(self) -> str:
         """Write the checkpoint beside its place (`write_beside`), not yet over it; returns the file written."""
         flush(self.steps)  # R holds this step's transitions
-        self.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
-        return write_beside(
-            {**self.description(), "global_step": self.global_step, "num_updates": self.num_updates,
-             **part_states(self.agent, self.rb, self.noise, self.episodes),
-             "rng": rng_states(self.envs, self.eval_envs), "recent_returns": self.recent_returns,
-             "eval_returns": None if self.eval_returns is None else self.eval_returns.tolist(),
-             "population": self.population, "wandb_run_id": self.tracking.run.id if self.tracking else None},
-            self.checkpoint_path,
-        )  # fmt: skip
+        self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
+        return write_beside(checkpoint_state(self), self.dir.checkpoint)
 
-    def description(self) -> dict:
-        """What a checkpoint and a saved model both begin with: the run's arguments and its spaces."""
-        return {"args": dataclasses.asdict(self.args), "spaces": space_signature(self.obs_dim, self.action_space)}
-
-    def sps(self) -> float:
-        return (self.global_step - self.start_step) / max(time.time() - self.start_time, 1e-9)
-
-    def print_progress(self, done: bool) -> None:
-        now = time.time()
-        if now - self.last_print < PROGRESS_INTERVAL_S and not done:
-            return
-        self.last_print, sps = now, self.sps()
-        recent = f"{np.mean(self.recent_returns):.1f}" if self.recent_returns else "-"
-        last_eval = f"{self.eval_returns.mean():.1f}" if self.eval_returns is not None else "-"
-        seed = f"seed {self.args.seed} | " if self.population else ""  # a population prints a line per seed
-        print(
-            f"{seed}step {self.global_step}/{self.args.total_timesteps} | SPS {sps:.0f} | return {recent} "
-            f"| eval {last_eval} | elapsed {format_seconds(now - self.start_time)} "
-            f"| left {format_seconds((self.args.total_timesteps - self.global_step) / max(sps, 1e-9))}",
-            flush=True,
-        )
+    def save_checkpoint(self) -> None:
+        self.check_finite()
+        os.replace(self.write_checkpoint(), self.dir.checkpoint)
 
     def __enter__(self) -> "Run":
         return self
@@ -1478,638 +1739,54 @@ class Run:
         if kind is NotFinite:
             self.status, message = EXIT_FAILED, f"{error} is not finite; training stopped ({self.kept()})"
         elif kind is not None and issubclass(kind, OSError):
-            self.status, message = EXIT_FAILED, f"{write_error(error, self.run_dir)}; training stopped ({self.kept()})"
+            self.status, message = EXIT_FAILED, f"{write_error(error, self.dir.path)}; training stopped ({self.kept()})"
         elif kind is not None and issubclass(kind, torch.OutOfMemoryError):
-            self.status, message = EXIT_FAILED, f"{out_of_memory(error, self.device)}; training stopped ({self.kept()})"
+            self.status = EXIT_FAILED
+            message = f"{out_of_memory(error, self.device)}; training stopped ({self.kept()})"
         elif kind is Interrupted:
             signum = self.signals.signum
-            saved = f"checkpoints saved in {', '.join(self.members())}" if self.population else \
-                f"checkpoint saved to {self.checkpoint_path}"  # fmt: skip
             self.status = EXIT_SIGNAL + signum
-            message = f"{signal.Signals(signum).name} at step {self.global_step}: {saved}\nresume with: " \
+            message = f"{signal.Signals(signum).name} at step {self.global_step}: {self.saved()}\nresume with: " \
                 f"{self.resume_command()}"  # fmt: skip
         elif kind is not None:  # the environment's error, or a bug: its traceback, then how to go on
             self.status = EXIT_FAILED
             note = f"ddpg.py: error: step {self.global_step}: training stopped ({self.kept()})"
-            if error is not None and note not in getattr(error, "__notes__", []):  # once for a population
+            if note not in getattr(error, "__notes__", []):  # once for a population
                 error.add_note(note)
         self.close()
         return message
 
-    def members(self) -> list[str]:
-        """The run directories trained together with this one (itself included), or just its own."""
-        return [os.path.join(os.path.dirname(self.run_dir), name) for name in self.population or []] or [self.run_dir]
-
-    def resume_command(self) -> str:
-        return f"python {sys.argv[0]} --resume {' '.join(self.members())}"
+    def saved(self) -> str:
+        return f"checkpoint saved to {self.dir.checkpoint}"
 
     def kept(self) -> str:
         """What a stopped run leaves to go on from."""
-        if not os.path.exists(self.checkpoint_path):
+        if not os.path.exists(self.dir.checkpoint):
             return "no checkpoint"
-        kept = "each seed's last good checkpoint is kept" if self.population else \
-            f"the last good checkpoint is {self.checkpoint_path}"  # fmt: skip
-        return f"{kept}; resume with: {self.resume_command()}"
+        return f"the last good checkpoint is {self.dir.checkpoint}; resume with: {self.resume_command()}"
+
+    def resume_command(self) -> str:
+        return f"python {sys.argv[0]} --resume {self.dir.path}"
 
     def finish(self) -> str:
         """Save the model (unless --no-save-model); the final evaluation's line."""
         flush(self.steps)  # R holds the last transitions
         if self.args.save_model:
-            model_path = os.path.join(self.run_dir, MODEL_FILE)
-            networks = copies({"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict()})
-            save_atomic({**self.description(), "agent": networks}, model_path)
-            print(f"model saved to {model_path}")
-        r = self.eval_returns
-        return f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes"
+            networks = {"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict()}
+            save_atomic(copies(model_state(self.args, self.spaces, networks)), self.dir.model)
+            print(f"model saved to {self.dir.model}")
+        return self.logs.final()
 
     def close(self) -> None:
         """Release what the run opened (all of it once it has started; part of it if opening failed midway)."""
         with contextlib.suppress(OSError):  # a disk that filled up has been reported already
-            for closable in [self.writer, *self.eval_envs, self.envs]:
-                if closable is not None:
-                    closable.close()
-        if self.tracking:
-            self.tracking.finish(self.global_step, self.status)
-        if self.signals:
+            for env in [*self.eval_envs, self.envs]:
+                env.close()
+        if self.logs is not None:
+            self.logs.close(self.global_step, self.status)
+        if self.signals is not None:
             self.signals.restore()
-        if self.lock is not None:
-            os.close(self.lock)  # the run may be resumed, in this process too
-            self.lock = None
-        if self in Run.open_runs:
-            Run.open_runs.remove(self)
-
-
-def save_checkpoints(runs: list[Run]) -> None:
-    """Write the runs' checkpoints, all or none (a population's seeds: so that it always resumes from one step): every
-    agent checked first, every checkpoint written beside its place, then all renamed into place, Ctrl-C and SIGTERM
-    deferred meanwhile (a second one would otherwise stop the process between two renames)."""
-    for run in runs:
-        with named_seed(run):
-            run.check_finite()
-    written = []
-    try:
-        for run in runs:
-            written.append(run.write_checkpoint())
-    except BaseException:
-        for path in written:
-            with contextlib.suppress(OSError):
-                os.remove(path)
-        raise
-    with signals_deferred():
-        for run, path in zip(runs, written):
-            os.replace(path, run.checkpoint_path)
-
-
-@contextlib.contextmanager
-def signals_deferred():
-    """Ctrl-C and SIGTERM arriving in the block are acted on after it, by the handlers they would have met before."""
-    arrived = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for signum in arrived:
-            signal.raise_signal(signum)
-
-
-@contextlib.contextmanager
-def named_seed(run: Run):
-    """A non-finite value of a population's run, named with its seed (a single run's as it is)."""
-    try:
-        yield
-    except NotFinite as e:
-        if not run.population:
-            raise
-        raise NotFinite(f"seed {run.args.seed}: {e}") from None
-
-
-class RunName(NamedTuple):
-    """The fields of a run directory's name, ENV__EXP-NAME__SEED__TIME: the env id ('/' as '_'), --exp-name, --seed
-    and the start's unix time (with a suffix _N where two runs of one name started in the same second)."""
-
-    env: str
-    exp_name: str
-    seed: int
-    started: str = ""
-
-    def __str__(self) -> str:  # without `started`: the prefix shared by the runs of one env, experiment and seed
-        return NAME_SEPARATOR.join([self.env.replace("/", "_"), self.exp_name, str(self.seed), self.started])
-
-    @classmethod
-    def of(cls, run_dir: str) -> "RunName | None":
-        """The fields of a run directory's name; None for a name not made by `make_run_dir`."""
-        fields = os.path.basename(os.path.normpath(run_dir)).rsplit(NAME_SEPARATOR, 3)
-        if len(fields) != 4 or not fields[2].isdigit():
-            return None
-        return cls(fields[0], fields[1], int(fields[2]), fields[3])
-
-
-def make_run_dir(args: Args) -> str:
-    """runs/<env_id>__<exp_name>__<seed>__<unix_time>, with a suffix if two runs start in the same second."""
-    base = os.path.join(RUNS_DIR, str(RunName(args.env_id, args.exp_name, args.seed, str(int(time.time())))))
-    run_dir, n = base, 1
-    while True:
-        try:
-            os.makedirs(run_dir)  # fails if it exists, even when another process made it a moment ago
-            return run_dir
-        except FileExistsError:
-            n += 1
-            run_dir = f"{base}_{n}"
-
-
-def say(message: str | None, status: int, global_step: int) -> bool:
-    """Print how a run ended: errors on stderr, in one line that names the step. False if there is nothing to say."""
-    if message and status == EXIT_FAILED:
-        print(f"ddpg.py: error: step {global_step}: {message}", file=sys.stderr, flush=True)
-    elif message:
-        print(message, flush=True)
-    return message is not None
-
-
-def write_video(env: gym.wrappers.RecordVideo) -> None:
-    """Write the recorded episode's mp4 now (RecordVideo would at the next reset); a failed write leaves no partial
-    file and raises an OSError naming the file and the reason (ffmpeg's error code, which moviepy only quotes)."""
-    path = os.path.join(env.video_folder, f"{env._video_name}.mp4")
-    try:
-        env.stop_recording()
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.remove(path)
-        code = re.search(r"error code: -(\d+)", str(e))
-        raise OSError(int(code[1]) if code else e.errno, os.strerror(int(code[1])) if code else str(e).splitlines()[0],
-                      path) from None  # fmt: skip
-
-
-def out_of_memory(error: torch.OutOfMemoryError, device: torch.device) -> str:
-    """'DEVICE out of memory (CUDA out of memory. Tried to allocate N GiB)': torch's first two sentences."""
-    return f"{device.type} out of memory ({'. '.join(str(error).splitlines()[0].split('. ')[:2]).rstrip('.')})"
-
-
-def write_error(error: OSError, run_dir: str) -> str:
-    """'cannot write PATH: REASON' (TensorBoard's writer names no path: the run directory stands for it)."""
-    return f"cannot write {error.filename or run_dir}: {error.strerror or error}"
-
-
-def quiet_writer_thread(hook: threading.ExceptHookArgs) -> None:
-    """TensorBoard writes from a thread of its own, which re-raises a failed write (a full disk) in the run, where
-    it is reported in one line: not also as the thread's traceback."""
-    if not (issubclass(hook.exc_type, OSError) and type(hook.thread).__name__ == "_AsyncWriterThread"):
-        threading.__excepthook__(hook)
-
-
-def lock_run_dir(run_dir: str) -> int:
-    """Lock the run directory for this process's life: one writer per run. The kernel releases the lock when the
-    process ends, even by SIGKILL. Returns the lock file's descriptor, to keep open."""
-    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
-        os.close(fd)
-        raise RunInUse(f"{run_dir} is in use by {holder}; one process writes a run at a time") from None
-    except OSError as e:  # ENOLCK, EOPNOTSUPP: some network and FUSE file systems
-        os.close(fd)
-        raise UsageError(f"{run_dir}: its file system refuses flock locks ({e.strerror})") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def lock_holder(run_dir: str) -> str | None:
-    """Who holds the run directory's lock ("process PID on HOST"), or None if nobody does: a shared lock taken and
-    dropped at once fails while a run holds its exclusive one (a run locking it in that instant is refused, in use)."""
-    try:
-        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
-    except FileNotFoundError:  # no process ever locked it
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except BlockingIOError:
-        return os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
-    finally:
-        os.close(fd)  # and with it the shared lock
-
-
-def hyperparameter_table(args: Args) -> str:
-    rows = "\n".join(f"|{key}|{value}|" for key, value in dataclasses.asdict(args).items())
-    return f"|param|value|\n|-|-|\n{rows}"
-
-
-def every(interval: int, global_step: int, num_envs: int) -> bool:
-    """True at the first step on or after each multiple of `interval` (global_step grows by num_envs at a time)."""
-    return global_step % interval < num_envs
-
-
-def format_seconds(seconds: float) -> str:
-    """h:mm:ss, hours not wrapping at a day."""
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Many seeds in one process (--seeds): independent agents trained in step, batched on a GPU
-
-
-def train_population(args: Args) -> dict:
-    """Train one agent per seed of --seeds (or go on with a population's runs: --resume DIR DIR ...), all in step.
-
-    Each seed's envs, networks, optimisers, replay buffer, noise, evaluations and run directory are its own, made as a
-    single run with that --seed makes them; minibatches and noise come from one generator, so a seed here is not
-    bit-identical to its single run. The loop is the lesson's. On a GPU one call updates all K agents and one stores
-    and selects for all (`batched_steps`): the kernels are K times wider, about as fast as one agent's; on a CPU each
-    agent's plain calls, one after another, are faster (`member_steps`).
-    """
-    check_seeds(args)
-    finish_renames(args.resume or ())
-    if args.seeds is not None and len(args.seeds) == 1:
-        return train(dataclasses.replace(args, seed=args.seeds[0], seeds=None))  # exactly the single run
-    if args.compile and args.cuda and torch.cuda.is_available():
-        raise UsageError("--compile with --seeds on a GPU: the seeds' networks are batched instead, not compiled")
-    members = [dataclasses.replace(args, resume=(run_dir,)) for run_dir in args.resume] if args.resume else [
-        dataclasses.replace(args, seed=seed, seeds=None) for seed in args.seeds]  # fmt: skip
-    ready, finished = [], []
-    for member in members:  # all checked before any run opens; a finished population's every member says so
-        try:
-            ready.append(checked(member, args.resume or ()))
-        except Finished as e:
-            finished.append(str(e))
-    if finished:
-        raise Finished("\n".join(finished))
-    if len({checkpoint["global_step"] if checkpoint else 0 for _, checkpoint, *_ in ready}) > 1:
-        raise UsageError(f"--resume {' '.join(args.resume)}: its runs stopped at different steps")
-    signals, seen = SignalFlag(), SeenSignal()  # read once per step for all seeds: they stop at one step
-    runs = []
-    try:
-        for member in ready:  # W&B groups the seeds by the experiment's name, unless WANDB_RUN_GROUP names a group
-            runs.append(Run(*member, seen, wandb_group=os.environ.get("WANDB_RUN_GROUP") or member[0].exp_name))
-    except BaseException:  # (a directory in use, a full disk) the runs opened so far are released: this process may
-        for run in runs:  # go on (tests, notebooks)
-            run.close()
-        signals.restore()
-        raise
-    for run in runs:
-        run.population = run.population or [os.path.basename(r.run_dir) for r in runs]
-    parts = []
-    for run in runs:
-        seed_everything(run.args.seed, run.args.torch_deterministic)  # each agent starts as its single run would
-        parts.append(initialise(run.args, run.obs_dim, run.action_space, run.device))
-    envs, agents, rbs, noises = (list(part) for part in zip(*parts))
-    args, device = runs[0].args, runs[0].device
-    row_names = [f"seed {run.args.seed}" for run in runs for _ in range(args.num_envs)]
-    steps = (batched_steps if batches_seeds(device) else member_steps)(agents, rbs, noises, args, device, row_names)
-    population = Population(runs, envs, signals, seen)
-    loop(args, population, steps, population, *population.start(agents, rbs, noises, steps))
-    return {"run_dirs": [run.run_dir for run in runs], "eval_returns": [run.eval_returns for run in runs],
-            "agents": agents, "replay_buffers": rbs, "status": population.status}  # fmt: skip
-
-
-def check_seeds(args: Args) -> None:
-    """Refuse, in one line, what cannot make one population."""
-    if args.seeds is None:
-        return
-    if args.resume:
-        raise UsageError("--seeds and --resume: a resumed population goes on with its own seeds")
-    if not args.seeds:
-        raise UsageError("--seeds needs at least one seed")
-    if len(set(args.seeds)) < len(args.seeds):
-        raise UsageError(f"--seeds: seed {next(s for s in args.seeds if args.seeds.count(s) > 1)} is given twice")
-    for seed in args.seeds:
-        check_seed(seed, "--seeds")
-    if args.seed not in (Args.seed, args.seeds[0]):
-        raise UsageError(f"--seed {args.seed} and --seeds {' '.join(map(str, args.seeds))}: give one or the other")
-
-
-def finish_renames(run_dirs: tuple[str, ...]) -> None:
-    """A population killed (SIGKILL, a power cut) between renaming two seeds' checkpoints into place leaves seeds one
-    period behind, each with the newer checkpoint complete beside its place (`save_checkpoints` writes them all before
-    it renames one): their renames are finished here, under the runs' locks."""
-    paths = [os.path.join(run_dir, CHECKPOINT_FILE) for run_dir in run_dirs]
-    names = sorted(os.path.basename(os.path.normpath(run_dir)) for run_dir in run_dirs)
-    if any(os.path.isfile(os.path.join(run_dir, MODEL_FILE)) for run_dir in run_dirs) or not all(
-            sorted(saved(path, "population") or []) == names for path in paths):  # fmt: skip
-        return  # finished, or not one whole population: `prepare` says so
-    for run_dir in run_dirs:
-        check_writable(run_dir)
-    with contextlib.ExitStack() as locks:
-        for run_dir in run_dirs:
-            locks.callback(os.close, lock_run_dir(run_dir))
-        steps = [saved(path, "global_step") for path in paths]
-        newest = max((step for step in steps if step is not None), default=None)
-        for path, step in zip(paths, steps):
-            if step is not None and step < newest and saved(path + BESIDE, "global_step") == newest:
-                os.replace(path + BESIDE, path)
-                print(f"{path}: its step {newest} put in place (the population stopped while saving it)")
-
-
-def saved(path: str, key: str):
-    """One entry of a checkpoint, read without loading its tensors; None if the file is missing or damaged."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)[key]
-    except Exception:
-        return None
-
-
-def batches_seeds(device: torch.device) -> bool:
-    """A population's updates run batched on a GPU; on a CPU the agents' plain updates one after another are faster."""
-    return device.type == "cuda"
-
-
-class SeenSignal:
-    """The Ctrl-C (or SIGTERM) a population's runs act on at this step: one reading for all of them."""
-
-    signum = None
-
-    def restore(self) -> None:
-        """Nothing to restore: the population's own SignalFlag catches the signals."""
-
-
-class Population:
-    """A population's runs and envs, as the lesson's loop sees one run and one EnvRunner: the observations, actions
-    and transitions of all seeds' envs one after another, seed by seed, and each seed's own bookkeeping."""
-
-    def __init__(self, runs: list[Run], envs: list[EnvRunner], signals: SignalFlag, seen: SeenSignal):
-        self.runs, self.envs, self.signals, self.seen = runs, envs, signals, seen
-
-    @property
-    def obs(self) -> np.ndarray:
-        return np.concatenate([envs.obs for envs in self.envs])
-
-    @property
-    def episode_lengths(self) -> np.ndarray:
-        return np.concatenate([envs.episode_lengths for envs in self.envs])
-
-    def random_actions(self) -> np.ndarray:
-        return np.concatenate([envs.random_actions() for envs in self.envs])  # each seed's from its own generator
-
-    def step(self, actions: np.ndarray):
-        *arrays, finished = zip(*(envs.step(a) for envs, a in zip(self.envs, np.split(actions, len(self.envs)))))
-        return *(np.concatenate(array) for array in arrays), finished  # finished episodes: one list per seed
-
-    def start(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, steps: FastSteps) -> tuple[int, int]:
-        for run, envs, agent, rb, noise in zip(self.runs, self.envs, agents, rbs, noises):
-            counters = run.start(envs, agent, rb, noise, steps)
-        return counters  # the same for every seed
-
-    def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None) -> None:
-        self.seen.signum, interrupted, due = self.signals.signum, None, []
-        for k, run in enumerate(self.runs):
-            own = None if losses is None else Losses(*(None if x is None else x[k] for x in losses))
-            try:
-                with named_seed(run):
-                    run.record(global_step, num_updates, finished[k], own, together=due)
-            except Interrupted as e:  # the others write their checkpoints too
-                interrupted = e
-        save_checkpoints(due)
-        if interrupted:
-            raise interrupted
-
-    def __enter__(self) -> "Population":
-        return self
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        messages = [run.end(kind, error) for run in self.runs]
-        self.signals.restore()
-        self.status = max(run.status for run in self.runs)  # 1 if a seed's end failed (its model.pt not written)
-        if kind is None:  # each seed's final evaluation, or why it could not end
-            for run, message in zip(self.runs, messages):
-                say(f"seed {run.args.seed}: {message}", run.status, run.global_step)
-            return True
-        return say(messages[0], self.status, self.runs[0].global_step)
-
-
-def member_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device: torch.device,
-                 row_names: list[str]) -> FastSteps:  # fmt: skip
-    """A population's device steps as each agent's own plain calls, one after another."""
-    n = args.num_envs
-    for agent in agents:
-        ready_for_device(agent, args, device)
-
-    def update(batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
-        each = [learn(agent, rb, batch_size, gamma, tau, update_actor) for agent, rb in zip(agents, rbs)]
-        return Losses(*(None if parts[0] is None else torch.stack(parts) for parts in zip(*each)))
-
-    def store_and_select_each(staged: Staged, store: bool, act: bool):
-        actions = [store_and_select(rb, noise, agent.actor, Staged(*(x[k * n : (k + 1) * n] for x in staged)), store,
-                                    act) for k, (agent, rb, noise) in enumerate(zip(agents, rbs, noises))]  # fmt: skip
-        return torch.cat(actions) if act else None
-
-    return FastSteps(update, store_and_select_each, rbs[0], args, device, len(agents) * n, row_names)
-
-
-def batched_steps(agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device: torch.device,
-                  row_names: list[str]) -> FastSteps:  # fmt: skip
-    """A population's device steps batched: one call updates all K agents (`batched_update`), one stores all their
-    transitions and selects all their actions (`store_and_select` on the stacked buffer, noise and actor)."""
-    nets, optimizers = stack_agents(agents, args, device)
-    rb = StackedBuffer(rbs)
-    noise = make_noise(dataclasses.replace(args, num_envs=len(agents) * args.num_envs), rbs[0].act_dim, device)
-    for k, own in enumerate(noises):  # each seed's OU state: a view of its rows
-        if isinstance(own, OUNoise):
-            own.state = noise.state[k * args.num_envs : (k + 1) * args.num_envs]
-
-    def update(batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:  # as `learn`
-        return batched_update(nets, optimizers, rb.sample(batch_size), gamma, tau, update_actor)
-
-    return FastSteps(update, functools.partial(store_and_select, rb, noise, nets["actor"]), rbs[0], args, device,
-                     len(agents) * args.num_envs, row_names)  # fmt: skip
-
-
-NETWORKS = ("actor", "critic", "target_actor", "target_critic")  # the fields of an Agent that are networks
-
-
-def stack_agents(agents: list[Agent], args: Args, device: torch.device) -> tuple[dict, dict]:
-    """The agents' networks stacked (`Batched`), with one Adam for each kind over the stacked parameters; each
-    agent's own optimisers become its share of those (`MemberOptimizer`). Returns (networks, optimisers)."""
-    nets = {name: Batched([getattr(agent, name) for agent in agents], trained=not name.startswith("target"))
-            for name in NETWORKS}  # fmt: skip
-    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True,
-                             capturable=uses_cuda_graphs(args, device))  # fmt: skip
-    optimizers = {"actor": adam(nets["actor"].parameters()), "critic": adam(nets["critic"].parameters())}
-    for k, agent in enumerate(agents):
-        agent.actor_optimizer = MemberOptimizer(optimizers["actor"], k)
-        agent.critic_optimizer = MemberOptimizer(optimizers["critic"], k)
-    return nets, optimizers
-
-
-class Batched:
-    """K networks of one architecture as one: their parameters stacked along a first dimension (each member module's
-    parameters become views of its slice, so its evaluations and checkpoints stay its own), called member by member
-    on the slices of the inputs with torch.func (vmap of functional_call)."""
-
-    def __init__(self, modules: list[nn.Module], trained: bool):
-        self.template = modules[0]
-        self.params = {name: torch.stack([m.get_parameter(name).detach() for m in modules]).requires_grad_(trained)
-                       for name, _ in self.template.named_parameters()}  # fmt: skip
-        self.buffers = {name: torch.stack([m.get_buffer(name) for m in modules])
-                        for name, _ in self.template.named_buffers()}  # fmt: skip
-        for k, module in enumerate(modules):
-            for name, param in module.named_parameters():
-                param.data = self.params[name].data[k]
-        self.action_scale = getattr(self.template, "action_scale", None)  # an actor's box, the same for all members
-        self.action_bias = getattr(self.template, "action_bias", None)
-
-    def parameters(self) -> list[torch.Tensor]:
-        return list(self.params.values())
-
-    def requires_grad_(self, requires_grad: bool) -> None:
-        for param in self.params.values():
-            param.requires_grad_(requires_grad)
-
-    def member(self, params: dict, buffers: dict, *inputs: torch.Tensor) -> torch.Tensor:
-        """One member's network (its parameters and buffers given), as a function: what vmap maps."""
-        return torch.func.functional_call(self.template, (params, buffers), inputs)
-
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """The members' outputs for their inputs, one after another: (K * n, ...) in and out."""
-        k = len(next(iter(self.params.values())))
-        per_member = (x.view(k, -1, *x.shape[1:]) for x in inputs)
-        return torch.func.vmap(self.member)(self.params, self.buffers, *per_member).flatten(0, 1)
-
-
-def batched_update(nets: dict, optimizers: dict, data: Batch, gamma: float, tau: float, update_actor: bool) -> Losses:
-    """`update` for K agents at once, on their minibatches `data` (K, batch, ...), step by step as `update`: each
-    member's losses come from the lesson's `critic_loss` and `actor_loss` on its own networks (vmapped), summed for
-    one backward pass, which gives each member exactly its own gradients (their parameters are apart). Adam, being
-    elementwise, updates the stacked parameters as K separate Adams would."""
-    params = {name: net.params for name, net in nets.items()}
-    buffers = {name: net.buffers for name, net in nets.items()}
-
-    def networks(params, buffers, *names):  # inside vmap: a member's networks as functions
-        return [functools.partial(nets[name].member, params[name], buffers[name]) for name in names]
-
-    def critic_losses(params, buffers, data):
-        return critic_loss(*networks(params, buffers, "critic", "target_actor", "target_critic"), data, gamma)
-
-    loss, q = torch.func.vmap(critic_losses)(params, buffers, data)
-    optimizers["critic"].zero_grad(set_to_none=True)
-    loss.sum().backward()
-    optimizers["critic"].step()
-    losses = Losses(critic=loss.detach(), q_values=q.detach().mean(-1), actor=None)
-    if not update_actor:
-        return losses
-    nets["critic"].requires_grad_(False)  # frozen for the actor's step, as in `update`
-    loss = torch.func.vmap(lambda p, b, obs: actor_loss(*networks(p, b, "actor", "critic"), obs))(params, buffers,
-                                                                                               data.obs)  # fmt: skip
-    optimizers["actor"].zero_grad(set_to_none=True)
-    loss.sum().backward()
-    optimizers["actor"].step()
-    nets["critic"].requires_grad_(True)
-    soft_update(nets["target_actor"], nets["actor"], tau)
-    soft_update(nets["target_critic"], nets["critic"], tau)
-    return losses._replace(actor=loss.detach())
-
-
-class MemberOptimizer:
-    """A population member's share of an Adam over stacked parameters, with the state_dict and load_state_dict of an
-    Adam of its own: its checkpoints are a single run's."""
-
-    def __init__(self, stacked: torch.optim.Optimizer, k: int):
-        self.stacked, self.k = stacked, k
-        self.param_groups = stacked.param_groups
-
-    def state_dict(self) -> dict:
-        full = self.stacked.state_dict()
-        own = {i: {name: x if x.dim() == 0 else x[self.k] for name, x in state.items()}
-               for i, state in full["state"].items()}  # fmt: skip
-        return {"state": own, "param_groups": full["param_groups"]}
-
-    def load_state_dict(self, state: dict) -> None:
-        params = self.param_groups[0]["params"]
-        if state["state"] and not self.stacked.state:  # a first step with zero gradients makes the state, moves nothing
-            for p in params:
-                p.grad = torch.zeros_like(p)
-            self.stacked.step()
-        for i, saved in state["state"].items():
-            for name, x in self.stacked.state[params[i]].items():
-                (x if x.dim() == 0 else x[self.k]).copy_(saved[name])
-
-
-class StackedBuffer:
-    """A population's replay buffers as one: their rows stacked (K, capacity, width), each seed's ReplayBuffer made
-    views of its slice. `add` and `sample` do what ReplayBuffer's do, for all seeds at once."""
-
-    def __init__(self, rbs: list[ReplayBuffer]):
-        self.data, self.fields, self.capacity = torch.stack([rb.data for rb in rbs]), rbs[0].fields, rbs[0].capacity
-        self.pos, self.size = torch.stack([rb.pos for rb in rbs]), torch.stack([rb.size for rb in rbs])
-        self.seeds = torch.arange(len(rbs), device=self.data.device)[:, None]  # (K, 1): row k indexes seed k's rows
-        for k, rb in enumerate(rbs):
-            rb.data, rb.pos, rb.size = self.data[k], self.pos[k], self.size[k]
-            rb.storage = rb.fields(rb.data)
-
-    def add(self, rows: torch.Tensor) -> None:
-        """Rows of all seeds' envs, seed by seed (K * num_envs, width)."""
-        rows = rows.view(len(self.seeds), -1, rows.shape[-1])
-        idx = (self.pos[:, None] + torch.arange(rows.shape[1], device=rows.device)) % self.capacity
-        self.data[self.seeds, idx] = rows
-        self.pos.copy_((self.pos + rows.shape[1]) % self.capacity)
-        self.size.copy_((self.size + rows.shape[1]).clamp(max=self.capacity))
-
-    def sample(self, batch_size: int) -> Batch:
-        idx = torch.randint(SAMPLE_RANGE, (len(self.seeds), batch_size), device=self.data.device) % self.size[:, None]
-        return self.fields(self.data[self.seeds, idx])
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Experiment tracking (--track): the run mirrored to Weights & Biases, an optional dependency imported only here
-
-
-class Tracking:
-    """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
-
-    Every scalar the run writes to TensorBoard is sent too (`Run.log`), under the same tag, with the env step as
-    `global_step` (the charts' x-axis). A resumed run passes the checkpoint's W&B run id and goes on in that W&B run,
-    sending what it logs from then on, so after Ctrl-C no step is sent twice. Each run is a W&B run of its own, also
-    when several share a process (--seeds), grouped by `group`. wandb itself reads WANDB_MODE (offline), WANDB_DIR and
-    WANDB_RUN_GROUP (the group of a single run: benchmarks/sweep.py sets it)."""
-
-    def __init__(self, args: Args, run_dir: str, run_id: str | None, group: str | None = None):
-        import wandb  # here, not at the top of the file: only --track needs it
-
-        self.wandb = wandb
-        self.run = wandb.init(
-            project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
-            id=run_id, resume="allow", group=group, config=dataclasses.asdict(args), save_code=True,
-            reinit="create_new",
-        )  # fmt: skip
-        self.run.define_metric("*", step_metric="global_step")
-        self.video_dir = os.path.join(run_dir, VIDEO_DIR)
-        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
-
-    def videos(self) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.video_dir, "*.mp4")))
-
-    def send_videos(self, global_step: int) -> None:
-        """Log each mp4 finished since the last call (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
-        for path in self.videos():
-            if path not in self.sent:
-                self.run.log({"videos/eval": self.wandb.Video(path, format="mp4"), "global_step": global_step})
-                self.sent.add(path)
-
-    def finish(self, global_step: int, status: int) -> None:
-        """Send the last videos and close the W&B run with the process's exit status."""
-        self.send_videos(global_step)
-        self.run.finish(exit_code=status)
-
-
-def check_wandb() -> None:
-    """For --track only (a run without it never imports wandb): wandb is installed and, unless offline, logged in."""
-    try:
-        import wandb
-    except ImportError:
-        raise UsageError(f"--track needs wandb, which is not installed: {INSTALL_WANDB}") from None
-    if os.environ.get("WANDB_MODE") not in WANDB_OFFLINE_MODES:
-        try:
-            wandb.login(verify=False)  # asks for a key on a terminal; elsewhere raises if there is none
-        except wandb.errors.UsageError as e:
-            raise UsageError(f"--track: {e} Or run offline: WANDB_MODE=offline") from None
+        self.dir.close(self.started)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -2143,6 +1820,20 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     return evaluation
 
 
+def train_population(args: Args) -> int:
+    """--seeds, or --resume of several run directories: a population, trained by population.py beside this file;
+    returns its exit status."""
+    try:
+        import population
+    except ModuleNotFoundError as e:
+        if e.name != POPULATION_FILE.removesuffix(".py"):
+            raise
+        option = "--seeds" if args.seeds is not None else "--resume of several run directories"
+        raise UsageError(f"{option} needs {POPULATION_FILE} beside ddpg.py, where many seeds train in one process; "
+                         "one --seed per process needs ddpg.py alone") from None  # fmt: skip
+    return population.train_population(args)["status"]
+
+
 CLEANRL_HUB_OPTIONS = ("--upload-model", "--no-upload-model", "--hf-entity")  # CleanRL's, for the Hugging Face Hub
 
 
@@ -2164,7 +1855,7 @@ def main() -> int:
             evaluate_checkpoint(args)
             return 0
         if args.seeds is not None or len(args.resume or ()) > 1:
-            return train_population(args)["status"]
+            return train_population(args)
         return train(args)["status"]
     except UsageError as e:
         print(f"ddpg.py: error: {e}", file=sys.stderr)
@@ -2172,28 +1863,16 @@ def main() -> int:
     except Finished as e:
         print(e)
         return 0
-    except BaseException as e:
-        if Run.open_runs:  # failed after its directory was opened, before the loop took the run
-            return end_open_runs(e)
-        if isinstance(e, OSError):  # while setting up the run (its directory, logs or videos)
-            print(f"ddpg.py: error: {write_error(e, RUNS_DIR)}", file=sys.stderr)
-            return EXIT_FAILED
-        raise
+    except Stopped as e:  # it said why
+        return e.status
+    except (OSError, torch.OutOfMemoryError) as e:  # before the run opened its directory, or while it did
+        where = write_error(e, RUNS_DIR) if isinstance(e, OSError) else out_of_memory(e, None)
+        print(f"ddpg.py: error: {where}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         TYPED.reset(typed)
 
 
-def end_open_runs(error: BaseException) -> int:
-    """End the runs that `error` left open before the loop took them, as the loop ends them (`Run.end`): an expected
-    cause in one line, the exit status; anything else raised again, its traceback followed by how to resume."""
-    runs = list(Run.open_runs)
-    messages = dict.fromkeys(run.end(type(error), error) for run in runs)  # a population's members say one thing
-    if None in messages:
-        raise error
-    for message in messages:
-        say(message, EXIT_FAILED, runs[0].global_step)
-    return max(run.status for run in runs)
-
-
 if __name__ == "__main__":
+    sys.modules.setdefault("ddpg", sys.modules[__name__])  # population.py imports ddpg: this very module
     sys.exit(main())

@@ -69,6 +69,7 @@ from seeds import ddpg as ddpg_process  # noqa: E402
 from seeds import finish  # noqa: E402
 
 import ddpg  # noqa: E402
+import population  # noqa: E402
 
 # One process compiles networks of several sizes (--compile variants): allow more compiled versions per forward than
 # torch's default 8, past which it would silently time uncompiled networks, and fail loudly if even that is hit.
@@ -352,7 +353,7 @@ def measure_populations(sizes, repeats, steps, cuda):
             finish([ddpg_process(os.getcwd(), *options) for options in separate_runs(args)])
             return
         with contextlib.redirect_stdout(io.StringIO()):
-            status = ddpg.train_population(args)["status"]  # with one seed: exactly `ddpg.train`
+            status = population.train_population(args)["status"]  # with one seed: exactly `ddpg.train`
         check_finished(status, f"--seeds {k}")
 
     def timed(k, way, total_timesteps):

@@ -1,5 +1,6 @@
 """Checkpoints: exact resume after a real signal, atomic writes, refusal of bad files, stop on non-finite values."""
 
+import dataclasses
 import errno
 import glob
 import os
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 import ddpg
+import population
 from tests.conftest import subprocess_env
 from tests.envs import HORIZON, NAN_AFTER, PAUSE_AT, PAUSE_FILE, PAUSE_S
 from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, run_main, scalars
@@ -293,17 +295,40 @@ def test_checkpoint_frequency_zero_writes_a_checkpoint_only_when_interrupted(in_
     assert checkpoint_step(interrupted["run_dir"]) == 4 * HORIZON  # the first evaluation's step
 
 
-def test_a_checkpoint_of_the_earlier_file_layout_still_resumes(in_tmp):
-    # Written by ddpg.py at commit 6c40bf7 (one tensor per buffer field, one evaluation env, no actions chosen
-    # ahead): Pendulum-v1, 700 steps, checkpoint at step 500, 32-unit networks, a 1000-transition buffer.
-    run_dir = in_tmp / "runs" / "old"
+DATA = os.path.join(os.path.dirname(__file__), "data")
+# Written by ddpg.py at commit 1e4dd69, the last before checkpoints numbered their layout (CHECKPOINT_FORMAT 1 without
+# the number): Pendulum-v1 on the CPU, 32-unit networks, a 1000-transition buffer, evaluations and the checkpoint every
+# 500 steps, learning from step 300, batches of 64, --total-timesteps 500.
+RELEASED_LAYOUT = os.path.join(DATA, "checkpoint-1e4dd69.pt")
+# Written by ddpg.py at commit 6c40bf7 (one tensor per buffer field, one evaluation env): an earlier layout.
+OLDER_LAYOUT = os.path.join(DATA, "checkpoint-6c40bf7.pt")
+
+
+def test_a_checkpoint_of_the_released_layout_resumes_exactly(in_tmp):
+    run_dir = in_tmp / "runs" / "released"
     run_dir.mkdir(parents=True)
-    shutil.copy(os.path.join(os.path.dirname(__file__), "data", "checkpoint-6c40bf7.pt"), run_dir / "checkpoint.pt")
-    out = ddpg.train(ddpg.Args(resume=(str(run_dir),)))
-    assert out["status"] == 0 and len(out["eval_returns"]) == 2 and np.isfinite(out["eval_returns"]).all()
-    assert int(out["replay_buffer"].size) == 700  # the 500 saved transitions and the 200 of the resumed run
-    _, logged = scalars(str(run_dir))
-    assert [e.step for e in logged["eval/episodic_return"]] == [700]
+    shutil.copy(RELEASED_LAYOUT, run_dir / ddpg.CHECKPOINT_FILE)
+    saved = ddpg.Args(**torch.load(RELEASED_LAYOUT, weights_only=True)["args"])
+    resumed = ddpg.train(ddpg.Args(resume=(str(run_dir),), total_timesteps=700))  # extended from step 500
+    whole = ddpg.train(dataclasses.replace(saved, exp_name="whole", total_timesteps=700))  # today's, uninterrupted
+    assert resumed["status"] == whole["status"] == 0
+    for net in ("actor", "critic", "target_actor", "target_critic"):
+        for a, b in zip(getattr(whole["agent"], net).parameters(), getattr(resumed["agent"], net).parameters()):
+            assert torch.equal(a, b), net
+    assert torch.equal(whole["replay_buffer"].data, resumed["replay_buffer"].data)
+    np.testing.assert_array_equal(resumed["eval_returns"], whole["eval_returns"])
+    written = torch.load(run_dir / ddpg.CHECKPOINT_FILE, weights_only=True)
+    assert written["format"] == ddpg.CHECKPOINT_FORMAT and written["global_step"] == 700  # now with its number
+
+
+def test_a_checkpoint_of_an_older_layout_is_refused_in_one_line(tmp_path):
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    shutil.copy(OLDER_LAYOUT, run_dir / ddpg.CHECKPOINT_FILE)
+    for command in (["--resume", str(run_dir)], ["--eval-checkpoint", str(run_dir)]):
+        result = run_main(tmp_path, *command)
+        assert_refused_in_one_line(result, "written in checkpoint format 0 by an earlier ddpg.py, which this one (1) "
+                                   "does not read", tmp_path)  # fmt: skip
 
 
 def nan_first(method, parameter, when):
@@ -367,13 +392,13 @@ def test_a_signal_between_the_renames_of_checkpoints_is_acted_on_after_the_last(
 
     def run(name):
         path = tmp_path / name
-        return SimpleNamespace(population=None, checkpoint_path=str(path), check_finite=lambda: None,
+        return SimpleNamespace(args=ddpg.Args(), dir=SimpleNamespace(checkpoint=str(path)), check_finite=lambda: None,
                                write_checkpoint=lambda: ddpg.write_beside({"name": name}, str(path)))  # fmt: skip
 
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(list(renamed)))
     try:
         monkeypatch.setattr(os, "replace", replace_signalled_once)
-        ddpg.save_checkpoints([run("a"), run("b")])
+        population.save_checkpoints([run("a"), run("b")])
         monkeypatch.setattr(os, "replace", real_replace)
     finally:
         signal.signal(signal.SIGTERM, previous)

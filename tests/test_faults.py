@@ -310,10 +310,10 @@ def resumable_run():
 def test_a_checkpoint_replaced_while_a_resume_starts_is_refused(in_tmp):
     run_dir = resumable_run()
     path = os.path.join(run_dir, ddpg.CHECKPOINT_FILE)
-    checked = ddpg.checked(ddpg.Args(resume=(run_dir,)))  # read, not yet locked ...
+    setup = ddpg.checked(ddpg.Args(resume=(run_dir,)))  # read, not yet locked ...
     ddpg.save_atomic(torch.load(path, weights_only=True), path)  # ... when the run's own process writes another
-    with pytest.raises(ddpg.UsageError, match="was in use: its process wrote a checkpoint while this one started"):
-        ddpg.Run(*checked)
+    with pytest.raises(ddpg.RunInUse, match="was in use: its process wrote a checkpoint while this one started"):
+        ddpg.RunDir(setup.args, setup.checkpoint)
     os.close(ddpg.lock_run_dir(run_dir))  # the refused start let go of it
 
 
@@ -324,6 +324,7 @@ def test_a_resumed_run_that_fails_to_open_its_logs_lets_go_of_its_directory(in_t
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), run_dir)
 
     monkeypatch.setattr(ddpg, "SummaryWriter", disk_full)  # after the lock and the evaluation envs
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(ddpg.Stopped) as stopped:  # it said so, in one line
         ddpg.train(ddpg.Args(resume=(run_dir,)))
+    assert stopped.value.status == ddpg.EXIT_FAILED and isinstance(stopped.value.__cause__, OSError)
     os.close(ddpg.lock_run_dir(run_dir))  # not "in use": the failed start let go of it

@@ -16,6 +16,7 @@ import torch
 import tyro
 
 import ddpg
+import population
 from tests.conftest import subprocess_env
 from tests.test_checkpoints import all_scalars
 from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, run_main, scalars
@@ -27,9 +28,19 @@ SHORT = ["--total-timesteps", "1500", "--learning-starts", "300", "--batch-size"
 TIMING_TAG = "charts/SPS"  # the one logged value that depends on the machine's speed
 LEARNED = -400.0  # a Pendulum policy this good has learned to swing up (uniformly random actions: about -1200)
 LEARNING_STEPS = 5000  # at the default settings, enough for both seeds of the population to pass LEARNED
-SINGLE_RUN_TAGS = sorted(["charts/SPS", "charts/episodic_length", "charts/episodic_return", "eval/episodic_return",
-                          ddpg.EVAL_Q_TAG, ddpg.EVAL_DISCOUNTED_TAG, "losses/actor_loss", "losses/qf1_loss",
-                          "losses/qf1_values"])  # what a --seed run logs
+SINGLE_RUN_TAGS = sorted(
+    [
+        "charts/SPS",
+        "charts/episodic_length",
+        "charts/episodic_return",
+        "eval/episodic_return",
+        ddpg.EVAL_Q_TAG,
+        ddpg.EVAL_DISCOUNTED_TAG,
+        "losses/actor_loss",
+        "losses/qf1_loss",
+        "losses/qf1_values",
+    ]
+)  # what a --seed run logs
 POLL_S = 0.05
 
 
@@ -40,7 +51,7 @@ def short_args(**overrides):
 
 
 def weights(agent):
-    return [p.detach().clone() for net in ddpg.NETWORKS for p in getattr(agent, net).parameters()]
+    return [p.detach().clone() for net in population.NETWORKS for p in getattr(agent, net).parameters()]
 
 
 def files(run_dir):
@@ -59,7 +70,7 @@ def logged(run_dir):
 @pytest.fixture
 def batched(monkeypatch):
     """The population's GPU path (one batched call for all agents) on the CPU, where it is otherwise not taken."""
-    monkeypatch.setattr(ddpg, "batches_seeds", lambda device: True)
+    monkeypatch.setattr(population, "batches_seeds", lambda device: True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -74,11 +85,11 @@ def test_one_batched_update_equals_separate_updates_of_each_agent():
         torch.manual_seed(seed)
         agents.append(ddpg.make_agent(3, ASYMMETRIC_BOX, args, torch.device("cpu")))
     alone = copy.deepcopy(agents)  # the same agents, each updated by the lesson's `update`
-    nets, optimizers = ddpg.stack_agents(agents, args, torch.device("cpu"))
+    nets, optimizers = population.stack_agents(agents, args, torch.device("cpu"))
     for i in range(rounds):
         batches = [random_batch(seed=100 * i + k) for k in range(len(seeds))]  # each agent's own minibatch
         stacked = ddpg.Batch(*(torch.stack(field) for field in zip(*batches)))
-        together = ddpg.batched_update(nets, optimizers, stacked, gamma, tau, update_actor=i % 2 == 1)
+        together = population.batched_update(nets, optimizers, stacked, gamma, tau, update_actor=i % 2 == 1)
         for k, (agent, batch) in enumerate(zip(alone, batches)):
             own = ddpg.update(agent, batch, gamma, tau, update_actor=i % 2 == 1)
             for name in ("critic", "q_values", "actor"):
@@ -100,9 +111,9 @@ def test_one_batched_update_equals_separate_updates_of_each_agent():
 
 def test_a_batched_population_stores_each_seeds_transitions_apart(in_tmp, monkeypatch):
     args = short_args(seeds=(1, 2), total_timesteps=700, checkpoint_frequency=0)
-    apart = ddpg.train_population(dataclasses.replace(args, exp_name="apart"))  # the CPU's path, agent by agent
-    monkeypatch.setattr(ddpg, "batches_seeds", lambda device: True)
-    batched = ddpg.train_population(dataclasses.replace(args, exp_name="batched"))
+    apart = population.train_population(dataclasses.replace(args, exp_name="apart"))  # the CPU's path, agent by agent
+    monkeypatch.setattr(population, "batches_seeds", lambda device: True)
+    batched = population.train_population(dataclasses.replace(args, exp_name="batched"))
     for mine, theirs in zip(batched["replay_buffers"], apart["replay_buffers"]):
         assert int(mine.size) == 700  # each seed's buffer holds its own 700 transitions
         # the same random warm-up actions, from each seed's own action space: the same transitions, row for row
@@ -119,8 +130,19 @@ def test_a_batched_population_stores_each_seeds_transitions_apart(in_tmp, monkey
 
 
 def test_a_two_seed_population_learns_and_writes_single_runs(tmp_path):
-    result = run_cli(tmp_path, "--seeds", "1", "2", "--exp-name", "pair", "--total-timesteps", str(LEARNING_STEPS),
-                     "--eval-frequency", str(LEARNING_STEPS), "--no-cuda")  # otherwise the default settings
+    result = run_cli(
+        tmp_path,
+        "--seeds",
+        "1",
+        "2",
+        "--exp-name",
+        "pair",
+        "--total-timesteps",
+        str(LEARNING_STEPS),
+        "--eval-frequency",
+        str(LEARNING_STEPS),
+        "--no-cuda",
+    )  # otherwise the default settings
     assert result.returncode == 0, result.stderr
     run_dirs = sorted(glob.glob(str(tmp_path / "runs" / "*")))
     assert [os.path.basename(d).split("__")[:3] for d in run_dirs] == [["Pendulum-v1", "pair", "1"],
@@ -142,7 +164,7 @@ def test_a_two_seed_population_learns_and_writes_single_runs(tmp_path):
 
 def test_seeds_with_one_seed_is_exactly_that_seed(in_tmp):
     alone = ddpg.train(short_args(seed=3, exp_name="alone"))
-    as_seeds = ddpg.train_population(short_args(seeds=(3,), exp_name="seeds"))
+    as_seeds = population.train_population(short_args(seeds=(3,), exp_name="seeds"))
     assert all(torch.equal(a, b) for a, b in zip(weights(alone["agent"]), weights(as_seeds["agent"]), strict=True))
     assert logged(alone["run_dir"]) == logged(as_seeds["run_dir"])
     assert os.path.basename(as_seeds["run_dir"]).split("__")[:3] == ["Pendulum-v1", "seeds", "3"]
@@ -151,15 +173,17 @@ def test_seeds_with_one_seed_is_exactly_that_seed(in_tmp):
 @pytest.mark.parametrize("path", ["each-after-another", "batched"])
 def test_a_population_resumed_from_its_checkpoints_ends_as_one_left_alone(in_tmp, monkeypatch, path):
     if path == "batched":
-        monkeypatch.setattr(ddpg, "batches_seeds", lambda device: True)
-    whole = ddpg.train_population(short_args(seeds=(1, 2), exp_name="whole"))
-    part = ddpg.train_population(short_args(seeds=(1, 2), exp_name="part", total_timesteps=1000, save_model=False))
+        monkeypatch.setattr(population, "batches_seeds", lambda device: True)
+    whole = population.train_population(short_args(seeds=(1, 2), exp_name="whole"))
+    part = population.train_population(
+        short_args(seeds=(1, 2), exp_name="part", total_timesteps=1000, save_model=False)
+    )
     for run_dir in part["run_dirs"]:  # go on to where the whole population ended
         path_ = os.path.join(run_dir, ddpg.CHECKPOINT_FILE)
         checkpoint = torch.load(path_, weights_only=True)
         checkpoint["args"]["total_timesteps"] = 1500
         torch.save(checkpoint, path_)
-    resumed = ddpg.train_population(ddpg.Args(resume=tuple(part["run_dirs"])))
+    resumed = population.train_population(ddpg.Args(resume=tuple(part["run_dirs"])))
     assert resumed["status"] == 0
     for k in range(2):
         assert all(torch.equal(a, b) for a, b in zip(weights(whole["agents"][k]), weights(resumed["agents"][k])))
@@ -258,11 +282,11 @@ def test_renames_are_finished_only_for_one_whole_population_stopped_between_them
     write(a, 1000, ["a", "b"], beside=ddpg.BESIDE)  # killed while writing step 1000: b's not written yet
     write(b, 500, ["a", "b"])
     write(c, 1000, ["c", "d"])  # a run of another population, at step 1000
-    ddpg.finish_renames((a, b))  # no renames had begun
-    ddpg.finish_renames((a, c))  # not one population
+    population.finish_renames((a, b))  # no renames had begun
+    population.finish_renames((a, c))  # not one population
     assert step(a) == 500 and os.path.isfile(os.path.join(a, ddpg.CHECKPOINT_FILE + ddpg.BESIDE))
     write(b, 1000, ["a", "b"])  # the renames of step 1000 had begun: b's is in place
-    ddpg.finish_renames((a, b))
+    population.finish_renames((a, b))
     assert step(a) == 1000 and not os.path.exists(os.path.join(a, ddpg.CHECKPOINT_FILE + ddpg.BESIDE))
 
 
@@ -275,14 +299,16 @@ def test_a_seed_whose_model_cannot_be_written_fails_the_population(in_tmp, monke
         real_save(obj, path)
 
     monkeypatch.setattr(ddpg, "save_atomic", disk_full_for_seed_5s_model)
-    out = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000))
+    out = population.train_population(short_args(seeds=(4, 5), total_timesteps=1000))
     assert out["status"] == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("ddpg.py: error: step 1000: seed 5: cannot write ") and "No space left on device" in line
 
 
 def test_a_refused_or_failed_resume_leaves_no_run_open(in_tmp, monkeypatch):
-    first, second = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000, save_model=False))["run_dirs"]
+    first, second = population.train_population(short_args(seeds=(4, 5), total_timesteps=1000, save_model=False))[
+        "run_dirs"
+    ]
     path = os.path.join(first, ddpg.CHECKPOINT_FILE)
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["args"]["total_timesteps"] = 1500  # not finished: resuming it opens its run
@@ -291,7 +317,7 @@ def test_a_refused_or_failed_resume_leaves_no_run_open(in_tmp, monkeypatch):
         f.write(b"damaged")
     handler, before = signal.getsignal(signal.SIGINT), files_of(first)
     with pytest.raises(ddpg.UsageError, match="not a readable ddpg.py checkpoint"):
-        ddpg.train_population(ddpg.Args(resume=(first, second)))
+        population.train_population(ddpg.Args(resume=(first, second)))
     assert signal.getsignal(signal.SIGINT) is handler
     assert files_of(first) == before  # no run was opened: no new TensorBoard file
     os.close(ddpg.lock_run_dir(first))  # not "in use"
@@ -305,8 +331,9 @@ def test_a_refused_or_failed_resume_leaves_no_run_open(in_tmp, monkeypatch):
         return real_writer(run_dir, **options)
 
     monkeypatch.setattr(ddpg, "SummaryWriter", disk_full_for_second)
-    with pytest.raises(OSError, match="No space left on device"):
-        ddpg.train_population(ddpg.Args(resume=(first, second)))
+    with pytest.raises(ddpg.Stopped) as stopped:  # it said why, in one line
+        population.train_population(ddpg.Args(resume=(first, second)))
+    assert isinstance(stopped.value.__cause__, OSError) and stopped.value.__cause__.errno == errno.ENOSPC
     assert signal.getsignal(signal.SIGINT) is handler
     os.close(ddpg.lock_run_dir(first))
 
@@ -314,7 +341,7 @@ def test_a_refused_or_failed_resume_leaves_no_run_open(in_tmp, monkeypatch):
 def test_a_non_finite_value_stops_the_population_naming_the_seed(in_tmp, capsys):
     args = short_args(env_id="tests.envs:NanReward-v0", seeds=(4, 5), total_timesteps=2000, learning_starts=100,
                       checkpoint_frequency=100, eval_frequency=100, eval_episodes=1)  # fmt: skip
-    out = ddpg.train_population(args)
+    out = population.train_population(args)
     assert out["status"] == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("ddpg.py: error: step ") and (": seed 4: " in line or ": seed 5: " in line)
@@ -330,7 +357,7 @@ def assert_every_seed_resumes_from(run_dirs, step):
     for run_dir in run_dirs:
         assert torch.load(os.path.join(run_dir, ddpg.CHECKPOINT_FILE), weights_only=True)["global_step"] == step
         assert not glob.glob(os.path.join(run_dir, "*.tmp"))
-    resumed = ddpg.train_population(short_args(resume=tuple(run_dirs)))
+    resumed = population.train_population(short_args(resume=tuple(run_dirs)))
     assert resumed["status"] == 0 and all(np.isfinite(r).all() for r in resumed["eval_returns"])
 
 
@@ -344,7 +371,7 @@ def test_a_nan_parameter_of_one_seed_stops_the_population_at_the_checkpoint_nami
         real_check(run)
 
     monkeypatch.setattr(ddpg.Run, "check_finite", check_with_a_nan)
-    out = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000))  # stopped at its last step
+    out = population.train_population(short_args(seeds=(4, 5), total_timesteps=1000))  # stopped at its last step
     assert out["status"] == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("ddpg.py: error: step 1000: seed 5: parameter actor.net.0.bias is not finite; training")
@@ -361,7 +388,7 @@ def test_a_failed_checkpoint_write_of_one_seed_keeps_every_seeds_last_checkpoint
         return real_write(obj, path)
 
     monkeypatch.setattr(ddpg, "write_beside", disk_full_for_seed_5_at_step_1000)
-    out = ddpg.train_population(short_args(seeds=(4, 5), total_timesteps=1000))  # stopped at its last step
+    out = population.train_population(short_args(seeds=(4, 5), total_timesteps=1000))  # stopped at its last step
     assert out["status"] == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("ddpg.py: error: step 1000: cannot write ") and "No space left on device" in line
@@ -409,8 +436,8 @@ def test_runs_that_are_not_one_population_are_not_resumed_together(tmp_path):
 
 @needs_cuda
 def test_cuda_graphs_of_a_population_compute_exactly_its_eager_steps(in_tmp):
-    graphed = ddpg.train_population(short_args(seeds=(1, 2), cuda=True, exp_name="graphs"))
-    eager = ddpg.train_population(short_args(seeds=(1, 2), cuda=True, cudagraphs=False, exp_name="eager"))
+    graphed = population.train_population(short_args(seeds=(1, 2), cuda=True, exp_name="graphs"))
+    eager = population.train_population(short_args(seeds=(1, 2), cuda=True, cudagraphs=False, exp_name="eager"))
     for k in range(2):
         assert all(torch.equal(a, b) for a, b in zip(weights(graphed["agents"][k]), weights(eager["agents"][k])))
         assert torch.equal(graphed["replay_buffers"][k].data, eager["replay_buffers"][k].data)

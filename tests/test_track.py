@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import ddpg
+import population
 from tests.conftest import subprocess_env
 from tests.envs import HORIZON
 from tests.test_checkpoints import ctrl_c_at_each_evaluation
@@ -155,9 +156,9 @@ def test_interrupted_and_resumed_run_goes_on_in_the_same_wandb_run(offline, monk
     checkpoint = torch.load(os.path.join(cut["run_dir"], ddpg.CHECKPOINT_FILE), weights_only=True)
     assert checkpoint["global_step"] == COUNTER_EVALUATIONS[0]
 
-    # a checkpoint from before --track existed has no W&B run id: it resumes into a new W&B run
+    # a run trained without --track has no W&B run id: resumed with --track, it goes on in a new W&B run
     older_dir = shutil.copytree(cut["run_dir"], "older")
-    run_id = checkpoint.pop("wandb_run_id")
+    run_id, checkpoint["wandb_run_id"] = checkpoint["wandb_run_id"], None
     torch.save(checkpoint, os.path.join(older_dir, ddpg.CHECKPOINT_FILE))
 
     # wandb syncs the event files whose names carry a time (whole seconds) from its run's start on; a resumed
@@ -216,7 +217,7 @@ def test_a_run_without_track_never_imports_wandb(tmp_path):
 
 def test_a_population_groups_its_seeds_by_the_experiments_name_where_no_group_is_set(offline, monkeypatch):
     monkeypatch.delenv("WANDB_RUN_GROUP")  # not started by a sweep
-    out = ddpg.train_population(ddpg.Args(**COUNTER_RUN, seeds=(1, 2), exp_name="pair"))
+    out = population.train_population(ddpg.Args(**COUNTER_RUN, seeds=(1, 2), exp_name="pair"))
     assert out["status"] == 0
     sent = read_offline_runs(offline)
     assert [found.run.run_group for found in sent] == ["pair", "pair"]
@@ -224,7 +225,7 @@ def test_a_population_groups_its_seeds_by_the_experiments_name_where_no_group_is
 
 
 def test_a_population_tracks_one_wandb_run_per_seed(offline):
-    out = ddpg.train_population(ddpg.Args(**RUN, seeds=(1, 2)))
+    out = population.train_population(ddpg.Args(**RUN, seeds=(1, 2)))
     assert out["status"] == 0
     sent = read_offline_runs(offline)
     assert sorted(found.run.display_name for found in sent) == sorted(map(os.path.basename, out["run_dirs"]))
