@@ -65,8 +65,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from machine import describe  # noqa: E402
 from pendulum import run as run_pendulum  # noqa: E402
-from seeds import ddpg as ddpg_process  # noqa: E402
-from seeds import finish  # noqa: E402
+from seeds import ddpg_process, finish  # noqa: E402
 
 import ddpg  # noqa: E402
 import population  # noqa: E402
@@ -626,7 +625,8 @@ def main() -> None:
         opts.seeds and min(opts.seeds) < 2 and f"--seeds: counts of 2 or more seeds, got {min(opts.seeds)}",
         opts.seeds and opts.against and "--seeds and --against: each measures only a table of its own",
         opts.seeds and opts.gpu_only and "--seeds and --gpu-only: --seeds measures only a table of its own",
-        not (opts.seeds or opts.against) and ddpg.find_cpp_compiler() is None
+        not (opts.seeds or opts.against)
+        and ddpg.find_cpp_compiler() is None
         and "the --compile rows need a C++ compiler on PATH",
     ):
         if problem:

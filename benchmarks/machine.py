@@ -1,5 +1,5 @@
 """One line describing the machine a benchmark or a sweep ran on, and its GPUs as nvidia-smi lists them; neither
-imports torch, so that the sweep starts fast."""
+imports torch."""
 
 import importlib.metadata
 import os

@@ -19,6 +19,9 @@ from report import read_run
 from seeds import failure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import ddpg  # noqa: E402 (where its runs go)
+
 SOLVED = -200.0
 
 
@@ -30,8 +33,8 @@ def run(seed: int, extra: list[str]) -> dict:
         if done.returncode != 0:
             sys.exit(failure(done.returncode, done.stderr))
         wall = time.perf_counter() - start
-        (run_name,) = os.listdir(os.path.join(cwd, "runs"))
-        evals = read_run(os.path.join(cwd, "runs", run_name))
+        (run_name,) = os.listdir(os.path.join(cwd, ddpg.RUNS_DIR))
+        evals = read_run(os.path.join(cwd, ddpg.RUNS_DIR, run_name))
     first_solved = next((int(s) for s, r in zip(evals["steps"], evals["returns"]) if r >= SOLVED), None)
     return {"seed": seed, "final": evals["returns"][-1], "steps": int(evals["steps"][-1]),
             "first_solved": first_solved, "wall": wall}  # fmt: skip
@@ -55,8 +58,10 @@ def main() -> None:
         print(f"| {r['seed']} | {r['final']:.1f} | {r['steps']} | {r['first_solved']} | {r['wall']:.1f} |")
     finals = [r["final"] for r in rows]
     wall = statistics.median(r["wall"] for r in rows)
-    print(f"\nmean final evaluation {sum(finals) / len(finals):.1f}, worst {min(finals):.1f}; "
-          f"median wall time {wall:.1f} s (whole process: start-up, training, evaluations)")
+    print(
+        f"\nmean final evaluation {sum(finals) / len(finals):.1f}, worst {min(finals):.1f}; "
+        f"median wall time {wall:.1f} s (whole process: start-up, training, evaluations)"
+    )
     print(f"\nMachine: {describe()}")
 
 

@@ -26,10 +26,12 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import ddpg  # noqa: E402 (the names of its run directories, its tags, the settings its runs saved)
+
 EVAL_TAG = "eval/episodic_return"
 REPORTS_DIR = "reports"  # the default --out, under --runs-dir
-# ddpg.py's EVAL_Q_TAG and EVAL_DISCOUNTED_TAG (this script reads TensorBoard files without importing torch)
-CRITIC_TAGS = {"q_estimate": "eval/q_estimate", "discounted_return": "eval/discounted_return"}
+CRITIC_TAGS = {"q_estimate": ddpg.EVAL_Q_TAG, "discounted_return": ddpg.EVAL_DISCOUNTED_TAG}
 CRITIC_LABELS = {
     "q_estimate": r"critic's estimate $Q(s_0, \mu(s_0))$",
     "discounted_return": r"$\sum_t \gamma^t r_t$ earned",
@@ -74,25 +76,25 @@ def running_seconds(run_dir: str, wall_times: list[float]) -> np.ndarray:
 def find_runs(runs_dir: str, exp_name: str) -> dict[str, dict[int, dict]]:
     """{env_id: {seed: run}} for the runs of `exp_name` that logged an evaluation."""
     runs = defaultdict(dict)
-    for run_dir in sorted(glob.glob(os.path.join(glob.escape(runs_dir), f"*__{glob.escape(exp_name)}__*__*"))):
-        env_id, name, seed, _ = os.path.basename(run_dir).rsplit("__", 3)
-        if name != exp_name or not os.path.isdir(run_dir):
+    for run_dir in sorted(glob.glob(os.path.join(glob.escape(runs_dir), "*"))):
+        name = ddpg.RunName.of(run_dir)
+        if name is None or name.exp_name != exp_name or not os.path.isdir(run_dir):
             continue
         run = read_run(run_dir)
         if len(run["steps"]):
-            runs[env_id][int(seed)] = run | {"dir": run_dir}
+            runs[name.env][name.seed] = run | {"dir": run_dir}
     return dict(runs)
 
 
 def one_setting(seeds: dict[int, dict]) -> tuple[dict[int, dict], list[str]]:
     """The runs of an environment trained with one set of settings (`settings_key`): the set most runs share, on a tie
     that of the newest run (a run directory's name ends in its start time); and a line for each run left out."""
-    ddpg = import_ddpg()
     states = {seed: ddpg.run_state(run["dir"]) for seed, run in seeds.items()}
-    keys = {seed: settings_key(ddpg, state[0]) for seed, state in states.items() if state}
+    keys = {seed: settings_key(state[0]) for seed, state in states.items() if state}
     if not keys:  # no run has saved its settings yet (none has reached a checkpoint): nothing to tell apart
         return seeds, []
-    ranked = sorted(keys, key=lambda seed: (list(keys.values()).count(keys[seed]), seeds[seed]["dir"].rsplit("__")[-1]))
+    started = {seed: ddpg.RunName.of(run["dir"]).started for seed, run in seeds.items()}
+    ranked = sorted(keys, key=lambda seed: (list(keys.values()).count(keys[seed]), started[seed]))
     kept, left_out = {}, []
     for seed, run in sorted(seeds.items()):
         if seed not in keys:
@@ -107,20 +109,10 @@ def one_setting(seeds: dict[int, dict]) -> tuple[dict[int, dict], list[str]]:
     return kept, left_out
 
 
-def settings_key(ddpg, args) -> tuple:
+def settings_key(args) -> tuple:
     """What the runs of a row share: every saved option but the seed and those of the machine, records and command."""
     apart = ("seed", *ddpg.MACHINE_OPTIONS, *ddpg.COMMAND_OPTIONS)
     return tuple((name, value) for name, value in vars(args).items() if name not in apart)
-
-
-def import_ddpg():
-    """ddpg.py, for the settings its runs saved; imported only here, as it imports torch."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    import ddpg
-
-    return ddpg
 
 
 def evaluation_returns(run: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +227,7 @@ def main() -> None:
     parser.add_argument("--exp-name", default="sweep",
                         help="the experiment to report: runs named ENV__EXP-NAME__SEED__TIME (default: %(default)s, "
                              "benchmarks/sweep.py's default --exp-name)")  # fmt: skip
-    parser.add_argument("--runs-dir", default="runs", help="where the runs are (default: %(default)s)")
+    parser.add_argument("--runs-dir", default=ddpg.RUNS_DIR, help="where the runs are (default: %(default)s)")
     parser.add_argument("--out", help="where the PNGs (EXP-NAME__ENV.png) and the table (EXP-NAME.md) go, replacing "
                                       f"files of the same names (default: RUNS_DIR/{REPORTS_DIR})")  # fmt: skip
     args = parser.parse_args()

@@ -22,10 +22,13 @@ from machine import describe
 from report import read_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import ddpg  # noqa: E402 (where its runs go, and their names)
+
 WAYS = ("population (--seeds)", "single runs one after another", "single runs side by side")
 
 
-def ddpg(cwd: str, *options: str) -> subprocess.Popen:
+def ddpg_process(cwd: str, *options: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *options], cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
@@ -41,8 +44,8 @@ def failure(status: int, stderr: str) -> str:
     """This script's one line for a ddpg.py that failed: its exit status and its error line, where it wrote one (an
     interrupted run writes none)."""
     reason = next((line.strip() for line in stderr.splitlines() if "error" in line.lower()), "")
-    return f"{os.path.basename(sys.argv[0])}: error: ddpg.py ended with exit status {status}" + (
-        f": {reason}" if reason else "")
+    said = f": {reason}" if reason else ""
+    return f"{os.path.basename(sys.argv[0])}: error: ddpg.py ended with exit status {status}{said}"
 
 
 def timed(way: str, seeds: list[int], extra: list[str]) -> tuple[float, list[float]]:
@@ -51,18 +54,21 @@ def timed(way: str, seeds: list[int], extra: list[str]) -> tuple[float, list[flo
     with tempfile.TemporaryDirectory() as cwd:
         start = time.perf_counter()
         if way == WAYS[0]:
-            finish([ddpg(cwd, "--seeds", *map(str, seeds), *extra)])
+            finish([ddpg_process(cwd, "--seeds", *map(str, seeds), *extra)])
         elif way == WAYS[1]:
             for seed in seeds:
-                finish([ddpg(cwd, "--seed", str(seed), *extra)])
+                finish([ddpg_process(cwd, "--seed", str(seed), *extra)])
         else:
-            finish([ddpg(cwd, "--seed", str(seed), "--threads", threads, *extra) for seed in seeds])
+            finish([ddpg_process(cwd, "--seed", str(seed), "--threads", threads, *extra) for seed in seeds])
         wall = time.perf_counter() - start
-        finals = []
-        for seed in seeds:
-            (run_name,) = [name for name in os.listdir(os.path.join(cwd, "runs")) if f"__{seed}__" in name]
-            finals.append(float(read_run(os.path.join(cwd, "runs", run_name))["returns"][-1]))
+        finals = [float(read_run(run_dir(os.path.join(cwd, ddpg.RUNS_DIR), seed))["returns"][-1]) for seed in seeds]
     return wall, finals
+
+
+def run_dir(runs_dir: str, seed: int) -> str:
+    """The run directory of `seed` in runs_dir, where each way trains each seed once."""
+    (name,) = [name for name in os.listdir(runs_dir) if (run := ddpg.RunName.of(name)) and run.seed == seed]
+    return os.path.join(runs_dir, name)
 
 
 def spread(values: list[float], unit: str = "") -> str:

@@ -60,6 +60,9 @@ import time
 from machine import describe, nvidia_smi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import ddpg  # noqa: E402 (its run directories, locks, exit statuses and checks: the conventions of the runs it writes)
+
 PRESETS = {
     "none": [],
     # CleanRL's DDPG settings for MuJoCo (its defaults, its 1M-step budget among them), evaluations every 10k steps
@@ -68,14 +71,8 @@ PRESETS = {
                "--hidden-size", "256", "--batch-size", "256", "--tau", "0.005", "--gamma", "0.99",
                "--buffer-size", "1000000", "--eval-frequency", "10000"],
 }  # fmt: skip
-RUNS_DIR_NAME = "runs"  # ddpg.py writes its run directories to ./runs of the directory it starts in
-CHECKPOINT_FILE, MODEL_FILE, LOCK_FILE = "checkpoint.pt", "model.pt", "lock"  # ddpg.py's, in a run directory
-IN_USE = " is in use by "  # ddpg.py's refusal of a run directory whose lock another process holds ...
-USAGE_ERROR = 2  # ... comes with ddpg.py's exit status for a refused command line
-SEED_LIMIT = 2**32  # ddpg.py's seeds are below this (numpy's)
 SET_BY_THE_SWEEP = ("env-id", "seed", "seeds", "exp-name", "resume", "save-model", "no-save-model", "eval-checkpoint")
 LONGEST_LOG_NAME = 200  # bytes; a population of many seeds names its log by its first and last seeds beyond this
-HOLDER_BYTES = 200  # a lock file names its holder: "process PID on HOST"
 ABANDONED_PREFIX = ".abandoned__"  # a run directory being removed, out of sight of the sweep's and report's globs
 # A run on a node cut off from a Ray cluster stops once that node gives up on the head: with Ray's default settings
 # after gRPC's keepalive (5 min) and its timeout (2 min), then 60 s of reconnecting. Its retry waits for it.
@@ -87,7 +84,7 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_GPUS_PER_RUN = 1  # on Ray, for CUDA runs where the cluster has GPUs (docs/sweeps.md: one run keeps a GPU busy)
 # how a run ended, from its exit status
 FINISHED, INTERRUPTED, KILLED, FAILED = "finished", "interrupted", "killed", "failed"
-INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # ddpg.py writes a checkpoint and exits 128 + signum
+INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # ddpg.py writes a checkpoint, exits EXIT_SIGNAL + signum
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when the thread that started it ends
 
 
@@ -102,13 +99,21 @@ def refuse(message: str):
     sys.exit(2)
 
 
+def check(ddpg_check, *values) -> None:
+    """One of ddpg.py's checks of what its runs get (`ddpg.check_seed`, ...); what it refuses, refused in one line."""
+    try:
+        ddpg_check(*values)
+    except ddpg.UsageError as e:
+        refuse(str(e))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Run directories: finished, resumable, in use, abandoned
 
 
 def run_dirs(runs_dir: str, env_id: str, exp_name: str, seed: int) -> list[str]:
-    name = glob.escape(f"{env_id.replace('/', '_')}__{exp_name}__{seed}__")  # [ ] in a name are not a pattern
-    return sorted(glob.glob(os.path.join(glob.escape(runs_dir), f"{name}*")))
+    prefix = glob.escape(str(ddpg.RunName(env_id, exp_name, seed)))  # [ ] in a name are not a pattern
+    return sorted(glob.glob(os.path.join(glob.escape(runs_dir), f"{prefix}*")))
 
 
 def groups(seeds: list[int], k: int) -> list[tuple[int, ...]]:
@@ -130,29 +135,10 @@ def holds(run_dir: str, name: str) -> bool:
     return os.path.exists(os.path.join(run_dir, name))
 
 
-def lock_holder(run_dir: str) -> str | None:
-    """Who holds the run directory's lock ("process PID on HOST"), or None if nobody does.
-
-    A shared lock taken and dropped at once: it fails while ddpg.py holds its exclusive one. (A ddpg.py locking the
-    directory in that instant is refused "in use"; the sweep knows that refusal for a race and tries again.)
-    """
-    try:
-        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
-    except FileNotFoundError:  # no process ever locked it
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except BlockingIOError:
-        return os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
-    finally:
-        os.close(fd)  # and with it the shared lock
-
-
 def check_flock(runs_dir: str) -> None:
     """Refuse, in one line, a --runs-dir on a file system that refuses flock locks (Lustre without -o flock, NFS
     without a lock manager may): ddpg.py locks each run directory, and the sweep looks at those locks."""
-    probe = os.path.join(runs_dir, "sweep-logs", LOCK_FILE)
+    probe = os.path.join(runs_dir, "sweep-logs", ddpg.LOCK_FILE)
     fd = os.open(probe, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: several sweeps may probe at once
@@ -166,11 +152,9 @@ def check_flock(runs_dir: str) -> None:
 def take_up(run_dir: str) -> bool:
     """Remove a run directory whose run died before its first checkpoint: it has nothing to resume, and the run starts
     again in a new one. Under the directory's lock, so no ddpg.py can take it meanwhile; False if one holds it."""
-    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        fd = ddpg.lock_run_dir(run_dir)  # as ddpg.py takes it: the lock file names the sweep's process meanwhile
+    except ddpg.RunInUse:
         return False
     # renamed out of sight while locked, removed once unlocked (NFS keeps a file that is open when removed)
     trash = os.path.join(os.path.dirname(run_dir), ABANDONED_PREFIX + os.path.basename(run_dir))
@@ -182,16 +166,6 @@ def take_up(run_dir: str) -> bool:
     return True
 
 
-def import_ddpg():
-    """ddpg.py as a module, for what it says of the runs it wrote (their settings, its rules for comparing them):
-    imported only where there are runs to look at, as it imports torch, which a sweep that starts afresh never needs."""
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
-    import ddpg
-
-    return ddpg
-
-
 def start_command(env_id: str, seeds: tuple[int, ...], exp_name: str, options: list[str]) -> list[str]:
     """ddpg.py's options for a new run of these seeds (one seed: a run; several: a population)."""
     chosen = ["--seed", str(seeds[0])] if len(seeds) == 1 else ["--seeds", *map(str, seeds)]
@@ -200,7 +174,6 @@ def start_command(env_id: str, seeds: tuple[int, ...], exp_name: str, options: l
 
 def run_settings(env_id: str, seed: int, exp_name: str, options: tuple[str, ...]):
     """The arguments (ddpg.Args) this sweep starts a run of `seed` with; options ddpg.py refuses, in one line."""
-    ddpg = import_ddpg()
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # tyro's boxed message
             return ddpg.tyro.cli(ddpg.Args, args=start_command(env_id, (seed,), exp_name, list(options)))
@@ -214,9 +187,8 @@ def check_settings(runs_dir: str, envs: list[str], seeds: list[int], exp_name: s
     as this sweep's. A larger --total-timesteps is no other setting: the run is extended, from its checkpoint."""
     for env_id, seed in itertools.product(envs, seeds):
         for run_dir in run_dirs(runs_dir, env_id, exp_name, seed):
-            if not (holds(run_dir, CHECKPOINT_FILE) or holds(run_dir, MODEL_FILE)):
+            if not (holds(run_dir, ddpg.CHECKPOINT_FILE) or holds(run_dir, ddpg.MODEL_FILE)):
                 continue  # ended before its first checkpoint: removed when its seed starts again
-            ddpg = import_ddpg()
             state = ddpg.run_state(run_dir)
             if state is None:  # unreadable: ddpg.py refuses it in one line when the sweep resumes it
                 continue
@@ -227,17 +199,18 @@ def check_settings(runs_dir: str, envs: list[str], seeds: list[int], exp_name: s
                 refuse(f"{where} was trained with {option} {getattr(saved, name)}, this sweep's runs with "
                        f"{getattr(wanted, name)}: it is not one of them; give this sweep another --exp-name, or move "
                        "that run out of the way")  # fmt: skip
-            if step < wanted.total_timesteps and not holds(run_dir, CHECKPOINT_FILE):
-                refuse(f"{where} ended at step {step}, before this sweep's --total-timesteps {wanted.total_timesteps}, "
-                       f"and holds no {CHECKPOINT_FILE} to extend it from; move that run out of the way")  # fmt: skip
+            if step < wanted.total_timesteps and not holds(run_dir, ddpg.CHECKPOINT_FILE):
+                refuse(f"{where} ended at step {step}, before this sweep's --total-timesteps "
+                       f"{wanted.total_timesteps}, and holds no {ddpg.CHECKPOINT_FILE} to extend it from; move that "
+                       "run out of the way")  # fmt: skip
 
 
 def finished(run_dirs: list[str], settings, seed: int) -> bool:
     """Whether a run of `seed` (its directories: `run_dirs`) has finished as this sweep runs it (`settings(seed)`, asked
     only where there is a model.pt): a directory holds model.pt, written at a run's end, and reached the sweep's
     --total-timesteps (else the run is extended); a model.pt that cannot be read counts, as ddpg.py's resume says."""
-    done = [d for d in run_dirs if holds(d, MODEL_FILE)]
-    states = [import_ddpg().run_state(d) for d in done]
+    done = [d for d in run_dirs if holds(d, ddpg.MODEL_FILE)]
+    states = [ddpg.run_state(d) for d in done]
     return any(state is None or state[1] >= settings(seed).total_timesteps for state in states)
 
 
@@ -247,10 +220,12 @@ def relative(runs_dir: str, run_dir: str) -> str:
 
 
 def log_path(runs_dir: str, env_id: str, exp_name: str, seeds: tuple[int, ...]) -> str:
-    """One log per process: `..._1.log` for a run, `..._1_2.log` for a population of seeds 1 and 2."""
-    name = f"{env_id.replace('/', '_')}__{exp_name}__{'_'.join(map(str, seeds))}.log"
+    """One log per process, named as its first seed's run directories but for their time, then the other seeds:
+    `..._1.log` for a run, `..._1_2.log` for a population of seeds 1 and 2."""
+    first = str(ddpg.RunName(env_id, exp_name, seeds[0])).removesuffix(ddpg.NAME_SEPARATOR)  # ENV__EXP-NAME__SEED
+    name = "_".join([first, *map(str, seeds[1:])]) + ".log"
     if len(name.encode()) > LONGEST_LOG_NAME:  # a population's seeds are apart from every other's: its first names it
-        name = f"{env_id.replace('/', '_')}__{exp_name}__{seeds[0]}_to_{seeds[-1]}.log"
+        name = f"{first}_to_{seeds[-1]}.log"
     return os.path.join(runs_dir, "sweep-logs", name)
 
 
@@ -322,9 +297,8 @@ class Attempt:
         if status is None:
             return None
         self.log.close()
-        last = tail(self.path, 1) if status == USAGE_ERROR else ""
-        if IN_USE in last:  # another process locked the directory between the sweep's look and ddpg.py's
-            self.say(f"{self.name}: {last.removeprefix('ddpg.py: error: ')}: trying again")
+        if status == ddpg.EXIT_IN_USE:  # another process locked a directory between the sweep's look and ddpg.py's
+            self.say(f"{self.name}: {tail(self.path, 1).removeprefix('ddpg.py: error: ')}: trying again")
             self.proc = None
             return None
         return status
@@ -354,19 +328,19 @@ class Attempt:
         dirs = {seed: run_dirs(self.runs_dir, self.env_id, self.exp_name, seed) for seed in self.seeds}
         # locks first: a process that holds one may yet write model.pt or a checkpoint
         for run_dir in itertools.chain(*dirs.values()):
-            holder = lock_holder(run_dir)
+            holder = ddpg.lock_holder(run_dir)
             if holder:
-                return "busy", f"{self.relative(run_dir)}{IN_USE}{holder}", self.seeds
+                return "busy", f"{self.relative(run_dir)} is in use by {holder}", self.seeds
         settings = functools.partial(run_settings, self.env_id, exp_name=self.exp_name, options=tuple(self.options))
         seeds = tuple(seed for seed in self.seeds if not finished(dirs[seed], settings, seed))
         if not seeds:
             return "done", None, self.seeds
-        for run_dir in sorted(d for seed in seeds for d in dirs[seed] if not holds(d, CHECKPOINT_FILE)
-                              and not holds(d, MODEL_FILE)):  # fmt: skip
+        for run_dir in sorted(d for seed in seeds for d in dirs[seed] if not holds(d, ddpg.CHECKPOINT_FILE)
+                              and not holds(d, ddpg.MODEL_FILE)):  # fmt: skip
             if not take_up(run_dir):
-                return "busy", f"{self.relative(run_dir)}{IN_USE}another process", self.seeds
+                return "busy", f"{self.relative(run_dir)} is in use by another process", self.seeds
             self.say(f"{self.name}: removed {self.relative(run_dir)}: its run ended before its first checkpoint")
-        resumable = [[d for d in dirs[seed] if holds(d, CHECKPOINT_FILE)] for seed in seeds]
+        resumable = [[d for d in dirs[seed] if holds(d, ddpg.CHECKPOINT_FILE)] for seed in seeds]
         if all(resumable):  # with the sweep's options (ddpg.py refuses other settings) and its budget, which extends
             total = settings(seeds[0]).total_timesteps  # a run that finished short of it
             return "resume", ["--resume", *(self.relative(ds[-1]) for ds in resumable), *self.options,
@@ -391,10 +365,10 @@ class Attempt:
 
 
 def exit_signal(returncode: int) -> int | None:
-    """The signal that ended a run: ddpg.py exits with 128 + signum after writing its checkpoint; a process killed
-    outright (SIGKILL, or before ddpg.py set its handler) has the status -signum."""
-    if returncode > 128:
-        return returncode - 128
+    """The signal that ended a run: ddpg.py exits with EXIT_SIGNAL + signum after writing its checkpoint; a process
+    killed outright (SIGKILL, or before ddpg.py set its handler) has the status -signum."""
+    if returncode > ddpg.EXIT_SIGNAL:
+        return returncode - ddpg.EXIT_SIGNAL
     return -returncode if returncode < 0 else None
 
 
@@ -451,10 +425,10 @@ class Progress:
 
 
 def uses_cuda(options: list[str]) -> bool:
-    """Whether runs with these ddpg.py options use a GPU where there is one: --cuda is ddpg.py's default, and of
-    --cuda and --no-cuda the last one counts."""
+    """Whether runs with these ddpg.py options use a GPU where there is one: of --cuda and --no-cuda the last one
+    counts, and without either ddpg.py's default (Args.cuda)."""
     flags = [option for option in options if option in ("--cuda", "--no-cuda")]
-    return not flags or flags[-1] == "--cuda"
+    return flags[-1] == "--cuda" if flags else ddpg.Args.cuda
 
 
 def visible_gpus() -> tuple[list[str], str]:
@@ -521,8 +495,13 @@ def ray_attempt(env_id: str, seeds: tuple[int, ...], retries: int, exp_name: str
     It tells the Events actor `events` first on which node it runs, then what the Attempt says. `ray.cancel` (the
     sweep's Ctrl-C) raises KeyboardInterrupt here; it is passed on to ddpg.py as SIGINT, which writes its checkpoint
     before it exits.
+
+    Ray sends this function by value (it is the sweep's `__main__`), with what it names of this file: not the Attempt,
+    whose ddpg module the worker could not import (Ray puts the sweep's folder on the worker's path, not ddpg.py's).
+    The worker imports this file instead, as the module `sweep`, which puts ddpg.py on its path as it does here.
     """
     import ray
+    import sweep
 
     context = ray.get_runtime_context()
     node, gpus = context.get_node_id(), context.get_accelerator_ids().get("GPU")
@@ -530,8 +509,8 @@ def ray_attempt(env_id: str, seeds: tuple[int, ...], retries: int, exp_name: str
     events.tell.remote(key, node, None)  # not waited for: a task waiting in ray.get lends its CPUs to the next task,
     # and more runs than CPUs would run at once
     where = f" on {socket.gethostname()}" + (f", GPU {','.join(gpus)}" if gpus else "")
-    attempt = Attempt(runs_dir, exp_name, env_id, seeds, options, threads, run_environment(exp_name), where,
-                      lambda message: events.tell.remote(key, node, message))  # fmt: skip
+    attempt = sweep.Attempt(runs_dir, exp_name, env_id, seeds, options, threads, run_environment(exp_name), where,
+                            lambda message: events.tell.remote(key, node, message))  # fmt: skip
     try:
         while (status := attempt.poll()) is None:
             time.sleep(POLL_S)
@@ -697,7 +676,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--runs-dir",
-        default=RUNS_DIR_NAME,
+        default=ddpg.RUNS_DIR,
         help="where the run directories are (and are written); on a cluster, a path all nodes share",
     )
     local = parser.add_argument_group("local pool")
@@ -743,21 +722,20 @@ def parse_args() -> argparse.Namespace:
     twice = [seed for seed in args.seeds if args.seeds.count(seed) > 1]
     if twice:
         refuse(f"--seeds: seed {twice[0]} is given twice")
-    if any(not 0 <= seed < SEED_LIMIT for seed in args.seeds):
-        refuse(f"--seeds: seed {next(s for s in args.seeds if not 0 <= s < SEED_LIMIT)} is not in [0, 2^32)")
-    names = [env_id.replace("/", "_") for env_id in args.envs]  # as run directories name them
+    for seed in args.seeds:
+        check(ddpg.check_seed, seed, "--seeds")
+    names = [str(ddpg.RunName(env_id, args.exp_name, args.seeds[0])) for env_id in args.envs]  # their run directories
     twice = [env_id for env_id, name in zip(args.envs, names) if names.count(name) > 1]
     if twice:
         refuse(f"--envs: {twice[0]} is given twice")
-    if "/" in args.exp_name or "__" in args.exp_name:
-        refuse(f"--exp-name {args.exp_name}: no '/' or '__' (run directories are ENV__EXP-NAME__SEED__TIME)")
+    check(ddpg.check_exp_name, args.exp_name)
     for option in args.options:
         name = option[2:].split("=")[0].replace("_", "-") if option.startswith("--") else None
         if name in SET_BY_THE_SWEEP:
             refuse(f"{option} after --: the sweep sets --{name} itself for each run (its own --envs, --seeds, "
                    "--exp-name; every run saves its model, which marks it finished)")  # fmt: skip
-    if os.path.basename(os.path.abspath(args.runs_dir)) != RUNS_DIR_NAME:
-        refuse(f"--runs-dir {args.runs_dir}: must be a directory named {RUNS_DIR_NAME}, where ddpg.py writes its runs")
+    if os.path.basename(os.path.abspath(args.runs_dir)) != ddpg.RUNS_DIR:
+        refuse(f"--runs-dir {args.runs_dir}: must be a directory named {ddpg.RUNS_DIR}, where ddpg.py writes its runs")
     args.options_all = PRESETS[args.preset] + args.options
     return args
 

@@ -84,6 +84,7 @@ if os.path.basename(sys.argv[0]) == "ddpg.py":
     records = os.environ["STAND_IN_RECORDS"]
     earlier = [json.load(open(path)) for path in glob.glob(os.path.join(records, "*.json"))]
     # with STAND_IN_REFUSE_RESUME_ONCE, the first --resume is refused, as ddpg.py refuses a run directory in use
+    # (its line on stderr, exit status EXIT_IN_USE: EX_TEMPFAIL)
     refused = "--resume" in sys.argv and "STAND_IN_REFUSE_RESUME_ONCE" in os.environ
     refused = refused and not any(record["refused"] for record in earlier)
     record = {"argv": sys.argv[1:], "pid": os.getpid(), "time": time.time(), "refused": refused,
@@ -98,7 +99,7 @@ if os.path.basename(sys.argv[0]) == "ddpg.py":
         sys.stderr.write(f"ddpg.py: error: {run_dir} is in use by process 1 on elsewhere; one process writes a run "
                          "at a time\\n")
         sys.stderr.flush()
-        os._exit(2)
+        os._exit(os.EX_TEMPFAIL)
     if "STAND_IN_LINGER" in os.environ:  # as a run that trains for that many seconds; SIGTERM is recorded
         import signal
 

