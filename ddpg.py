@@ -210,8 +210,9 @@ class EnvRunner:
         self.envs.close()
 
 
-def make_eval_envs(env_id: str, num_episodes: int, seed: int, videos: int = 0, video_dir: str = "",
-                   name_prefix: str = "eval") -> list[gym.Env]:  # fmt: skip
+def make_eval_envs(
+    env_id: str, num_episodes: int, seed: int, videos: int = 0, video_dir: str = "", name_prefix: str = "eval"
+) -> list[gym.Env]:
     """One env per evaluation episode, seeded apart from the training envs; the first `videos` of them record mp4s."""
     envs = []
     for i in range(num_episodes):
@@ -256,8 +257,9 @@ class ReplayBuffer:
     def fields(self, rows: torch.Tensor) -> Batch:
         """Views of the columns of packed rows (..., width), named as a Batch."""
         o, a = self.obs_dim, self.act_dim
-        return Batch(rows[..., :o], rows[..., o : o + a], rows[..., o + a], rows[..., o + a + 1 : 2 * o + a + 1],
-                     rows[..., -1])  # fmt: skip
+        return Batch(
+            rows[..., :o], rows[..., o : o + a], rows[..., o + a], rows[..., o + a + 1 : 2 * o + a + 1], rows[..., -1]
+        )
 
     def add(self, rows: torch.Tensor) -> None:
         """Alg. 1: store one transition per env in R: `rows` (num_envs, width), packed as in `fields`."""
@@ -322,10 +324,12 @@ def make_noise(args: Args, act_dim: int, device: torch.device) -> OUNoise | Gaus
 def mlp(in_dim: int, hidden_size: int, out_dim: int) -> nn.Sequential:
     """in -> hidden -> hidden -> out with ReLUs; the output layer starts small (the paper's initialisation)."""
     net = nn.Sequential(
-        nn.Linear(in_dim, hidden_size), nn.ReLU(),
-        nn.Linear(hidden_size, hidden_size), nn.ReLU(),
+        nn.Linear(in_dim, hidden_size),
+        nn.ReLU(),
+        nn.Linear(hidden_size, hidden_size),
+        nn.ReLU(),
         nn.Linear(hidden_size, out_dim),
-    )  # fmt: skip
+    )
     nn.init.uniform_(net[-1].weight, -FINAL_LAYER_INIT, FINAL_LAYER_INIT)
     nn.init.uniform_(net[-1].bias, -FINAL_LAYER_INIT, FINAL_LAYER_INIT)
     return net
@@ -545,8 +549,13 @@ def train(args: Args) -> dict:
     steps = fast_steps(Steps(agent, rb, noise, setup.device), args)  # on the CPU these Steps; on a GPU, fast ones
     run = Run(setup, envs, agent, rb, noise, steps)  # its directory and logs; a resumed run's parts restored
     loop(args, envs, steps, run, run.global_step, run.num_updates)  # from 0, or where a resumed run stopped
-    return {"run_dir": run.dir.path, "eval_returns": run.logs.eval_returns, "agent": agent, "replay_buffer": rb,
-            "status": run.status}  # fmt: skip
+    return {
+        "run_dir": run.dir.path,
+        "eval_returns": run.logs.eval_returns,
+        "agent": agent,
+        "replay_buffer": rb,
+        "status": run.status,
+    }
 
 
 def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_updates: int) -> None:
@@ -593,8 +602,14 @@ def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_u
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
 LOSS_TAGS = {"critic": "losses/qf1_loss", "q_values": "losses/qf1_values", "actor": "losses/actor_loss"}  # CleanRL's
 EVAL_Q_TAG, EVAL_DISCOUNTED_TAG = "eval/q_estimate", "eval/discounted_return"  # `Evaluation`'s means, beside the return
-CUSTOM_SCALARS = {"critic": {"Q(s_0, mu(s_0)) and the discounted return at evaluations": [
-    "Multiline", [f"^{EVAL_Q_TAG}$", f"^{EVAL_DISCOUNTED_TAG}$"]]}}  # fmt: skip
+CUSTOM_SCALARS = {
+    "critic": {
+        "Q(s_0, mu(s_0)) and the discounted return at evaluations": [
+            "Multiline",
+            [f"^{EVAL_Q_TAG}$", f"^{EVAL_DISCOUNTED_TAG}$"],
+        ]
+    }
+}
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
@@ -616,8 +631,19 @@ POPULATION_FILE = "population.py"  # beside this file: trains many seeds in one 
 # Options of Args by what they concern. Every other option is a setting of the experiment: it shapes what a run learns
 # or measures, so a resumed run keeps it, and a sweep never counts a run trained with another value as one of its own.
 # MACHINE_OPTIONS concern only the machine and the records: a resumed run may change them, a sweep's runs may differ.
-MACHINE_OPTIONS = ("threads", "cuda", "cudagraphs", "compile", "torch_deterministic", "track", "wandb_project_name",
-                   "wandb_entity", "capture_video", "save_model", "checkpoint_frequency")  # fmt: skip
+MACHINE_OPTIONS = (
+    "threads",
+    "cuda",
+    "cudagraphs",
+    "compile",
+    "torch_deterministic",
+    "track",
+    "wandb_project_name",
+    "wandb_entity",
+    "capture_video",
+    "save_model",
+    "checkpoint_frequency",
+)
 COMMAND_OPTIONS = ("resume", "seeds", "eval_checkpoint")  # what a command does with the runs, not how they learn
 EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on past its end
 
@@ -960,11 +986,18 @@ class RunDir:
         try:
             self.lock = lock_run_dir(self.path)
             if checkpoint and file_identity(self.checkpoint) != checkpoint["read"]:  # its process went on, then ended
-                raise RunInUse(f"{self.path} was in use: its process wrote a checkpoint while this one started; "
-                               "run the command again")  # fmt: skip
+                raise RunInUse(
+                    f"{self.path} was in use: its process wrote a checkpoint while this one started; "
+                    "run the command again"
+                )
         except BaseException:
             self.close(started=False)
             raise
+
+    def finish(self, model: dict) -> None:
+        """Write model.pt, what a finished run leaves."""
+        save_atomic(model, self.model)
+        print(f"model saved to {self.model}")
 
     def close(self, started: bool) -> None:
         """Let go of the lock (the run may be resumed, in this process too); a new run that never started is removed."""
@@ -1066,9 +1099,10 @@ def space_signature(obs_dim: int, action_space: gym.spaces.Box) -> dict:
     return {"obs_dim": obs_dim, "action_low": action_space.low.tolist(), "action_high": action_space.high.tolist()}
 
 
-def agent_state(agent: Agent) -> dict:
-    """The state of the four networks and the two optimisers, as copies (`copies`)."""
-    return {field.name: copies(getattr(agent, field.name).state_dict()) for field in dataclasses.fields(agent)}
+def agent_state(agent: Agent, parts: tuple[str, ...] | None = None) -> dict:
+    """The state of `parts` of the agent (all six: the four networks and the two optimisers), as copies."""
+    names = parts or [field.name for field in dataclasses.fields(agent)]
+    return {name: copies(getattr(agent, name).state_dict()) for name in names}
 
 
 def buffer_state(rb: ReplayBuffer) -> dict:
@@ -1139,8 +1173,10 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
         reason = (str(e).splitlines() or [""])[0]
         raise UsageError(f"{path}: not a readable ddpg.py checkpoint ({type(e).__name__}: {reason})") from None
     if checkpoint_format(checkpoint) != CHECKPOINT_FORMAT:
-        raise UsageError(f"{path}: written in checkpoint format {checkpoint_format(checkpoint)} by an earlier ddpg.py, "
-                         f"which this one ({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py")  # fmt: skip
+        raise UsageError(
+            f"{path}: written in checkpoint format {checkpoint_format(checkpoint)} by an earlier ddpg.py, "
+            f"which this one ({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py"
+        )
     return checkpoint, saved
 
 
@@ -1179,10 +1215,14 @@ def saved_file(path: str) -> str:
 
 def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box):
     if checkpoint["spaces"] != space_signature(obs_dim, action_space):
-        raise UsageError(f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
-                         f"{space_signature(obs_dim, action_space)}")  # fmt: skip
-    nets = {"actor": Actor(obs_dim, action_space, saved.hidden_size),
-            "critic": Critic(obs_dim, action_space.shape[0], saved.hidden_size)}  # fmt: skip
+        raise UsageError(
+            f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
+            f"{space_signature(obs_dim, action_space)}"
+        )
+    nets = {
+        "actor": Actor(obs_dim, action_space, saved.hidden_size),
+        "critic": Critic(obs_dim, action_space.shape[0], saved.hidden_size),
+    }
     for net_name, net in nets.items():
         for name, tensor in net.state_dict().items():
             if checkpoint["agent"][net_name].get(name, torch.empty(0)).shape != tensor.shape:
@@ -1197,8 +1237,10 @@ def resume_point(args: Args, resume: str, together: tuple[str, ...]) -> tuple[Ar
     if not os.path.isfile(path) and os.path.isfile(model_path):
         ended_at = (saved(model_path, "args") or {}).get(EXTENDING_OPTION, math.inf)
         if EXTENDING_OPTION in asked_options(args) and args.total_timesteps > ended_at:
-            raise UsageError(f"--resume {resume}: it holds {MODEL_FILE} but no {CHECKPOINT_FILE} to go on from "
-                             "(trained with --checkpoint-frequency 0): it cannot be extended")  # fmt: skip
+            raise UsageError(
+                f"--resume {resume}: it holds {MODEL_FILE} but no {CHECKPOINT_FILE} to go on from "
+                "(trained with --checkpoint-frequency 0): it cannot be extended"
+            )
         raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
     check_resumable(resume)
     read = file_identity(path)  # to be sure, under the run's lock, that no other process replaced it since
@@ -1218,13 +1260,16 @@ def resume_point(args: Args, resume: str, together: tuple[str, ...]) -> tuple[Ar
                 save_atomic(model_state(saved_args, checkpoint["spaces"], networks), model_path)
             finally:
                 os.close(lock)
-        raise Finished(f"{resume} has finished (step {checkpoint['global_step']}/{saved_args.total_timesteps}): "
-                       "nothing to train")  # fmt: skip
+        raise Finished(
+            f"{resume} has finished (step {checkpoint['global_step']}/{saved_args.total_timesteps}): nothing to train"
+        )
     members = sorted(checkpoint["population"] or [os.path.basename(os.path.normpath(resume))])
     if members != sorted(os.path.basename(os.path.normpath(d)) for d in together or (resume,)):
         others = " ".join(os.path.join(os.path.dirname(os.path.normpath(resume)), m) for m in members)
-        raise UsageError(f"{resume} was trained with {len(members) - 1} other seeds: resume them together, "
-                         f"python {sys.argv[0]} --resume {others}")  # fmt: skip
+        raise UsageError(
+            f"{resume} was trained with {len(members) - 1} other seeds: resume them together, "
+            f"python {sys.argv[0]} --resume {others}"
+        )
     return args, checkpoint
 
 
@@ -1233,9 +1278,14 @@ def check_resumable(resume: str) -> None:
     if os.path.isfile(os.path.join(resume, CHECKPOINT_FILE)):
         return
     started = os.path.isfile(os.path.join(resume, LOCK_FILE))  # every run locks its directory first
-    raise UsageError(f"--resume {resume}: no {CHECKPOINT_FILE} in that directory"
-                     + (": its run stopped before its first checkpoint, so there is nothing to resume; start it "
-                        "again" if started else ""))  # fmt: skip
+    raise UsageError(
+        f"--resume {resume}: no {CHECKPOINT_FILE} in that directory"
+        + (
+            ": its run stopped before its first checkpoint, so there is nothing to resume; start it again"
+            if started
+            else ""
+        )
+    )
 
 
 def resumed_args(saved_args: Args, args: Args, resume: str) -> Args:
@@ -1247,11 +1297,15 @@ def resumed_args(saved_args: Args, args: Args, resume: str) -> Args:
         if conflicting(name, getattr(saved_args, name), value):
             option, was = f"--{name.replace('_', '-')}", getattr(saved_args, name)
             if name == EXTENDING_OPTION:
-                raise UsageError(f"--resume {resume}: {option} {value} is below the run's own {was}: a run can be "
-                                 "extended, not shortened")  # fmt: skip
-            raise UsageError(f"--resume {resume}: {option} {value}: the run was trained with {was}, and a resumed "
-                             "run keeps its settings (only options of the machine and the records may change, and "
-                             "--total-timesteps grow); start a new run to change it")  # fmt: skip
+                raise UsageError(
+                    f"--resume {resume}: {option} {value} is below the run's own {was}: a run can be "
+                    "extended, not shortened"
+                )
+            raise UsageError(
+                f"--resume {resume}: {option} {value}: the run was trained with {was}, and a resumed "
+                "run keeps its settings (only options of the machine and the records may change, and "
+                "--total-timesteps grow); start a new run to change it"
+            )
         changes[name] = value
     return dataclasses.replace(saved_args, **{**changes, "resume": (resume,), "threads": args.threads})
 
@@ -1290,8 +1344,11 @@ def asked_options(args: Args) -> dict:
     default typed counts); in a call of `train`, the options that differ from Args()'s defaults."""
     typed, defaults = TYPED.get(), Args()
     names = [field.name for field in dataclasses.fields(Args) if field.name not in COMMAND_OPTIONS]
-    return {name: getattr(args, name) for name in names
-            if (name in typed if typed is not None else getattr(args, name) != getattr(defaults, name))}  # fmt: skip
+    return {
+        name: getattr(args, name)
+        for name in names
+        if (name in typed if typed is not None else getattr(args, name) != getattr(defaults, name))
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1312,10 +1369,16 @@ class Tracking:
 
         self.wandb = wandb
         self.run = wandb.init(
-            project=args.wandb_project_name, entity=args.wandb_entity, name=os.path.basename(run_dir),
-            id=run_id, resume="allow", group=group, config=dataclasses.asdict(args), save_code=True,
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            name=os.path.basename(run_dir),
+            id=run_id,
+            resume="allow",
+            group=group,
+            config=dataclasses.asdict(args),
+            save_code=True,
             reinit="create_new",
-        )  # fmt: skip
+        )
         self.run.define_metric("*", step_metric="global_step")
         self.video_dir = os.path.join(run_dir, VIDEO_DIR)
         self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
@@ -1360,8 +1423,9 @@ def write_video(env: gym.wrappers.RecordVideo) -> None:
         with contextlib.suppress(OSError):
             os.remove(path)
         code = re.search(r"error code: -(\d+)", str(e))
-        raise OSError(int(code[1]) if code else e.errno, os.strerror(int(code[1])) if code else str(e).splitlines()[0],
-                      path) from None  # fmt: skip
+        raise OSError(
+            int(code[1]) if code else e.errno, os.strerror(int(code[1])) if code else str(e).splitlines()[0], path
+        ) from None
 
 
 def quiet_writer_thread(hook: threading.ExceptHookArgs) -> None:
@@ -1391,8 +1455,11 @@ class Logs:
             self.tracking = Tracking(args, run_dir, wandb_run_id, group) if args.track else None
             self.writer = SummaryWriter(run_dir, purge_step=global_step + 1 if global_step else None)
             if not global_step:
-                self.writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(
-                    f"|{key}|{value}|" for key, value in dataclasses.asdict(args).items()))  # fmt: skip
+                self.writer.add_text(
+                    "hyperparameters",
+                    "|param|value|\n|-|-|\n"
+                    + "\n".join(f"|{key}|{value}|" for key, value in dataclasses.asdict(args).items()),
+                )
             self.writer.add_custom_scalars(CUSTOM_SCALARS)  # by every process: a run resumed from an older ddpg.py
             threading.excepthook = quiet_writer_thread
         except BaseException:
@@ -1415,9 +1482,11 @@ class Logs:
         self.scalar("charts/episodic_return", episode_return, global_step)
         self.scalar("charts/episodic_length", episode_length, global_step)
 
-    def losses(self, losses: Losses, global_step: int) -> None:
+    def losses(self, losses: Losses | None, global_step: int) -> None:
         """The losses every LOG_INTERVAL steps (and the speed); the actor's is the last update's that had an actor
-        step. NotFinite if one is NaN or infinite."""
+        step. NotFinite if one is NaN or infinite. None: no update yet."""
+        if losses is None:
+            return
         self.actor_loss = self.actor_loss if losses.actor is None else losses.actor
         if not every(LOG_INTERVAL, global_step, self.args.num_envs):
             return
@@ -1454,8 +1523,11 @@ class Logs:
         last_eval = f"{self.eval_returns.mean():.1f}" if self.eval_returns is not None else "-"
         elapsed = datetime.timedelta(seconds=int(now - self.start_time))
         left = datetime.timedelta(seconds=int((total - global_step) / max(sps, 1e-9)))
-        print(f"{label}step {global_step}/{total} | SPS {sps:.0f} | return {recent} | eval {last_eval} | elapsed "
-              f"{elapsed} | left {left}", flush=True)  # fmt: skip
+        print(
+            f"{label}step {global_step}/{total} | SPS {sps:.0f} | return {recent} | eval {last_eval} | elapsed "
+            f"{elapsed} | left {left}",
+            flush=True,
+        )
 
     def final(self) -> str:
         r = self.eval_returns
@@ -1481,8 +1553,10 @@ def check_seed(seed: int, option: str = "--seed") -> None:
 
 def check_exp_name(exp_name: str) -> None:
     if "/" in exp_name or NAME_SEPARATOR in exp_name:
-        raise UsageError(f"--exp-name {exp_name}: no '/' or '{NAME_SEPARATOR}' (run directories are "
-                         f"ENV{NAME_SEPARATOR}EXP-NAME{NAME_SEPARATOR}SEED{NAME_SEPARATOR}TIME)")  # fmt: skip
+        raise UsageError(
+            f"--exp-name {exp_name}: no '/' or '{NAME_SEPARATOR}' (run directories are "
+            f"ENV{NAME_SEPARATOR}EXP-NAME{NAME_SEPARATOR}SEED{NAME_SEPARATOR}TIME)"
+        )
 
 
 def find_cpp_compiler() -> str | None:
@@ -1492,8 +1566,17 @@ def find_cpp_compiler() -> str | None:
 
 def check_args(args: Args) -> None:
     """Every impossible number is refused here, before any environment or run directory exists."""
-    positive = ["total_timesteps", "buffer_size", "batch_size", "hidden_size", "policy_frequency", "num_envs",
-                "eval_frequency", "eval_episodes", "learning_rate"]  # fmt: skip
+    positive = [
+        "total_timesteps",
+        "buffer_size",
+        "batch_size",
+        "hidden_size",
+        "policy_frequency",
+        "num_envs",
+        "eval_frequency",
+        "eval_episodes",
+        "learning_rate",
+    ]
     for name in positive:
         if not 0 < getattr(args, name) < math.inf:
             raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(args, name)}")
@@ -1512,11 +1595,14 @@ def check_args(args: Args) -> None:
     if args.batch_size > args.buffer_size:
         raise UsageError(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
     if args.batch_size > args.learning_starts:
-        raise UsageError(f"--batch-size ({args.batch_size}) must not exceed --learning-starts "
-                         f"({args.learning_starts}): the first update samples from that many transitions")  # fmt: skip
+        raise UsageError(
+            f"--batch-size ({args.batch_size}) must not exceed --learning-starts "
+            f"({args.learning_starts}): the first update samples from that many transitions"
+        )
     if args.learning_starts >= args.total_timesteps:
-        raise UsageError(f"--learning-starts ({args.learning_starts}) must be below --total-timesteps "
-                         f"({args.total_timesteps})")  # fmt: skip
+        raise UsageError(
+            f"--learning-starts ({args.learning_starts}) must be below --total-timesteps ({args.total_timesteps})"
+        )
     if args.compile and find_cpp_compiler() is None:
         raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
@@ -1577,14 +1663,21 @@ def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device:
     with torch.device("meta"):
         row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta")).data
         nets = [Actor(obs_dim, action_space, args.hidden_size), Critic(obs_dim, act_dim, args.hidden_size)]
-    where, have = ("the GPU", torch.cuda.mem_get_info(device)[1]) if device.type == "cuda" else \
-        ("this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))  # fmt: skip
-    parts = {"--buffer-size": args.buffer_size * row.numel() * row.element_size(),
-             "--hidden-size": COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters())}
+    where, have = (
+        ("the GPU", torch.cuda.mem_get_info(device)[1])
+        if device.type == "cuda"
+        else ("this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    )
+    parts = {
+        "--buffer-size": args.buffer_size * row.numel() * row.element_size(),
+        "--hidden-size": COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters()),
+    }
     for option, need in parts.items():
         if need > have:
-            raise UsageError(f"{option} {getattr(args, option[2:].replace('-', '_'))}: needs {need / 2**30:.1f} GiB, "
-                             f"more than {where}'s {have / 2**30:.1f} GiB")  # fmt: skip
+            raise UsageError(
+                f"{option} {getattr(args, option[2:].replace('-', '_'))}: needs {need / 2**30:.1f} GiB, "
+                f"more than {where}'s {have / 2**30:.1f} GiB"
+            )
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -1643,61 +1736,53 @@ class SignalFlag:
             signal.signal(sig, handler)
 
 
-class Run:
-    """One training run around the loop, made once its parts exist: its directory (`RunDir`), logs (`Logs`),
-    evaluations, checkpoints and Ctrl-C; a resumed run's parts are restored here from its checkpoint. The loop starts
-    from `global_step` and `num_updates`, calls `record` once per env step, and `with run:` ends the run however the
-    loop stops: done (model saved), interrupted (checkpoint written), a NaN (the last good checkpoint kept). A run
-    that fails before the loop ends itself the same way, then raises Stopped (or the error, for one not ours)."""
+class Run(contextlib.AbstractContextManager):
+    """A training run around the loop, made once its parts exist (a resumed run's restored): its directory, logs,
+    evaluations, checkpoints and Ctrl-C. The loop calls `record` once per env step; `with run:` ends the run (`end`)
+    however the loop stops. A run that fails before the loop ends so too, then raises Stopped (or a bug's error).
+    `signals`: the SignalFlag that Ctrl-C raises (by default its own; several runs of one process may share one)."""
 
     label = ""  # printed before its progress line
     wandb_group = None  # its W&B group (None: WANDB_RUN_GROUP's, if set)
 
-    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps: Steps | FastSteps):
-        args, checkpoint = setup.args, setup.checkpoint
+    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps, signals=None):
+        args, checkpoint = setup.args, setup.checkpoint or {}
         self.args, self.device, self.envs, self.agent, self.rb, self.noise = args, setup.device, envs, agent, rb, noise
         self.steps, self.spaces = steps, space_signature(setup.obs_dim, setup.action_space)
-        self.global_step, self.num_updates = (checkpoint["global_step"], checkpoint["num_updates"]) if checkpoint \
-            else (0, 0)  # fmt: skip
-        self.population = checkpoint["population"] if checkpoint else None
+        self.global_step, self.num_updates = checkpoint.get("global_step", 0), checkpoint.get("num_updates", 0)
+        self.population = checkpoint.get("population")
         self.status, self.started, self.logs, self.signals, self.eval_envs = None, False, None, None, []
-        self.dir = RunDir(args, checkpoint)
+        self.dir = RunDir(args, setup.checkpoint)
         try:
             prefix = f"eval-resumed-{self.global_step}" if checkpoint else "eval"  # videos of each process apart
-            self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, int(args.capture_video),
-                                            self.dir.videos, prefix)  # fmt: skip
+            videos = int(args.capture_video)
+            self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, videos, self.dir.videos, prefix)
             self.episodes = EpisodeRecorder(envs)
-            run_id = checkpoint["wandb_run_id"] if checkpoint else None
-            self.logs = Logs(args, self.dir.path, self.global_step, run_id, self.wandb_group)
+            self.logs = Logs(args, self.dir.path, self.global_step, checkpoint.get("wandb_run_id"), self.wandb_group)
             if checkpoint:
                 restore(self, checkpoint)
                 print(f"resuming {self.dir.path} at step {self.global_step}/{args.total_timesteps}")
-            self.signals, self.started = self.catch_signals(), True
+            self.signals, self.started = signals or SignalFlag(), True
             self.logs.start(self.global_step)
         except BaseException as error:
             if not say(self.end(type(error), error), self.status, self.global_step):
                 raise
             raise Stopped(self.status) from error
 
-    def catch_signals(self) -> SignalFlag:
-        return SignalFlag()
-
     def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None) -> None:
-        """Bookkeeping at the end of an env step: log finished episodes and the losses, evaluate and checkpoint when
-        due, stop after the checkpoint on Ctrl-C, print progress."""
+        """The end of an env step: logs, evaluation and checkpoint when due, Ctrl-C (after the checkpoint), progress."""
         self.global_step, self.num_updates, args = global_step, num_updates, self.args
         done = global_step >= args.total_timesteps
         for episode_return, episode_length in finished:
             self.logs.episode(episode_return, episode_length, global_step)
-        if losses is not None:
-            self.logs.losses(losses, global_step)
+        self.logs.losses(losses, global_step)
         if every(args.eval_frequency, global_step, args.num_envs) or done:
             self.check_finite()  # an actor that an update broke is neither evaluated nor, at the end, saved
             evaluation = evaluate(self.agent.actor, self.agent.critic, self.eval_envs, args.gamma, self.device)
             self.logs.evaluation(evaluation, global_step, self.eval_envs)
         interrupted = self.signals.signum  # read once: a signal arriving after this is handled at the next step
-        if interrupted or (args.checkpoint_frequency and (every(args.checkpoint_frequency, global_step,
-                                                                 args.num_envs) or done)):  # fmt: skip
+        due = args.checkpoint_frequency and (every(args.checkpoint_frequency, global_step, args.num_envs) or done)
+        if interrupted or due:
             self.save_checkpoint()
         if interrupted and not done:
             raise Interrupted
@@ -1711,7 +1796,7 @@ class Run:
                     raise NotFinite(f"parameter {net_name}.{name}")
 
     def write_checkpoint(self) -> str:
-        """Write the checkpoint beside its place (`write_beside`), not yet over it; returns the file written."""
+        """The checkpoint written beside its place (`write_beside`), not yet over it; returns that file."""
         flush(self.steps)  # R holds this step's transitions
         self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
         return write_beside(checkpoint_state(self), self.dir.checkpoint)
@@ -1720,38 +1805,34 @@ class Run:
         self.check_finite()
         os.replace(self.write_checkpoint(), self.dir.checkpoint)
 
-    def __enter__(self) -> "Run":
-        return self
-
     def __exit__(self, kind, error, traceback) -> bool:
-        """End the run: its status, its last words, everything closed. Errors other than ours are shown as usual."""
         return say(self.end(kind, error), self.status, self.global_step)
 
     def end(self, kind, error) -> str | None:
-        """Close the run after the loop stopped (`kind`: the exception type that stopped it, or None when done):
-        set its exit status; return what to say, or None for an error that is not ours (a bug)."""
-        message = None
+        """Close the run, done (`kind` None: model saved), interrupted (checkpoint written) or failed (the last good
+        checkpoint kept); set its exit status; return what to say, or None for an error that is not ours (a bug)."""
+        message, self.status = None, EXIT_FAILED
         if kind is None:
             try:
-                self.status, message = 0, self.finish()
+                flush(self.steps)  # R holds the last transitions
+                if self.args.save_model:
+                    self.dir.finish(model_state(self.args, self.spaces, agent_state(self.agent, ("actor", "critic"))))
+                message, self.status = self.logs.final(), 0
             except OSError as e:
                 kind, error = OSError, e
+        stopped = f"training stopped ({self.kept()})"
         if kind is NotFinite:
-            self.status, message = EXIT_FAILED, f"{error} is not finite; training stopped ({self.kept()})"
-        elif kind is not None and issubclass(kind, OSError):
-            self.status, message = EXIT_FAILED, f"{write_error(error, self.dir.path)}; training stopped ({self.kept()})"
-        elif kind is not None and issubclass(kind, torch.OutOfMemoryError):
-            self.status = EXIT_FAILED
-            message = f"{out_of_memory(error, self.device)}; training stopped ({self.kept()})"
+            message = f"{error} is not finite; {stopped}"
+        elif kind is not None and issubclass(kind, (OSError, torch.OutOfMemoryError)):
+            lack = write_error(error, self.dir.path) if issubclass(kind, OSError) else out_of_memory(error, self.device)
+            message = f"{lack}; {stopped}"
         elif kind is Interrupted:
-            signum = self.signals.signum
-            self.status = EXIT_SIGNAL + signum
-            message = f"{signal.Signals(signum).name} at step {self.global_step}: {self.saved()}\nresume with: " \
-                f"{self.resume_command()}"  # fmt: skip
+            self.status = EXIT_SIGNAL + self.signals.signum
+            name = signal.Signals(self.signals.signum).name
+            message = f"{name} at step {self.global_step}: {self.saved()}\nresume with: {self.resume_command()}"
         elif kind is not None:  # the environment's error, or a bug: its traceback, then how to go on
-            self.status = EXIT_FAILED
-            note = f"ddpg.py: error: step {self.global_step}: training stopped ({self.kept()})"
-            if note not in getattr(error, "__notes__", []):  # once for a population
+            note = f"ddpg.py: error: step {self.global_step}: {stopped}"
+            if note not in getattr(error, "__notes__", []):  # once, where several runs end on one error
                 error.add_note(note)
         self.close()
         return message
@@ -1759,8 +1840,7 @@ class Run:
     def saved(self) -> str:
         return f"checkpoint saved to {self.dir.checkpoint}"
 
-    def kept(self) -> str:
-        """What a stopped run leaves to go on from."""
+    def kept(self) -> str:  # what a stopped run leaves to go on from
         if not os.path.exists(self.dir.checkpoint):
             return "no checkpoint"
         return f"the last good checkpoint is {self.dir.checkpoint}; resume with: {self.resume_command()}"
@@ -1768,17 +1848,7 @@ class Run:
     def resume_command(self) -> str:
         return f"python {sys.argv[0]} --resume {self.dir.path}"
 
-    def finish(self) -> str:
-        """Save the model (unless --no-save-model); the final evaluation's line."""
-        flush(self.steps)  # R holds the last transitions
-        if self.args.save_model:
-            networks = {"actor": self.agent.actor.state_dict(), "critic": self.agent.critic.state_dict()}
-            save_atomic(copies(model_state(self.args, self.spaces, networks)), self.dir.model)
-            print(f"model saved to {self.dir.model}")
-        return self.logs.final()
-
     def close(self) -> None:
-        """Release what the run opened (all of it once it has started; part of it if opening failed midway)."""
         with contextlib.suppress(OSError):  # a disk that filled up has been reported already
             for env in [*self.eval_envs, self.envs]:
                 env.close()
@@ -1813,10 +1883,14 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     for env in envs:
         env.close()
     returns = evaluation.returns
-    print(f"{saved.env_id}: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes "
-          f"(min {returns.min():.1f}, max {returns.max():.1f})")  # fmt: skip
-    print(f"critic's estimate Q(s_0, mu(s_0)) {evaluation.q_estimates.mean():.1f}, discounted return "
-          f"{evaluation.discounted_returns.mean():.1f} (gamma {saved.gamma})")  # fmt: skip
+    print(
+        f"{saved.env_id}: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes "
+        f"(min {returns.min():.1f}, max {returns.max():.1f})"
+    )
+    print(
+        f"critic's estimate Q(s_0, mu(s_0)) {evaluation.q_estimates.mean():.1f}, discounted return "
+        f"{evaluation.discounted_returns.mean():.1f} (gamma {saved.gamma})"
+    )
     return evaluation
 
 
@@ -1829,8 +1903,10 @@ def train_population(args: Args) -> int:
         if e.name != POPULATION_FILE.removesuffix(".py"):
             raise
         option = "--seeds" if args.seeds is not None else "--resume of several run directories"
-        raise UsageError(f"{option} needs {POPULATION_FILE} beside ddpg.py, where many seeds train in one process; "
-                         "one --seed per process needs ddpg.py alone") from None  # fmt: skip
+        raise UsageError(
+            f"{option} needs {POPULATION_FILE} beside ddpg.py, where many seeds train in one process; "
+            "one --seed per process needs ddpg.py alone"
+        ) from None
     return population.train_population(args)["status"]
 
 
@@ -1844,8 +1920,11 @@ def hub_option(argv: list[str]) -> str | None:
 
 def main() -> int:
     if option := hub_option(sys.argv[1:]):  # before tyro, which would refuse it in a box that does not say why
-        print(f"ddpg.py: error: {option.split('=')[0]}: CleanRL's upload to the Hugging Face Hub is not part of "
-              f"ddpg.py; the run directory's {MODEL_FILE} is the trained agent", file=sys.stderr)  # fmt: skip
+        print(
+            f"ddpg.py: error: {option.split('=')[0]}: CleanRL's upload to the Hugging Face Hub is not part of "
+            f"ddpg.py; the run directory's {MODEL_FILE} is the trained agent",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     args = tyro.cli(Args)
     typed = TYPED.set(typed_options(sys.argv[1:]))  # what a --resume asks of the run (`asked_options`)

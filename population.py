@@ -64,8 +64,13 @@ def train_population(args: Args) -> dict:
     population = Population(setups, parts, steps)
     ddpg.loop(args, population, steps, population, population.runs[0].global_step, population.runs[0].num_updates)
     runs = population.runs
-    return {"run_dirs": [run.dir.path for run in runs], "eval_returns": [run.logs.eval_returns for run in runs],
-            "agents": agents, "replay_buffers": rbs, "status": population.status}  # fmt: skip
+    return {
+        "run_dirs": [run.dir.path for run in runs],
+        "eval_returns": [run.logs.eval_returns for run in runs],
+        "agents": agents,
+        "replay_buffers": rbs,
+        "status": population.status,
+    }
 
 
 def check_seeds(args: Args) -> None:
@@ -117,8 +122,8 @@ class Member(ddpg.Run):
     population's, complete once every member has opened) and its checkpoints written with the others' (`due`)."""
 
     def __init__(self, setup: ddpg.Setup, parts: tuple, steps, seen: SeenSignal, names: list[str], due: list):
-        self.seen, self.due = seen, due
-        super().__init__(setup, *parts, steps)
+        self.due = due
+        super().__init__(setup, *parts, steps, seen)
         if self.population is None:
             names.append(os.path.basename(self.dir.path))
             self.population = names
@@ -131,9 +136,6 @@ class Member(ddpg.Run):
     def wandb_group(self) -> str:
         """The experiment's name, unless WANDB_RUN_GROUP names a group: W&B shows the seeds together."""
         return os.environ.get("WANDB_RUN_GROUP") or self.args.exp_name
-
-    def catch_signals(self) -> SeenSignal:
-        return self.seen
 
     def save_checkpoint(self) -> None:
         self.due.append(self)  # written with the other seeds', at the end of the step (`Population.record`)
@@ -243,8 +245,9 @@ def save_checkpoints(runs: list[Member]) -> None:
 def signals_deferred():
     """Ctrl-C and SIGTERM arriving in the block are acted on after it, by the handlers they would have met before."""
     arrived = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
@@ -284,8 +287,15 @@ class MemberSteps:
     """A population's steps on a CPU: each seed's own lesson `Steps`, one after another, on its rows of the arrays
     (`num_envs` rows per seed, seed by seed)."""
 
-    def __init__(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device: torch.device,
-                 names: list[str]):  # fmt: skip
+    def __init__(
+        self,
+        agents: list[Agent],
+        rbs: list[ReplayBuffer],
+        noises: list,
+        args: Args,
+        device: torch.device,
+        names: list[str],
+    ):
         for agent in agents:
             ddpg.ready_for_device(agent, args, device)
         self.members = [ddpg.Steps(agent, rb, noise, device) for agent, rb, noise in zip(agents, rbs, noises)]
@@ -315,8 +325,15 @@ class BatchedSteps(ddpg.FastSteps):
     seed), where one call updates all K agents (`batched_update`) and one stores all their transitions and selects
     all their actions (`store_and_select` on the stacked buffer, noise and actor)."""
 
-    def __init__(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device: torch.device,
-                 names: list[str]):  # fmt: skip
+    def __init__(
+        self,
+        agents: list[Agent],
+        rbs: list[ReplayBuffer],
+        noises: list,
+        args: Args,
+        device: torch.device,
+        names: list[str],
+    ):
         nets, optimizers = stack_agents(agents, args, device)
         rb, n = StackedBuffer(rbs), args.num_envs
         rows = dataclasses.replace(args, num_envs=len(agents) * n)  # every seed's envs
@@ -328,8 +345,9 @@ class BatchedSteps(ddpg.FastSteps):
         def update(batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:  # as `ddpg.learn`
             return batched_update(nets, optimizers, rb.sample(batch_size), gamma, tau, update_actor)
 
-        super().__init__(update, functools.partial(ddpg.store_and_select, rb, noise, nets["actor"]), rbs[0], rows,
-                         device)  # fmt: skip
+        super().__init__(
+            update, functools.partial(ddpg.store_and_select, rb, noise, nets["actor"]), rbs[0], rows, device
+        )
         self.row_names = [name for name in names for _ in range(n)]
 
     def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
@@ -343,10 +361,13 @@ class BatchedSteps(ddpg.FastSteps):
 def stack_agents(agents: list[Agent], args: Args, device: torch.device) -> tuple[dict, dict]:
     """The agents' networks stacked (`Batched`), with one Adam for each kind over the stacked parameters; each
     agent's own optimisers become its share of those (`MemberOptimizer`). Returns (networks, optimisers)."""
-    nets = {name: Batched([getattr(agent, name) for agent in agents], trained=not name.startswith("target"))
-            for name in NETWORKS}  # fmt: skip
-    adam = functools.partial(torch.optim.Adam, lr=args.learning_rate, fused=True,
-                             capturable=ddpg.uses_cuda_graphs(args, device))  # fmt: skip
+    nets = {
+        name: Batched([getattr(agent, name) for agent in agents], trained=not name.startswith("target"))
+        for name in NETWORKS
+    }
+    adam = functools.partial(
+        torch.optim.Adam, lr=args.learning_rate, fused=True, capturable=ddpg.uses_cuda_graphs(args, device)
+    )
     optimizers = {"actor": adam(nets["actor"].parameters()), "critic": adam(nets["critic"].parameters())}
     for k, agent in enumerate(agents):
         agent.actor_optimizer = MemberOptimizer(optimizers["actor"], k)
@@ -432,8 +453,10 @@ class MemberOptimizer:
 
     def state_dict(self) -> dict:
         full = self.stacked.state_dict()
-        own = {i: {name: x if x.dim() == 0 else x[self.k] for name, x in state.items()}
-               for i, state in full["state"].items()}  # fmt: skip
+        own = {
+            i: {name: x if x.dim() == 0 else x[self.k] for name, x in state.items()}
+            for i, state in full["state"].items()
+        }
         return {"state": own, "param_groups": full["param_groups"]}
 
     def load_state_dict(self, state: dict) -> None:

@@ -1,5 +1,6 @@
 """The fast paths compute what the plain eager step computes: --compile on the CPU, CUDA graphs on a GPU."""
 
+import functools
 import os
 
 import numpy as np
@@ -28,8 +29,9 @@ def env_step(rng):
     return transition, done, rng.standard_normal((NUM_ENVS, OBS_DIM))
 
 
-def setup(device: str, **speed_options):
-    """Agent, buffer (partly filled) and the loop's device steps, from one fixed start."""
+def setup(device: str, fast: bool = False, **speed_options):
+    """Agent, buffer (partly filled) and the loop's device steps, from one fixed start; `fast`: the GPU's FastSteps
+    wherever `device` is."""
     args = ddpg.Args(hidden_size=32, learning_rate=1e-2, tau=TAU, gamma=GAMMA, exploration_noise=0.3,
                      batch_size=BATCH_SIZE, num_envs=NUM_ENVS, **speed_options)  # fmt: skip
     device = torch.device(device)
@@ -38,6 +40,9 @@ def setup(device: str, **speed_options):
     rb = ddpg.ReplayBuffer(CAPACITY, OBS_DIM, ACT_DIM, device)
     rb.add(torch.randn(FIRST_ROWS, rb.width, generator=torch.Generator().manual_seed(1)).to(device))
     noise = ddpg.make_noise(args, ACT_DIM, device)
+    if fast:
+        select = functools.partial(ddpg.store_and_select, rb, noise, agent.actor)
+        return agent, rb, ddpg.FastSteps(functools.partial(ddpg.learn, agent, rb), select, rb, args, device)
     return agent, rb, ddpg.fast_steps(ddpg.Steps(agent, rb, noise, device), args)
 
 
@@ -50,10 +55,10 @@ def device_round(steps, step, update_actor=True):
     return losses, steps.explore(act_on, episode_starts=done)
 
 
-def run_rounds(device: str, **speed_options):
+def run_rounds(device: str, fast: bool = False, **speed_options):
     """ROUNDS rounds of the loop's device work (the actor step every other round): the losses, the final weights,
     the actions and the buffer."""
-    agent, rb, steps = setup(device, **speed_options)
+    agent, rb, steps = setup(device, fast, **speed_options)
     rng, losses, actions = np.random.default_rng(0), [], []
     for i in range(ROUNDS):
         round_losses, round_actions = device_round(steps, env_step(rng), update_actor=i % 2 == 1)
@@ -85,6 +90,11 @@ def test_the_rounds_move_the_networks_and_the_actions():
 def test_the_cpu_runs_the_lessons_own_steps():
     _, _, steps = setup("cpu", cudagraphs=True)  # CUDA graphs do nothing on the CPU
     assert type(steps) is ddpg.Steps
+
+
+def test_the_gpus_fast_steps_give_exactly_the_lessons_steps_on_the_cpu():
+    # their packing, staging and storing order, where CI runs them: the same draws, the same rows, the same updates
+    assert_close(run_rounds("cpu", fast=True), run_rounds("cpu"), rtol=0, atol=0)
 
 
 @needs_compiler
