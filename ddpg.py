@@ -542,7 +542,8 @@ class Steps:
 
 def train(args: Args) -> dict:
     """Run DDPG as `args` say (or go on with the run `args.resume`); returns the run directory, the final evaluation's
-    returns, the agent, the buffer, and the exit status (0; 128 + signal if interrupted; 1 if a value went NaN)."""
+    returns, the agent, the buffer, and the exit status (0; 128 + signal if interrupted; 1 if a value went NaN). A run
+    that fails before its loop raises Stopped once it has said why (UsageError: `args` cannot be run)."""
     setup = checked(args)  # every check, the seeds, the device (below the divider); a resumed run's own args
     args = setup.args
     envs, agent, rb, noise = initialise(args, setup.obs_dim, setup.action_space, setup.device)
@@ -602,14 +603,8 @@ def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_u
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
 LOSS_TAGS = {"critic": "losses/qf1_loss", "q_values": "losses/qf1_values", "actor": "losses/actor_loss"}  # CleanRL's
 EVAL_Q_TAG, EVAL_DISCOUNTED_TAG = "eval/q_estimate", "eval/discounted_return"  # `Evaluation`'s means, beside the return
-CUSTOM_SCALARS = {
-    "critic": {
-        "Q(s_0, mu(s_0)) and the discounted return at evaluations": [
-            "Multiline",
-            [f"^{EVAL_Q_TAG}$", f"^{EVAL_DISCOUNTED_TAG}$"],
-        ]
-    }
-}
+EVAL_CHART = "Q(s_0, mu(s_0)) and the discounted return at evaluations"  # both on one chart (TensorBoard's layout)
+CUSTOM_SCALARS = {"critic": {EVAL_CHART: ["Multiline", [f"^{EVAL_Q_TAG}$", f"^{EVAL_DISCOUNTED_TAG}$"]]}}
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
@@ -631,18 +626,9 @@ POPULATION_FILE = "population.py"  # beside this file: trains many seeds in one 
 # Options of Args by what they concern. Every other option is a setting of the experiment: it shapes what a run learns
 # or measures, so a resumed run keeps it, and a sweep never counts a run trained with another value as one of its own.
 # MACHINE_OPTIONS concern only the machine and the records: a resumed run may change them, a sweep's runs may differ.
-MACHINE_OPTIONS = (
-    "threads",
-    "cuda",
-    "cudagraphs",
-    "compile",
-    "torch_deterministic",
-    "track",
-    "wandb_project_name",
-    "wandb_entity",
-    "capture_video",
-    "save_model",
-    "checkpoint_frequency",
+MACHINE_OPTIONS = tuple(
+    "threads cuda cudagraphs compile torch_deterministic track wandb_project_name wandb_entity capture_video "
+    "save_model checkpoint_frequency".split()
 )
 COMMAND_OPTIONS = ("resume", "seeds", "eval_checkpoint")  # what a command does with the runs, not how they learn
 EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on past its end
@@ -1166,16 +1152,18 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
     """Read a checkpoint or saved model and its arguments, refusing files that are damaged or not ours in one line."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        saved = Args(**checkpoint["args"])  # the saved arguments must still be ours
-        if "spaces" not in checkpoint or not {"actor", "critic"} <= checkpoint["agent"].keys():
-            raise KeyError("spaces, agent.actor or agent.critic")
+        layout = checkpoint_format(checkpoint)  # first: another layout may hold other keys
+        if layout == CHECKPOINT_FORMAT:
+            saved = Args(**checkpoint["args"])  # the saved arguments must still be ours
+            if "spaces" not in checkpoint or not {"actor", "critic"} <= checkpoint["agent"].keys():
+                raise KeyError("spaces, agent.actor or agent.critic")
     except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
         reason = (str(e).splitlines() or [""])[0]
         raise UsageError(f"{path}: not a readable ddpg.py checkpoint ({type(e).__name__}: {reason})") from None
-    if checkpoint_format(checkpoint) != CHECKPOINT_FORMAT:
+    if layout != CHECKPOINT_FORMAT:
         raise UsageError(
-            f"{path}: written in checkpoint format {checkpoint_format(checkpoint)} by an earlier ddpg.py, "
-            f"which this one ({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py"
+            f"{path}: written in checkpoint format {layout} by an earlier ddpg.py, which this one "
+            f"({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py"
         )
     return checkpoint, saved
 
@@ -1477,10 +1465,12 @@ class Logs:
         if self.tracking:
             self.tracking.run.log({tag: float(value), "global_step": global_step})
 
-    def episode(self, episode_return: float, episode_length: int, global_step: int) -> None:
-        self.recent_returns = (self.recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
-        self.scalar("charts/episodic_return", episode_return, global_step)
-        self.scalar("charts/episodic_length", episode_length, global_step)
+    def episodes(self, finished: list[tuple[float, int]], global_step: int) -> None:
+        """The episodes that ended at this step: (return, length) each."""
+        for episode_return, episode_length in finished:
+            self.recent_returns = (self.recent_returns + [float(episode_return)])[-RECENT_EPISODES:]
+            self.scalar("charts/episodic_return", episode_return, global_step)
+            self.scalar("charts/episodic_length", episode_length, global_step)
 
     def losses(self, losses: Losses | None, global_step: int) -> None:
         """The losses every LOG_INTERVAL steps (and the speed); the actor's is the last update's that had an actor
@@ -1738,9 +1728,8 @@ class SignalFlag:
 
 class Run(contextlib.AbstractContextManager):
     """A training run around the loop, made once its parts exist (a resumed run's restored): its directory, logs,
-    evaluations, checkpoints and Ctrl-C. The loop calls `record` once per env step; `with run:` ends the run (`end`)
-    however the loop stops. A run that fails before the loop ends so too, then raises Stopped (or a bug's error).
-    `signals`: the SignalFlag that Ctrl-C raises (by default its own; several runs of one process may share one)."""
+    evaluations, checkpoints and Ctrl-C (`signals`: its own SignalFlag, or one several runs share). The loop calls
+    `record` each step; `with run:` ends it (`end`); one that fails to open ends so too, then raises Stopped."""
 
     label = ""  # printed before its progress line
     wandb_group = None  # its W&B group (None: WANDB_RUN_GROUP's, if set)
@@ -1752,17 +1741,21 @@ class Run(contextlib.AbstractContextManager):
         self.global_step, self.num_updates = checkpoint.get("global_step", 0), checkpoint.get("num_updates", 0)
         self.population = checkpoint.get("population")
         self.status, self.started, self.logs, self.signals, self.eval_envs = None, False, None, None, []
-        self.dir = RunDir(args, setup.checkpoint)
         try:
-            prefix = f"eval-resumed-{self.global_step}" if checkpoint else "eval"  # videos of each process apart
-            videos = int(args.capture_video)
+            self.dir = RunDir(args, setup.checkpoint)
+        except BaseException:  # in use, or not writable: nothing of the run was opened but its envs
+            envs.close()
+            raise
+        try:
+            self.signals = signals or SignalFlag()
+            videos, prefix = int(args.capture_video), f"eval-resumed-{self.global_step}" if checkpoint else "eval"
             self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, videos, self.dir.videos, prefix)
             self.episodes = EpisodeRecorder(envs)
             self.logs = Logs(args, self.dir.path, self.global_step, checkpoint.get("wandb_run_id"), self.wandb_group)
             if checkpoint:
                 restore(self, checkpoint)
                 print(f"resuming {self.dir.path} at step {self.global_step}/{args.total_timesteps}")
-            self.signals, self.started = signals or SignalFlag(), True
+            self.started = True
             self.logs.start(self.global_step)
         except BaseException as error:
             if not say(self.end(type(error), error), self.status, self.global_step):
@@ -1773,8 +1766,7 @@ class Run(contextlib.AbstractContextManager):
         """The end of an env step: logs, evaluation and checkpoint when due, Ctrl-C (after the checkpoint), progress."""
         self.global_step, self.num_updates, args = global_step, num_updates, self.args
         done = global_step >= args.total_timesteps
-        for episode_return, episode_length in finished:
-            self.logs.episode(episode_return, episode_length, global_step)
+        self.logs.episodes(finished, global_step)
         self.logs.losses(losses, global_step)
         if every(args.eval_frequency, global_step, args.num_envs) or done:
             self.check_finite()  # an actor that an update broke is neither evaluated nor, at the end, saved
@@ -1790,13 +1782,11 @@ class Run(contextlib.AbstractContextManager):
 
     def check_finite(self) -> None:
         """Raise NotFinite naming the first parameter that is not finite: a broken agent never replaces a good one."""
-        for net_name in ("actor", "critic"):
-            for name, p in getattr(self.agent, net_name).named_parameters():
-                if not torch.isfinite(p).all():  # a host sync point
-                    raise NotFinite(f"parameter {net_name}.{name}")
+        for name, p in [*self.agent.actor.named_parameters("actor"), *self.agent.critic.named_parameters("critic")]:
+            if not torch.isfinite(p).all():  # a host sync point
+                raise NotFinite(f"parameter {name}")
 
     def write_checkpoint(self) -> str:
-        """The checkpoint written beside its place (`write_beside`), not yet over it; returns that file."""
         flush(self.steps)  # R holds this step's transitions
         self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
         return write_beside(checkpoint_state(self), self.dir.checkpoint)
@@ -1809,8 +1799,7 @@ class Run(contextlib.AbstractContextManager):
         return say(self.end(kind, error), self.status, self.global_step)
 
     def end(self, kind, error) -> str | None:
-        """Close the run, done (`kind` None: model saved), interrupted (checkpoint written) or failed (the last good
-        checkpoint kept); set its exit status; return what to say, or None for an error that is not ours (a bug)."""
+        """End the run (done: model saved; stopped; failed): set its exit status; what to say (None: a bug)."""
         message, self.status = None, EXIT_FAILED
         if kind is None:
             try:
@@ -1894,9 +1883,9 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     return evaluation
 
 
-def train_population(args: Args) -> int:
-    """--seeds, or --resume of several run directories: a population, trained by population.py beside this file;
-    returns its exit status."""
+def train_seeds(args: Args) -> int:
+    """--seeds, or --resume of several run directories: a population, trained by population.py beside this file
+    (`population.train_population`); returns its exit status."""
     try:
         import population
     except ModuleNotFoundError as e:
@@ -1934,7 +1923,7 @@ def main() -> int:
             evaluate_checkpoint(args)
             return 0
         if args.seeds is not None or len(args.resume or ()) > 1:
-            return train_population(args)
+            return train_seeds(args)
         return train(args)["status"]
     except UsageError as e:
         print(f"ddpg.py: error: {e}", file=sys.stderr)

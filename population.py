@@ -167,9 +167,12 @@ class Population:
         try:
             for setup, run_parts in zip(setups, parts):
                 self.runs.append(Member(setup, run_parts, steps, self.seen, names, self.due))
-        except BaseException:  # (a directory in use, a full disk) this process may go on: tests, notebooks
-            for run in self.runs:
+        except BaseException:  # (a directory in use, a full disk) released, as the members opened leave no new run
+            for run in self.runs:  # directory behind; this process may go on (tests, notebooks)
+                run.started, run.status = False, ddpg.EXIT_FAILED
                 run.close()
+            for envs in self.envs[len(self.runs) + 1 :]:  # those of the members after the one that failed
+                envs.close()
             self.signals.restore()
             raise
 
@@ -287,15 +290,7 @@ class MemberSteps:
     """A population's steps on a CPU: each seed's own lesson `Steps`, one after another, on its rows of the arrays
     (`num_envs` rows per seed, seed by seed)."""
 
-    def __init__(
-        self,
-        agents: list[Agent],
-        rbs: list[ReplayBuffer],
-        noises: list,
-        args: Args,
-        device: torch.device,
-        names: list[str],
-    ):
+    def __init__(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device, names: list):
         for agent in agents:
             ddpg.ready_for_device(agent, args, device)
         self.members = [ddpg.Steps(agent, rb, noise, device) for agent, rb, noise in zip(agents, rbs, noises)]
@@ -325,15 +320,7 @@ class BatchedSteps(ddpg.FastSteps):
     seed), where one call updates all K agents (`batched_update`) and one stores all their transitions and selects
     all their actions (`store_and_select` on the stacked buffer, noise and actor)."""
 
-    def __init__(
-        self,
-        agents: list[Agent],
-        rbs: list[ReplayBuffer],
-        noises: list,
-        args: Args,
-        device: torch.device,
-        names: list[str],
-    ):
+    def __init__(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device, names: list):
         nets, optimizers = stack_agents(agents, args, device)
         rb, n = StackedBuffer(rbs), args.num_envs
         rows = dataclasses.replace(args, num_envs=len(agents) * n)  # every seed's envs

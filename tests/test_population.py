@@ -338,6 +338,24 @@ def test_a_refused_or_failed_resume_leaves_no_run_open(in_tmp, monkeypatch):
     os.close(ddpg.lock_run_dir(first))
 
 
+def test_a_new_population_whose_member_cannot_open_leaves_no_run_directory(in_tmp, monkeypatch, capsys):
+    real_writer = ddpg.SummaryWriter
+
+    def disk_full_for_seed_2(run_dir, **options):
+        if ddpg.RunName.of(run_dir).seed == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), run_dir)
+        return real_writer(run_dir, **options)
+
+    monkeypatch.setattr(ddpg, "SummaryWriter", disk_full_for_seed_2)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(ddpg.Stopped):
+        population.train_population(short_args(seeds=(1, 2, 3)))
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "No space left on device; training stopped (no checkpoint)" in line
+    assert os.listdir("runs") == []  # seed 1's, opened before, is removed with seed 2's; seed 3's never made
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
 def test_a_non_finite_value_stops_the_population_naming_the_seed(in_tmp, capsys):
     args = short_args(env_id="tests.envs:NanReward-v0", seeds=(4, 5), total_timesteps=2000, learning_starts=100,
                       checkpoint_frequency=100, eval_frequency=100, eval_episodes=1)  # fmt: skip
