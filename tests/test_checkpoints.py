@@ -368,8 +368,9 @@ def test_an_actor_an_update_broke_at_the_last_step_is_neither_evaluated_nor_save
     monkeypatch.setattr(ddpg.Run, "record", nan_first(ddpg.Run.record, actor_bias, at_the_last_step))
     out, line = stopped(ddpg.Args(cuda=False, total_timesteps=400, learning_starts=100, batch_size=64, hidden_size=16,
                                   checkpoint_frequency=0, eval_frequency=200, eval_episodes=1), capsys)  # fmt: skip
-    assert line == ("ddpg.py: error: step 400: parameter actor.net.0.bias is not finite; training stopped "
-                    "(no checkpoint)")
+    assert line == (
+        "ddpg.py: error: step 400: parameter actor.net.0.bias is not finite; training stopped (no checkpoint)"
+    )
     assert not os.path.exists(os.path.join(out["run_dir"], ddpg.MODEL_FILE))
 
 

@@ -24,8 +24,13 @@ needs_compiler = pytest.mark.skipif(ddpg.find_cpp_compiler() is None, reason="ne
 def env_step(rng):
     """What one env step sends to the device: (obs, actions, rewards, next_obs, terminations), done, obs to act on."""
     done = rng.random(NUM_ENVS) < 0.3
-    transition = (rng.standard_normal((NUM_ENVS, OBS_DIM)), rng.uniform(BOX.low, BOX.high, (NUM_ENVS, ACT_DIM)),
-                  rng.standard_normal(NUM_ENVS), rng.standard_normal((NUM_ENVS, OBS_DIM)), done & (rng.random() < 0.5))
+    transition = (
+        rng.standard_normal((NUM_ENVS, OBS_DIM)),
+        rng.uniform(BOX.low, BOX.high, (NUM_ENVS, ACT_DIM)),
+        rng.standard_normal(NUM_ENVS),
+        rng.standard_normal((NUM_ENVS, OBS_DIM)),
+        done & (rng.random() < 0.5),
+    )
     return transition, done, rng.standard_normal((NUM_ENVS, OBS_DIM))
 
 
@@ -138,8 +143,9 @@ def pendulum_args(**overrides):
 @pytest.mark.parametrize("cuda", [False, pytest.param(True, marks=needs_cuda)], ids=["cpu", "cuda-graphs"])
 def test_training_resumed_from_a_checkpoint_equals_the_run_left_alone(in_tmp, cuda):
     whole = ddpg.train(pendulum_args(exp_name="whole", cuda=cuda))  # 900 steps wrap the 500-transition buffer
-    part = ddpg.train(pendulum_args(exp_name="part", cuda=cuda, total_timesteps=600, checkpoint_frequency=600,
-                                    save_model=False))  # a finished run (with model.pt) would not resume
+    part = ddpg.train(
+        pendulum_args(exp_name="part", cuda=cuda, total_timesteps=600, checkpoint_frequency=600, save_model=False)
+    )  # a finished run (with model.pt) would not resume
     path = os.path.join(part["run_dir"], ddpg.CHECKPOINT_FILE)
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["args"]["total_timesteps"] = 900  # go on to where the whole run ended

@@ -177,8 +177,7 @@ def test_the_device_out_of_memory_mid_run_stops_it_in_one_line_and_it_resumes(tm
     assert resumed.returncode == 0 and f"resuming {run_dir} at step 200/400" in resumed.stdout, resumed.stderr
 
 
-def test_the_device_out_of_memory_before_the_run_opens_says_so_in_one_line_and_leaves_no_directory(tmp_path,
-                                                                                                  monkeypatch):
+def test_the_device_out_of_memory_before_the_run_opens_is_one_line_and_leaves_no_directory(tmp_path, monkeypatch):
     real = ddpg.ReplayBuffer.__init__
     # (check_memory measures a buffer of one row, on the meta device)
     monkeypatch.setattr(ddpg.ReplayBuffer, "__init__", lambda rb, size, *args: (out_of_memory if size > 1 else real)(
