@@ -16,15 +16,17 @@ import sys
 from moviepy import VideoFileClip  # a core requirement: ddpg.py's --capture-video writes its mp4s with it
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import ddpg  # noqa: E402  (for where its runs and their files go)
+
 SCRIPT = os.path.join(ROOT, "ddpg.py")
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "pendulum.gif")
 SCALE = 0.6  # of the rendered frame's width and height (Pendulum renders 500x500)
 FPS = 30  # Pendulum's own frame rate: every frame is kept
 EXP_NAME = "gif"
-MODEL_SAVED = "model saved to "  # how ddpg.py names the model.pt it wrote, on its console
 
 
-def ddpg(*options: str) -> str:
+def run_ddpg(*options: str) -> str:
     """Run ddpg.py with `options`; returns its console output, or stops with its error if it failed."""
     result = subprocess.run([sys.executable, SCRIPT, *options], capture_output=True, text=True)
     if result.returncode != 0:
@@ -37,14 +39,15 @@ def main() -> int:
     parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the GIF")
     parser.add_argument("extra", nargs="*", help="more ddpg.py training options, after --")
     args = parser.parse_args()
-    trained = ddpg("--exp-name", EXP_NAME, *args.extra)
+    before = set(os.listdir(ddpg.RUNS_DIR)) if os.path.isdir(ddpg.RUNS_DIR) else set()
+    trained = run_ddpg("--exp-name", EXP_NAME, *args.extra)
     print(trained.strip().splitlines()[-1])
-    saved = [line.removeprefix(MODEL_SAVED) for line in trained.splitlines() if line.startswith(MODEL_SAVED)]
-    if not saved:
-        sys.exit("gif.py: error: the run saved no model.pt (--no-save-model?): there is nothing to film")
-    run_dir = os.path.dirname(saved[0])  # the run just made, whatever its --exp-name
-    print(ddpg("--eval-checkpoint", run_dir, "--eval-episodes", "1", "--capture-video").strip())
-    (video,) = glob.glob(os.path.join(run_dir, "videos", "checkpoint-eval*.mp4"))
+    (name,) = set(os.listdir(ddpg.RUNS_DIR)) - before  # the run just made, whatever its --exp-name
+    run_dir = os.path.join(ddpg.RUNS_DIR, name)
+    if not os.path.isfile(os.path.join(run_dir, ddpg.MODEL_FILE)):
+        sys.exit(f"gif.py: error: the run saved no {ddpg.MODEL_FILE} (--no-save-model?): there is nothing to film")
+    print(run_ddpg("--eval-checkpoint", run_dir, "--eval-episodes", "1", "--capture-video").strip())
+    (video,) = glob.glob(os.path.join(run_dir, ddpg.VIDEO_DIR, "checkpoint-eval*.mp4"))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = f"{args.out}.tmp.gif"  # written whole, then renamed over the old one
     with VideoFileClip(video) as clip:
