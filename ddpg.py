@@ -9,16 +9,19 @@ Algorithm 1 of the paper, whose steps `loop` (at the end of the lesson) labels o
 
     initialise critic Q(s, a | theta^Q) and actor mu(s | theta^mu); targets Q' <- Q, mu' <- mu; replay buffer R
     for each episode:
-        initialise a random process N for exploration; receive the initial observation s_1
+        initialise a random process for exploration (the noise); receive the initial observation s_1
         for each step t:
-            select a_t = mu(s_t) + N_t; execute a_t, observe r_t and s_{t+1}
+            select a_t = mu(s_t | theta^mu) + noise_t; execute a_t, observe r_t and s_{t+1}
             store (s_t, a_t, r_t, s_{t+1}) in R
             sample a minibatch of N transitions (s_i, a_i, r_i, s_{i+1}) from R
-            set y_i = r_i + gamma * Q'(s_{i+1}, mu'(s_{i+1}))
-            update the critic by minimising L = 1/N sum_i (y_i - Q(s_i, a_i))^2
-            update the actor with the sampled policy gradient 1/N sum_i grad_a Q(s_i, a)|a=mu(s_i) grad mu(s_i)
-            update the targets: theta' <- tau * theta + (1 - tau) * theta'
+            set y_i = r_i + gamma * Q'(s_{i+1}, mu'(s_{i+1} | theta^mu') | theta^Q')
+            update the critic by minimising L = 1/N sum_i (y_i - Q(s_i, a_i | theta^Q))^2
+            update the actor with the sampled policy gradient
+                grad_{theta^mu} J ~ 1/N sum_i grad_a Q(s, a | theta^Q)|_{s=s_i, a=mu(s_i)} grad_{theta^mu} mu(s_i)
+            update the targets: theta^Q' <- tau theta^Q + (1 - tau) theta^Q'
+                                theta^mu' <- tau theta^mu + (1 - tau) theta^mu'
 
+theta^Q and theta^mu are the networks' parameters; N is the minibatch size; gamma the discount; tau the targets' rate.
 The loop here counts steps, not episodes: each environment starts its next episode when one ends (`EnvRunner.step`),
 and the noise restarts there with it (`explore`), which are the paper's per-episode lines.
 
@@ -34,9 +37,9 @@ Where this file differs from the paper, and why (docs/algorithm.md says more):
 - One Adam learning rate for both networks, 1e-3 (the paper: 1e-4 actor, 1e-3 critic), minibatches of 256 (64)
   and tau = 0.005 (0.001): TD3's and CleanRL's values, with which the targets follow the networks five times faster.
 - The actor, and with it the targets, may be updated less often than the critic (`policy_frequency`, from TD3).
-- Exploration noise is the paper's Ornstein-Uhlenbeck process (theta=0.15) by default, or Gaussian noise, which at
-  the same `exploration_noise` spreads about half as wide (see `OUNoise`). Its sigma is in half-widths of the action
-  box (the paper's is in action units), and the noisy action is clipped into the box.
+- Exploration noise is the paper's Ornstein-Uhlenbeck process (mean-reversion rate 0.15) by default, or Gaussian
+  noise, which at the same `exploration_noise` spreads about half as wide (see `OUNoise`). Its sigma is in half-widths
+  of the action box (the paper's is in action units), and the noisy action is clipped into the box.
 - The update of step t comes before the environment step, not after storing transition t: it samples R as it was
   before t, and a_{t+1} is still chosen by the updated actor. The update needs nothing from the env step, so a GPU
   computes it while the CPU steps the environment, and a step costs max(env, update) instead of their sum.
@@ -115,7 +118,7 @@ class Args:
     seeds: tuple[int, ...] | None = None
     """train one agent per seed side by side in this process, batched on a GPU; each writes a --seed run's directory"""
     torch_deterministic: bool = True
-    """CleanRL's flag: sets `torch.backends.cudnn.deterministic`, which no operation here uses (--seed repeats runs)"""
+    """CleanRL's flag: sets `torch.backends.cudnn.deterministic`, unused here (on the CPU, --seed repeats a run)"""
     cuda: bool = True
     """train on the GPU when one is available (falls back to the CPU otherwise)"""
     cudagraphs: bool = True
@@ -146,10 +149,19 @@ class Args:
     """instead of training, evaluate the actor of this run directory, checkpoint or saved model"""
 
 
-OU_THETA = 0.15  # mean-reversion rate of the Ornstein-Uhlenbeck noise (the paper's value)
+OU_RATE = 0.15  # the OU noise's mean-reversion rate (the paper's value, which it calls theta)
 FINAL_LAYER_INIT = 3e-3  # output layers start in [-3e-3, 3e-3]: first Q values ~0, first actions ~ the box's middle
 EVAL_STREAM = 10_000  # evaluation env i of run seed s draws from the stream (s, EVAL_STREAM, i), apart from training
 SAMPLE_RANGE = 2**62  # replay indices: uniform integers below this, modulo the fill level (a bias below size / 2^62)
+
+
+class NotFinite(Exception):
+    """A loss, a parameter or an action became NaN or infinite: the run stops, keeping its last good checkpoint."""
+
+
+def as_tensor(values, device: torch.device) -> torch.Tensor:
+    """The envs' numpy arrays as float32 tensors on `device` (tensors already there pass through as they are)."""
+    return torch.as_tensor(values, dtype=torch.float32, device=device)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -172,7 +184,10 @@ def seed_env(env: gym.Env, seed: int) -> None:
 class EnvRunner:
     """The training envs, stepped together (a gymnasium vector env), with each running episode's return and length.
     Finished envs are reset by `step` itself, *after* it has read their true last observation: gymnasium's default
-    autoreset would hand back the next episode's first one in its place, a jump that never happens, as s_{t+1}."""
+    autoreset would hand back the next episode's first one in its place, a jump that never happens, as s_{t+1}.
+    It also keeps what replays each running episode exactly (simulators are deterministic given these): the state of
+    the env's random generator when the episode began (`start_rng`) and the actions taken since (`episode_actions`);
+    checkpoints save them."""
 
     def __init__(self, env_id: str, num_envs: int, seed: int):
         self.envs = gym.vector.SyncVectorEnv(
@@ -184,11 +199,14 @@ class EnvRunner:
         self.envs.action_space.seed(seed)  # the uniformly random actions of the first steps
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)  # 0 where `obs` begins an episode
+        self.start_rng, self.episode_actions = [None] * num_envs, [[] for _ in range(num_envs)]
         self.obs = self.reset(np.ones(num_envs, dtype=bool))  # (num_envs, obs_dim): what the agent acts on
 
     def reset(self, mask: np.ndarray) -> np.ndarray:
         """Start a new episode in the envs where `mask` is True; returns every env's current observation."""
         self.episode_returns[mask], self.episode_lengths[mask] = 0.0, 0
+        for i in np.flatnonzero(mask):
+            self.start_rng[i], self.episode_actions[i] = self.envs.envs[i].np_random.bit_generator.state, []
         obs, _ = self.envs.reset(options={"reset_mask": mask})
         return obs
 
@@ -198,6 +216,10 @@ class EnvRunner:
     def step(self, actions: np.ndarray):
         """Returns (next_obs, rewards, terminations, truncations, finished episodes as [(return, length)]): next_obs
         is the true s_{t+1}; `self.obs`, what to act on next, is a new episode's first observation where one ended."""
+        if not np.isfinite(actions).all():  # a diverged actor: stop before the envs get its NaNs
+            raise NotFinite("the actor's action")
+        for i, action in enumerate(actions):
+            self.episode_actions[i].append(action)
         next_obs, rewards, terminations, truncations, _ = self.envs.step(actions)
         self.episode_returns += rewards
         self.episode_lengths += 1
@@ -240,38 +262,39 @@ class Batch(NamedTuple):
 
 
 class ReplayBuffer:
-    """Fixed-size store of transitions: one preallocated tensor on the training device, a row per transition.
-
-    A row holds s_t, a_t, r_t, s_{t+1} and terminated side by side: a transition is stored with one write, a minibatch
-    gathered with one read. Rows are written in place, wrapping around when full (the oldest overwritten). The write
-    position and fill level are device tensors too, so that storing and sampling never wait for the host."""
+    """Fixed-size store of transitions (s_t, a_t, r_t, s_{t+1}, terminated), one preallocated tensor per column on
+    the training device, a row per transition. Rows are written in place, wrapping around when full (the oldest
+    overwritten)."""
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: torch.device):
-        self.capacity, self.obs_dim, self.act_dim = capacity, obs_dim, act_dim
-        self.width = 2 * obs_dim + act_dim + 2  # s, a, r, s', terminated
-        self.data = torch.zeros((capacity, self.width), dtype=torch.float32, device=device)
-        self.storage = self.fields(self.data)  # named views of the columns
-        self.pos = torch.zeros((), dtype=torch.int64, device=device)  # next row to write
-        self.size = torch.zeros((), dtype=torch.int64, device=device)  # rows filled
+        self.capacity = capacity
+        self.obs = torch.zeros((capacity, obs_dim), device=device)
+        self.actions = torch.zeros((capacity, act_dim), device=device)
+        self.rewards = torch.zeros(capacity, device=device)
+        self.next_obs = torch.zeros((capacity, obs_dim), device=device)
+        self.terminations = torch.zeros(capacity, device=device)
+        # The next row to write and the rows filled, as tensors on the device: on a GPU, storing and sampling then
+        # never wait for the host to read them.
+        self.pos = torch.zeros((), dtype=torch.int64, device=device)
+        self.size = torch.zeros((), dtype=torch.int64, device=device)
 
-    def fields(self, rows: torch.Tensor) -> Batch:
-        """Views of the columns of packed rows (..., width), named as a Batch."""
-        o, a = self.obs_dim, self.act_dim
-        return Batch(
-            rows[..., :o], rows[..., o : o + a], rows[..., o + a], rows[..., o + a + 1 : 2 * o + a + 1], rows[..., -1]
-        )
-
-    def add(self, rows: torch.Tensor) -> None:
-        """Alg. 1: store one transition per env in R: `rows` (num_envs, width), packed as in `fields`."""
-        idx = (self.pos + torch.arange(len(rows), device=self.data.device)) % self.capacity  # wraps around
-        self.data[idx] = rows
-        self.pos.copy_((self.pos + len(rows)) % self.capacity)
-        self.size.copy_((self.size + len(rows)).clamp(max=self.capacity))
+    def add(self, obs, actions, rewards, next_obs, terminations) -> None:
+        """Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R, one per env (a row per env in each argument)."""
+        device = self.obs.device
+        idx = (self.pos + torch.arange(len(obs), device=device)) % self.capacity  # wraps around
+        self.obs[idx] = as_tensor(obs, device)
+        self.actions[idx] = as_tensor(actions, device)
+        self.rewards[idx] = as_tensor(rewards, device)
+        self.next_obs[idx] = as_tensor(next_obs, device)
+        self.terminations[idx] = as_tensor(terminations, device)
+        self.pos.copy_((self.pos + len(obs)) % self.capacity)
+        self.size.copy_((self.size + len(obs)).clamp(max=self.capacity))
 
     def sample(self, batch_size: int) -> Batch:
-        """N rows drawn uniformly, with replacement, from the filled ones."""
-        idx = torch.randint(SAMPLE_RANGE, (batch_size,), device=self.data.device) % self.size
-        return self.fields(self.data[idx])
+        """N transitions drawn uniformly, with replacement, from the filled rows."""
+        # randint(0, size) in effect; drawn modulo `size` so that a GPU never waits to read `size` on the host
+        idx = torch.randint(SAMPLE_RANGE, (batch_size,), device=self.obs.device) % self.size
+        return Batch(self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx], self.terminations[idx])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -279,19 +302,19 @@ class ReplayBuffer:
 
 
 class OUNoise:
-    """Ornstein-Uhlenbeck process x <- x + theta * (0 - x) + sigma * eps, eps ~ N(0, 1), one state per env.
+    """Ornstein-Uhlenbeck process x <- x + rate * (0 - x) + sigma * eps, eps ~ N(0, 1), one state per env.
 
     Successive values are correlated, which suits physical control with inertia (the paper's argument). Each env's
-    state restarts at 0 with its episode. The stationary variance is sigma^2 / (2 theta - theta^2): for theta = 0.15
-    a standard deviation of about 1.9 sigma, so at the same sigma, Gaussian noise explores about half as widely."""
+    state restarts at 0 with its episode. The stationary variance is sigma^2 / (2 rate - rate^2): for rate = 0.15 a
+    standard deviation of about 1.9 sigma, so at the same sigma, Gaussian noise explores about half as widely."""
 
-    def __init__(self, num_envs: int, act_dim: int, sigma: float, device: torch.device, theta: float = OU_THETA):
-        self.sigma, self.theta = sigma, theta
+    def __init__(self, num_envs: int, act_dim: int, sigma: float, device: torch.device, rate: float = OU_RATE):
+        self.sigma, self.rate = sigma, rate
         self.state = torch.zeros((num_envs, act_dim), device=device)
         self.eps = torch.empty_like(self.state)
 
     def sample(self) -> torch.Tensor:
-        self.state.mul_(1.0 - self.theta).add_(self.eps.normal_(), alpha=self.sigma)  # x <- (1 - theta) x + sigma eps
+        self.state.mul_(1.0 - self.rate).add_(self.eps.normal_(), alpha=self.sigma)  # x <- (1 - rate) x + sigma eps
         return self.state
 
     def reset(self, episode_starts: torch.Tensor) -> None:  # (num_envs,): restart where 1.0
@@ -362,34 +385,6 @@ class Critic(nn.Module):
         return self.net(torch.cat([obs, actions], dim=-1)).squeeze(-1)  # (batch,)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Learning: losses, target update, one full update
-
-
-def critic_loss(critic, target_actor, target_critic, data: Batch, gamma: float):
-    """Mean squared Bellman error; returns (loss, Q(s_i, a_i)).
-
-    The target y is computed without gradient: it is a regression label, not something to move.
-    Bootstrap through truncation, not termination: (1 - terminated) zeroes Q' only at real terminal states."""
-    with torch.no_grad():
-        next_q = target_critic(data.next_obs, target_actor(data.next_obs))
-        y = data.rewards + gamma * (1.0 - data.terminations) * next_q
-    q = critic(data.obs, data.actions)
-    return F.mse_loss(q, y), q
-
-
-def actor_loss(actor, critic, obs: torch.Tensor) -> torch.Tensor:
-    """-mean Q(s, mu(s)): descending it ascends the critic along grad_a Q * grad mu (the policy gradient)."""
-    return -critic(obs, actor(obs)).mean()
-
-
-@torch.no_grad()
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """theta' <- tau * theta + (1 - tau) * theta', parameter by parameter."""
-    for target_param, param in zip(target.parameters(), source.parameters()):
-        target_param.lerp_(param, tau)  # theta' + tau * (theta - theta'): the same average, in place
-
-
 @dataclass
 class Agent:
     """The four networks of DDPG and the two optimisers."""
@@ -416,82 +411,116 @@ def make_agent(obs_dim: int, action_space: gym.spaces.Box, args: Args, device: t
     return Agent(actor, critic, target_actor, target_critic, actor_optimizer, critic_optimizer)
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Learning: the losses, the soft update, and the whole update
+
+
+def critic_loss(critic, target_actor, target_critic, data: Batch, gamma: float):
+    """L = 1/N sum_i (y_i - Q(s_i, a_i))^2 with y_i = r_i + gamma * (1 - terminated_i) * Q'(s_{i+1}, mu'(s_{i+1}));
+    returns (L, Q(s_i, a_i)).
+
+    The target y is computed without gradient: it is a regression label, not something to move.
+    Bootstrap through truncation, not termination: (1 - terminated) zeroes Q' only at real terminal states."""
+    with torch.no_grad():
+        next_q = target_critic(data.next_obs, target_actor(data.next_obs))
+        y = data.rewards + gamma * (1.0 - data.terminations) * next_q
+    q = critic(data.obs, data.actions)
+    return F.mse_loss(q, y), q
+
+
+def actor_loss(actor, critic, obs: torch.Tensor) -> torch.Tensor:
+    """-1/N sum_i Q(s_i, mu(s_i)): its gradient is minus the sampled policy gradient, so descending it ascends Q."""
+    return -critic(obs, actor(obs)).mean()
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """theta' <- tau * theta + (1 - tau) * theta', parameter by parameter."""
+    for target_param, param in zip(target.parameters(), source.parameters()):
+        target_param.lerp_(param, tau)  # theta' + tau * (theta - theta'): the same average, in place
+
+
 class Losses(NamedTuple):  # what one update reports, as tensors on the device
     critic: torch.Tensor  # the critic's loss L
     q_values: torch.Tensor  # mean Q(s_i, a_i) over the minibatch
     actor: torch.Tensor | None  # the actor's loss -mean Q(s_i, mu(s_i)); None when the actor was not updated
 
 
-def update(agent: Agent, data: Batch, gamma: float, tau: float, update_actor: bool) -> Losses:
-    """One DDPG update from a sampled minibatch."""
-    # Alg. 1: set y_i = r_i + gamma * Q'(s_{i+1}, mu'(s_{i+1})); update the critic by minimising the loss
-    loss, q = critic_loss(agent.critic, agent.target_actor, agent.target_critic, data, gamma)
+def update(agent: Agent, rb: ReplayBuffer, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
+    """One DDPG update, whole: a minibatch from R, the critic's step, then (if `update_actor`) the actor's step and
+    the targets' soft update."""
+    # Alg. 1: sample a random minibatch of N transitions (s_i, a_i, r_i, s_{i+1}) from R
+    data = rb.sample(batch_size)
+
+    # Alg. 1: set y_i = r_i + gamma * Q'(s_{i+1}, mu'(s_{i+1})); update the critic by minimising L (`critic_loss`)
+    loss_q, q = critic_loss(agent.critic, agent.target_actor, agent.target_critic, data, gamma)
     agent.critic_optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss_q.backward()
     agent.critic_optimizer.step()
-    losses = Losses(critic=loss.detach(), q_values=q.detach().mean(), actor=None)
+    losses = Losses(critic=loss_q.detach(), q_values=q.detach().mean(), actor=None)
     if not update_actor:
         return losses
 
-    # Alg. 1: update the actor policy using the sampled policy gradient.
+    # Alg. 1: update the actor using the sampled policy gradient (`actor_loss`).
     # The critic is frozen meanwhile: no gradient is computed for its weights, and its optimiser never sees one.
     agent.critic.requires_grad_(False)
-    loss = actor_loss(agent.actor, agent.critic, data.obs)
+    loss_mu = actor_loss(agent.actor, agent.critic, data.obs)
     agent.actor_optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss_mu.backward()
     agent.actor_optimizer.step()
     agent.critic.requires_grad_(True)
 
     # Alg. 1: update the target networks (with the actor: with policy_frequency > 1, they too move less often)
     soft_update(agent.target_actor, agent.actor, tau)
     soft_update(agent.target_critic, agent.critic, tau)
-    return losses._replace(actor=loss.detach())
-
-
-def learn(agent: Agent, rb: ReplayBuffer, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
-    """Alg. 1: sample a random minibatch of N transitions from R, and update the networks from it."""
-    return update(agent, rb.sample(batch_size), gamma, tau, update_actor)
+    return losses._replace(actor=loss_mu.detach())
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Acting: exploration during training, the deterministic policy in evaluation
 
 
-def explore(actor: Actor, obs: torch.Tensor, noise: OUNoise | GaussianNoise, episode_starts: torch.Tensor):
-    """Alg. 1: select a_t = mu(s_t) + N_t, the noise scaled to the action range and the result clipped into the box.
-    The noise restarts in the envs where s_t begins an episode (`episode_starts`: 1.0 there, else 0.0)."""
-    noise.reset(episode_starts)
+def explore(agent: Agent, noise: OUNoise | GaussianNoise, obs, episode_starts) -> torch.Tensor:
+    """Alg. 1: select a_t = mu(s_t) + noise_t for each env's observation in `obs`, the noise scaled to the action range
+    and the result clipped into the box. The noise restarts in the envs where s_t begins an episode (`episode_starts`:
+    True there)."""
+    actor, device = agent.actor, agent.actor.action_scale.device
+    noise.reset(as_tensor(episode_starts, device))
     with torch.no_grad():
-        actions = actor(obs) + noise.sample() * actor.action_scale
+        actions = actor(as_tensor(obs, device)) + noise.sample() * actor.action_scale
         return actions.clamp_(actor.action_bias - actor.action_scale, actor.action_bias + actor.action_scale)
 
 
 class Evaluation(NamedTuple):  # one value per evaluation episode in each, (episodes,)
     returns: np.ndarray  # sum_t r_t: the policy's score
-    discounted_returns: np.ndarray  # sum_t gamma^t r_t: what the critic predicts at the start ...
-    q_estimates: np.ndarray  # ... as Q(s_0, mu(s_0))
+    discounted_returns: np.ndarray  # sum_t gamma^(t-1) r_t: what the critic predicts at the start ...
+    q_estimates: np.ndarray  # ... as Q(s_1, mu(s_1))
 
 
 def evaluate(actor: Actor, critic: Critic, envs: list[gym.Env], gamma: float, device: torch.device) -> Evaluation:
     """One episode in each env of the deterministic policy mu(s), without noise, run side by side: one actor call per
     step for all episodes (episodes that ended are no longer stepped), one critic call on their first states.
-    Q(s_0, mu(s_0)) above the discounted return is overestimation, to which DDPG's critic is prone: the actor climbs Q,
-    so it favours actions whose value the critic got too high (Fujimoto et al. 2018; TD3 takes the min of two Qs)."""
-    obs = np.stack([env.reset()[0] for env in envs])  # (episodes, obs_dim)
+    The critic's Q(s_1, mu(s_1)) estimates the discounted return. Well above it, it can be overestimation, to which
+    DDPG's critic is prone: the actor climbs Q, so it favours actions whose value the critic got too high (Fujimoto et
+    al. 2018; TD3 takes the min of two Qs); a critic still catching up with a changing policy, or a time limit's
+    missing tail (below), are others (docs/critic.md)."""
+    obs = np.stack([env.reset()[0] for env in envs])  # (episodes, obs_dim): s_1 of each episode
     returns, discounted, running = np.zeros(len(envs)), np.zeros(len(envs)), np.ones(len(envs), dtype=bool)
-    q_estimates, discount = None, 1.0  # discount: gamma^t at step t of every running episode
+    q_estimates, discount = None, 1.0  # discount: gamma^(t-1) at step t of every running episode
     while running.any():
         with torch.no_grad():
             states = torch.as_tensor(obs, dtype=torch.float32, device=device)
             actions = actor(states)
-            if q_estimates is None:  # t = 0
+            if q_estimates is None:  # t = 1
                 q_estimates = critic(states, actions).cpu().numpy()
             actions = actions.cpu().numpy()
         for i in np.flatnonzero(running):
             obs[i], reward, terminated, truncated, _ = envs[i].step(actions[i])
             returns[i] += reward
-            # A time limit that cuts the episode at T leaves out gamma^T V(s_T), which Q counts; gamma = 0.99: 0.99^200
-            # = 0.134 on Pendulum-v1 (|tail| <= 218 as |r| <= 16.3; ~0 held upright), 0.99^1000 = 4.3e-5 on MuJoCo
+            # A time limit that cuts the episode after step T leaves out the tail gamma^T Q(s_{T+1}, mu(s_{T+1})),
+            # which the critic counts. It has the sign of the rewards to come: Pendulum-v1's are all <= 0, so there
+            # an exact critic sits at or below the cut return, by at most 0.99^200 * 1630 = 218 (about 0 held
+            # upright); on MuJoCo, 0.99^1000 = 4.3e-5 makes it vanish.
             discounted[i] += discount * reward
             running[i] = not (terminated or truncated)
         discount *= gamma
@@ -511,35 +540,6 @@ def initialise(args: Args, obs_dim: int, action_space: gym.spaces.Box, device: t
     return envs, agent, ReplayBuffer(args.buffer_size, obs_dim, act_dim, device), make_noise(args, act_dim, device)
 
 
-class NotFinite(Exception):
-    """A loss, a parameter or an action became NaN or infinite: the run stops, keeping its last good checkpoint."""
-
-
-class Steps:
-    """The agent's part of an env step as the loop calls it, on the envs' numpy arrays: the lesson's `explore`, `learn`
-    and `ReplayBuffer.add`, each called at once. On a GPU, `fast_steps` (below the divider) puts in its place an object
-    with the same three methods and the same meaning, copying once each way per step and replaying CUDA graphs."""
-
-    def __init__(self, agent: Agent, rb: ReplayBuffer, noise: OUNoise | GaussianNoise, device: torch.device):
-        self.agent, self.rb, self.noise, self.device = agent, rb, noise, device
-
-    def tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(array, dtype=torch.float32, device=self.device)
-
-    def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
-        actions = explore(self.agent.actor, self.tensor(obs), self.noise, self.tensor(episode_starts)).cpu().numpy()
-        if not np.isfinite(actions).all():  # a diverged actor: stop before the envs get its NaNs
-            raise NotFinite("the actor's action")
-        return actions
-
-    def learn(self, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
-        return learn(self.agent, self.rb, batch_size, gamma, tau, update_actor)
-
-    def add(self, obs, actions, rewards, next_obs, terminations) -> None:
-        """Each env's transition as one row of R (s_t, a_t, r_t, s_{t+1}, terminated: the columns of `fields`)."""
-        self.rb.add(self.tensor(np.column_stack([obs, actions, rewards, next_obs, terminations])))
-
-
 def train(args: Args) -> dict:
     """Run DDPG as `args` say (or go on with the run `args.resume`); returns the run directory, the final evaluation's
     returns, the agent, the buffer, and the exit status (0; 128 + signal if interrupted; 1 if a value went NaN). A run
@@ -547,9 +547,9 @@ def train(args: Args) -> dict:
     setup = checked(args)  # every check, the seeds, the device (below the divider); a resumed run's own args
     args = setup.args
     envs, agent, rb, noise = initialise(args, setup.obs_dim, setup.action_space, setup.device)
-    steps = fast_steps(Steps(agent, rb, noise, setup.device), args)  # on the CPU these Steps; on a GPU, fast ones
-    run = Run(setup, envs, agent, rb, noise, steps)  # its directory and logs; a resumed run's parts restored
-    loop(args, envs, steps, run, run.global_step, run.num_updates)  # from 0, or where a resumed run stopped
+    fast = fast_path(agent, rb, noise, args, setup.device)  # None on the CPU; on a GPU, the loop's steps made fast
+    run = Run(setup, envs, agent, rb, noise, fast)  # its directory and logs; a resumed run's parts restored
+    loop(args, envs, agent, rb, noise, run, run.global_step, run.num_updates, fast)  # from 0, or where it stopped
     return {
         "run_dir": run.dir.path,
         "eval_returns": run.logs.eval_returns,
@@ -559,26 +559,29 @@ def train(args: Args) -> dict:
     }
 
 
-def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_updates: int) -> None:
+def loop(args: Args, envs: EnvRunner, agent, rb, noise, run, global_step: int, num_updates: int, fast=None) -> None:
     """Algorithm 1's loop from `global_step` on. `run` (below the divider) keeps the books at the end of each step
-    (logs, evaluations, checkpoints, Ctrl-C, the console) and ends the run cleanly however the loop stops."""
+    (logs, evaluations, checkpoints, Ctrl-C, the console) and ends the run cleanly however the loop stops. On a GPU,
+    `fast` (below the divider) does what `explore`, `update` and `rb.add` do, called with the same arguments, as CUDA
+    graphs with one host-device copy each way per step."""
+    select, learn, store = (explore, update, rb.add) if fast is None else (fast.explore, fast.update, fast.add)
     with run:
         learning, losses = global_step >= args.learning_starts, None
         while global_step < args.total_timesteps:
-            # Alg. 1: select action a_t = mu(s_t) + N_t; uniformly random actions until R holds learning_starts.
+            # Alg. 1: select action a_t = mu(s_t) + noise_t; uniformly random actions until R holds learning_starts
             if learning:
-                actions = steps.explore(envs.obs, episode_starts=envs.episode_lengths == 0)
+                actions = select(agent, noise, envs.obs, envs.episode_lengths == 0).cpu().numpy()
             else:
                 actions = envs.random_actions()
 
             # Alg. 1: sample a minibatch of N transitions from R; set y_i; update the critic, the actor and the
-            # targets. One update per transition collected, made before the env step: it samples R without
-            # transition t, and a GPU computes it while the CPU steps the envs.
+            # targets (`update`). One update per transition collected, made before the env step: it samples R
+            # without transition t, and a GPU computes it while the CPU steps the envs.
             if learning:
                 for _ in range(args.num_envs):
                     num_updates += 1
                     update_actor = num_updates % args.policy_frequency == 0  # the paper: at every update
-                    losses = steps.learn(args.batch_size, args.gamma, args.tau, update_actor)
+                    losses = learn(agent, rb, args.batch_size, args.gamma, args.tau, update_actor)
 
             # Alg. 1: execute action a_t and observe reward r_t and new state s_{t+1}
             obs = envs.obs  # keep s_t: the env step replaces envs.obs (with a new episode's s_1 where one ended)
@@ -587,7 +590,7 @@ def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_u
 
             # Alg. 1: store transition (s_t, a_t, r_t, s_{t+1}) in R. `terminations`, not `truncations`: a
             # time-limit cut is not terminal, and its target bootstraps from the true last observation next_obs.
-            steps.add(obs, actions, rewards, next_obs, terminations)
+            store(obs, actions, rewards, next_obs, terminations)
             learning = global_step >= args.learning_starts
 
             run.record(global_step, num_updates, finished, losses)  # logs, evaluation, checkpoint, Ctrl-C, console
@@ -603,7 +606,7 @@ def loop(args: Args, envs: EnvRunner, steps: Steps, run, global_step: int, num_u
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
 LOSS_TAGS = {"critic": "losses/qf1_loss", "q_values": "losses/qf1_values", "actor": "losses/actor_loss"}  # CleanRL's
 EVAL_Q_TAG, EVAL_DISCOUNTED_TAG = "eval/q_estimate", "eval/discounted_return"  # `Evaluation`'s means, beside the return
-EVAL_CHART = "Q(s_0, mu(s_0)) and the discounted return at evaluations"  # both on one chart (TensorBoard's layout)
+EVAL_CHART = "Q(s_1, mu(s_1)) and the discounted return at evaluations"  # both on one chart (TensorBoard's layout)
 CUSTOM_SCALARS = {"critic": {EVAL_CHART: ["Multiline", [f"^{EVAL_Q_TAG}$", f"^{EVAL_DISCOUNTED_TAG}$"]]}}
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
@@ -739,44 +742,48 @@ class CudaGraph:
 
 
 class Staged(NamedTuple):
-    """What one env step hands to the device: views of one packed tensor (num_envs, rb.width + 1 + obs_dim)."""
+    """What one env step hands to the device: named views of one packed tensor (num_envs, 2 * obs_dim + act_dim + 3),
+    copied over at once."""
 
-    transitions: torch.Tensor  # (num_envs, rb.width) rows for R: s_t, a_t, r_t, s_{t+1}, terminated
+    transitions: Batch  # (num_envs, ...) each: s_t, a_t, r_t, s_{t+1}, terminated, for R
     episode_starts: torch.Tensor  # (num_envs,) 1.0 where `obs` is an episode's first observation, else 0.0
     obs: torch.Tensor  # (num_envs, obs_dim) what to act on next
 
 
-def store_and_select(rb: ReplayBuffer, noise, actor: Actor, staged: Staged, store: bool, act: bool):
+def store_and_select(rb: ReplayBuffer, noise, agent: Agent, staged: Staged, store: bool, act: bool):
     """All the device does between two env steps but the update, in one call (a CUDA graph): store the staged
     transitions in R (`ReplayBuffer.add`), then select the actions for the staged observations (`explore`)."""
     if store:
-        rb.add(staged.transitions)
-    return explore(actor, staged.obs, noise, staged.episode_starts) if act else None
+        rb.add(*staged.transitions)
+    return explore(agent, noise, staged.obs, staged.episode_starts) if act else None
 
 
-class FastSteps:
-    """The lesson's `Steps` on a GPU, one copy each way per env step: `add` packs the transitions into pinned host
-    rows, `explore` adds the observations, copies the rows over, and one call (`store_and_select`) stores them in R
-    and selects the actions, which come back in one copy (while R fills, the transitions go alone at the next `add`).
-    That call and `learn`'s update are CUDA graphs: small networks are launch-bound, and a replay launches all of a
-    call's kernels at once. `update` and `store_and_select` are those two calls; on the CPU (tests) the host rows are
-    the device rows."""
+class FastPath:
+    """On a GPU, what the loop's `explore`, `update` and `rb.add` do, with one copy each way per env step: `add` packs
+    the transitions into pinned host memory; `explore` adds the observations, copies them over, and one call
+    (`store_and_select`) stores the transitions in R and selects the actions, which come back in one copy (while R
+    fills, the transitions go alone at the next `add`). That call and `update` are CUDA graphs: small networks are
+    launch-bound, and a replay launches all of a call's kernels at once. The methods take the lesson's arguments; the
+    agent, buffer and noise are those the two calls were made with. `learn(batch_size, gamma, tau, update_actor)` and
+    `device_step` are those calls; on the CPU (tests), the host memory is the device's."""
 
-    def __init__(self, update, store_and_select, rb: ReplayBuffer, args: Args, device: torch.device):
+    def __init__(self, learn, device_step, obs_dim: int, act_dim: int, args: Args, device: torch.device):
         cuda, rows = device.type == "cuda", args.num_envs
-        self.width = rb.width
-        self.host = torch.zeros((rows, rb.width + 1 + rb.obs_dim), pin_memory=cuda)
-        self.device_rows = staged = self.host.to(device)  # the same tensor on the CPU
-        staged = Staged(staged[:, : rb.width], staged[:, rb.width], staged[:, rb.width + 1 :])
-        self.host_actions = torch.zeros((rows, rb.act_dim), pin_memory=cuda)
+        widths = (obs_dim, act_dim, 1, obs_dim, 1, 1, obs_dim)  # a Staged's columns: a Batch's, episode_starts, obs
+        self.width = sum(widths[:5])  # a transition's
+        self.host = torch.zeros((rows, sum(widths)), pin_memory=cuda)
+        self.device_rows = self.host.to(device)  # the same tensor on the CPU
+        obs, actions, rewards, next_obs, terminations, starts, act_on = self.device_rows.split(widths, dim=1)
+        staged = Staged(Batch(obs, actions, rewards[:, 0], next_obs, terminations[:, 0]), starts[:, 0], act_on)
+        self.host_actions = torch.zeros((rows, act_dim), pin_memory=cuda)
         self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
         self.unstored = False  # transitions staged that R does not hold yet
-        self.update, self.device_step = update, functools.partial(store_and_select, staged=staged)
+        self.learn, self.device_step = learn, functools.partial(device_step, staged=staged)
         if uses_cuda_graphs(args, device):
-            self.update, self.device_step = CudaGraph(self.update), CudaGraph(self.device_step)
+            self.learn, self.device_step = CudaGraph(self.learn), CudaGraph(self.device_step)
 
-    def learn(self, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
-        return self.update(batch_size=batch_size, gamma=gamma, tau=tau, update_actor=update_actor)
+    def update(self, agent, rb, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
+        return self.learn(batch_size=batch_size, gamma=gamma, tau=tau, update_actor=update_actor)
 
     def add(self, *transition: np.ndarray) -> None:
         """Stage the step's transitions (obs, actions, rewards, next_obs, terminations, in the order of a Batch)."""
@@ -784,8 +791,8 @@ class FastSteps:
         self.pack(0, *transition)
         self.unstored = True
 
-    def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
-        """The actions `explore` selects for `obs`, as a host array (a host sync point on CUDA)."""
+    def explore(self, agent, noise, obs: np.ndarray, episode_starts: np.ndarray) -> torch.Tensor:
+        """The actions `explore` selects for `obs`, on the host (a host sync point on CUDA)."""
         self.pack(self.width, episode_starts, obs)
         self.send()
         self.host_actions.copy_(self.device_step(store=self.unstored, act=True), non_blocking=True)
@@ -793,10 +800,7 @@ class FastSteps:
         if self.received is not None:
             self.received.record()
             self.received.synchronize()
-        actions = self.host_actions.numpy().copy()
-        if not np.isfinite(actions).all():  # the earliest sign of a diverged actor, at no extra sync
-            raise NotFinite("the actor's action")
-        return actions
+        return self.host_actions.clone()  # the pinned memory is refilled at the next step
 
     def flush(self) -> None:
         """Store the staged transitions in R now, if it does not hold them yet (before a checkpoint, at the end)."""
@@ -820,22 +824,24 @@ class FastSteps:
             self.sent.record()
 
 
-def fast_steps(steps: Steps, args: Args) -> Steps | FastSteps:
-    """The loop's steps made fast: with --compile the four networks compiled in place; on a GPU, `FastSteps` in place
-    of the lesson's `Steps` (the same three steps, with one copy each way per env step and CUDA graphs)."""
-    agent, rb, device = steps.agent, steps.rb, steps.device
+def fast_path(agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device) -> FastPath | None:
+    """The loop's steps made fast: with --compile the four networks compiled in place; on a GPU, a `FastPath` that the
+    loop calls in place of `explore`, `update` and `rb.add` (the same steps, one copy each way per env step and CUDA
+    graphs). None where the loop calls the lesson's own (the CPU)."""
     ready_for_device(agent, args, device)
     if device.type != "cuda":
-        return steps
-    select = functools.partial(store_and_select, rb, steps.noise, agent.actor)
-    return FastSteps(functools.partial(learn, agent, rb), select, rb, args, device)
+        return None
+    device_step = functools.partial(store_and_select, rb, noise, agent)
+    return FastPath(
+        functools.partial(update, agent, rb), device_step, rb.obs.shape[1], rb.actions.shape[1], args, device
+    )
 
 
-def flush(steps: Steps | FastSteps) -> None:
-    """Store in R the transitions that fast steps staged, before a checkpoint and at the end (the lesson's store
-    them at once)."""
-    if isinstance(steps, FastSteps):
-        steps.flush()
+def flush(fast: FastPath | None) -> None:
+    """Store in R the transitions that a fast path staged, before a checkpoint and at the end (the lesson stores them
+    at once)."""
+    if fast is not None:
+        fast.flush()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -998,56 +1004,31 @@ class RunDir:
 # Checkpoints: what a run's checkpoint holds, written and read back here (`checkpoint_state`, `restore`); resume
 
 
-class EpisodeRecorder:
-    """Keeps what restores an EnvRunner's envs exactly: per env, the state of its random number generator just
-    before the reset that began the running episode, and the actions taken since; simulators are deterministic given
-    these (`load_state_dict` replays them). It takes the place of the runner's vector env, whose resets and steps pass
-    through it; the episodes running when it is made began with the runner's first reset, right after seeding."""
+def envs_state(envs: EnvRunner) -> dict:
+    """What replays the training envs to where they are (`load_envs_state`): their running episodes' starts
+    (generator states), actions, returns and lengths, and the observations they reached."""
+    return {
+        "episode_returns": envs.episode_returns.tolist(),
+        "start_rng": list(envs.start_rng),
+        "episode_lengths": envs.episode_lengths.tolist(),
+        "obs": torch.as_tensor(envs.obs),
+        "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in envs.episode_actions],
+    }
 
-    def __init__(self, runner: EnvRunner):
-        self.runner, self.envs = runner, runner.envs
-        self.start_rng = [gym.utils.seeding.np_random(seed)[0].bit_generator.state for seed in runner.seeds]
-        self.episode_actions = [[] for _ in runner.seeds]
-        runner.envs = self
 
-    def __getattr__(self, name):
-        return getattr(self.envs, name)
-
-    def reset(self, options: dict):
-        for i in np.flatnonzero(options["reset_mask"]):
-            self.start_rng[i] = self.envs.envs[i].np_random.bit_generator.state
-            self.episode_actions[i] = []
-        return self.envs.reset(options=options)
-
-    def step(self, actions: np.ndarray):
-        for i, action in enumerate(actions):
-            self.episode_actions[i].append(action)
-        return self.envs.step(actions)
-
-    def state_dict(self) -> dict:
-        runner = self.runner
-        return {
-            "episode_returns": runner.episode_returns.tolist(),
-            "start_rng": self.start_rng,
-            "episode_lengths": runner.episode_lengths.tolist(),
-            "obs": torch.as_tensor(runner.obs),
-            "episode_actions": [torch.as_tensor(np.array(a, dtype=np.float32)) for a in self.episode_actions],
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Rewind each env's generator to its episode's start, reset, and replay the episode's actions."""
-        runner = self.runner
-        for env, rng in zip(self.envs.envs, state["start_rng"]):
-            env.np_random.bit_generator.state = rng
-        runner.obs = runner.reset(np.ones(len(runner.seeds), dtype=bool))
-        for i, (env, actions) in enumerate(zip(self.envs.envs, state["episode_actions"])):
-            for action in actions.numpy():
-                runner.obs[i], *_ = env.step(action)
-                self.episode_actions[i].append(action)
-        if not np.array_equal(runner.obs, state["obs"].numpy()):
-            print("warning: the environment did not replay to the saved state (is it deterministic?)")
-        runner.episode_returns[:] = state["episode_returns"]
-        runner.episode_lengths[:] = state["episode_lengths"]
+def load_envs_state(envs: EnvRunner, state: dict) -> None:
+    """Rewind each env's generator to its episode's start, reset, and replay the episode's actions."""
+    for env, rng in zip(envs.envs.envs, state["start_rng"]):
+        env.np_random.bit_generator.state = rng
+    envs.obs = envs.reset(np.ones(len(envs.seeds), dtype=bool))
+    for i, (env, actions) in enumerate(zip(envs.envs.envs, state["episode_actions"])):
+        for action in actions.numpy():
+            envs.obs[i], *_ = env.step(action)
+            envs.episode_actions[i].append(action)
+    if not np.array_equal(envs.obs, state["obs"].numpy()):
+        print("warning: the environment did not replay to the saved state (is it deterministic?)")
+    envs.episode_returns[:] = state["episode_returns"]
+    envs.episode_lengths[:] = state["episode_lengths"]
 
 
 def copies(state: dict) -> dict:
@@ -1092,16 +1073,16 @@ def agent_state(agent: Agent, parts: tuple[str, ...] | None = None) -> dict:
 
 
 def buffer_state(rb: ReplayBuffer) -> dict:
-    """The filled rows only, by field: a checkpoint early in a run stays small."""
+    """The filled rows only, by column: a checkpoint early in a run stays small."""
     size = int(rb.size)  # clone: torch.save writes a view's whole storage, the empty rows too
-    return {"pos": int(rb.pos), "size": size, **{k: v[:size].clone() for k, v in rb.storage._asdict().items()}}
+    return {"pos": int(rb.pos), "size": size, **{name: getattr(rb, name)[:size].clone() for name in Batch._fields}}
 
 
 def load_buffer_state(rb: ReplayBuffer, state: dict) -> None:
     rb.pos.fill_(state["pos"])
     rb.size.fill_(state["size"])
-    for name, column in rb.storage._asdict().items():
-        column[: state["size"]] = state[name]
+    for name in Batch._fields:
+        getattr(rb, name)[: state["size"]] = state[name]
 
 
 def model_state(args: Args, spaces: dict, agent: dict) -> dict:
@@ -1119,7 +1100,7 @@ def checkpoint_state(run: "Run") -> dict:
         "num_updates": run.num_updates,
         "replay_buffer": buffer_state(run.rb),
         "noise": {"state": run.noise.state.clone()} if isinstance(run.noise, OUNoise) else {},
-        "envs": run.episodes.state_dict(),
+        "envs": envs_state(run.envs),
         "rng": rng_states(run.envs, run.eval_envs),
         "recent_returns": logs.recent_returns,
         "eval_returns": None if logs.eval_returns is None else logs.eval_returns.tolist(),
@@ -1136,7 +1117,7 @@ def restore(run: "Run", checkpoint: dict) -> None:
     load_buffer_state(run.rb, checkpoint["replay_buffer"])
     if "state" in checkpoint["noise"]:
         run.noise.state.copy_(checkpoint["noise"]["state"])
-    run.episodes.load_state_dict(checkpoint["envs"])
+    load_envs_state(run.envs, checkpoint["envs"])
     set_rng_states(checkpoint["rng"], run.envs, run.eval_envs)
     run.logs.recent_returns = checkpoint["recent_returns"]
     run.logs.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
@@ -1651,7 +1632,7 @@ def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device:
     Measured on the meta device, which gives tensors their shapes and dtypes but no memory."""
     act_dim = action_space.shape[0]
     with torch.device("meta"):
-        row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta")).data
+        row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta"))
         nets = [Actor(obs_dim, action_space, args.hidden_size), Critic(obs_dim, act_dim, args.hidden_size)]
     where, have = (
         ("the GPU", torch.cuda.mem_get_info(device)[1])
@@ -1659,7 +1640,7 @@ def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device:
         else ("this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     )
     parts = {
-        "--buffer-size": args.buffer_size * row.numel() * row.element_size(),
+        "--buffer-size": args.buffer_size * sum(getattr(row, name).nbytes for name in Batch._fields),
         "--hidden-size": COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters()),
     }
     for option, need in parts.items():
@@ -1734,10 +1715,10 @@ class Run(contextlib.AbstractContextManager):
     label = ""  # printed before its progress line
     wandb_group = None  # its W&B group (None: WANDB_RUN_GROUP's, if set)
 
-    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, steps, signals=None):
+    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, fast, signals=None):
         args, checkpoint = setup.args, setup.checkpoint or {}
         self.args, self.device, self.envs, self.agent, self.rb, self.noise = args, setup.device, envs, agent, rb, noise
-        self.steps, self.spaces = steps, space_signature(setup.obs_dim, setup.action_space)
+        self.fast, self.spaces = fast, space_signature(setup.obs_dim, setup.action_space)
         self.global_step, self.num_updates = checkpoint.get("global_step", 0), checkpoint.get("num_updates", 0)
         self.population = checkpoint.get("population")
         self.status, self.started, self.logs, self.signals, self.eval_envs = None, False, None, None, []
@@ -1750,7 +1731,6 @@ class Run(contextlib.AbstractContextManager):
             self.signals = signals or SignalFlag()
             videos, prefix = int(args.capture_video), f"eval-resumed-{self.global_step}" if checkpoint else "eval"
             self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, videos, self.dir.videos, prefix)
-            self.episodes = EpisodeRecorder(envs)
             self.logs = Logs(args, self.dir.path, self.global_step, checkpoint.get("wandb_run_id"), self.wandb_group)
             if checkpoint:
                 restore(self, checkpoint)
@@ -1787,7 +1767,7 @@ class Run(contextlib.AbstractContextManager):
                 raise NotFinite(f"parameter {name}")
 
     def write_checkpoint(self) -> str:
-        flush(self.steps)  # R holds this step's transitions
+        flush(self.fast)  # R holds this step's transitions
         self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
         return write_beside(checkpoint_state(self), self.dir.checkpoint)
 
@@ -1803,7 +1783,7 @@ class Run(contextlib.AbstractContextManager):
         message, self.status = None, EXIT_FAILED
         if kind is None:
             try:
-                flush(self.steps)  # R holds the last transitions
+                flush(self.fast)  # R holds the last transitions
                 if self.args.save_model:
                     self.dir.finish(model_state(self.args, self.spaces, agent_state(self.agent, ("actor", "critic"))))
                 message, self.status = self.logs.final(), 0
@@ -1877,7 +1857,7 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
         f"(min {returns.min():.1f}, max {returns.max():.1f})"
     )
     print(
-        f"critic's estimate Q(s_0, mu(s_0)) {evaluation.q_estimates.mean():.1f}, discounted return "
+        f"critic's estimate Q(s_1, mu(s_1)) {evaluation.q_estimates.mean():.1f}, discounted return "
         f"{evaluation.discounted_returns.mean():.1f} (gamma {saved.gamma})"
     )
     return evaluation

@@ -6,7 +6,7 @@ directory are its own, made as a single run with that --seed makes them, and eac
 the same files, tags and checkpoints, which `--eval-checkpoint` reads as any other. The loop is the lesson's, over the
 envs of all seeds one after another (`Population`). On a GPU one call updates all K agents and one stores and selects
 for all (`BatchedSteps`): the kernels are K times wider, about as fast as one agent's. On a CPU each agent's own
-lesson `Steps`, one after another, are faster (`MemberSteps`). Minibatches and noise come from one generator, so a
+lesson steps, one after another, are faster (`MemberSteps`). Minibatches and noise come from one generator, so a
 seed here is not bit-identical to its single run; a population of one seed is exactly that single run.
 
 The seeds stop together and resume together: their checkpoints are written at the same steps, all or none
@@ -59,10 +59,10 @@ def train_population(args: Args) -> dict:
         parts.append(ddpg.initialise(setup.args, setup.obs_dim, setup.action_space, setup.device))
     envs, agents, rbs, noises = (list(part) for part in zip(*parts))
     args, device = setups[0].args, setups[0].device
-    names = [f"seed {setup.args.seed}" for setup in setups]
-    steps = (BatchedSteps if batches_seeds(device) else MemberSteps)(agents, rbs, noises, args, device, names)
+    steps = (BatchedSteps if batches_seeds(device) else MemberSteps)(agents, rbs, noises, args, device)
     population = Population(setups, parts, steps)
-    ddpg.loop(args, population, steps, population, population.runs[0].global_step, population.runs[0].num_updates)
+    first = population.runs[0]
+    ddpg.loop(args, population, None, None, None, population, first.global_step, first.num_updates, steps)
     runs = population.runs
     return {
         "run_dirs": [run.dir.path for run in runs],
@@ -188,7 +188,11 @@ class Population:
         return np.concatenate([envs.random_actions() for envs in self.envs])  # each seed's from its own generator
 
     def step(self, actions: np.ndarray):
-        *arrays, finished = zip(*(envs.step(a) for envs, a in zip(self.envs, np.split(actions, len(self.envs)))))
+        results = []
+        for envs, own, run in zip(self.envs, np.split(actions, len(self.envs)), self.runs):
+            with named(f"seed {run.args.seed}"):
+                results.append(envs.step(own))
+        *arrays, finished = zip(*results)
         return *(np.concatenate(array) for array in arrays), finished  # finished episodes: one list per seed
 
     def record(self, global_step: int, num_updates: int, finished: list, losses: Losses | None) -> None:
@@ -287,62 +291,55 @@ def finish_renames(run_dirs: tuple[str, ...]) -> None:
 
 
 class MemberSteps:
-    """A population's steps on a CPU: each seed's own lesson `Steps`, one after another, on its rows of the arrays
-    (`num_envs` rows per seed, seed by seed)."""
+    """A population's steps on a CPU: each seed's own lesson steps (`explore`, `update`, `ReplayBuffer.add`), one
+    after another, on its rows of the arrays (`num_envs` rows per seed, seed by seed). The loop's agent, buffer and
+    noise arguments are None: each seed's own are used."""
 
-    def __init__(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device, names: list):
+    def __init__(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device):
         for agent in agents:
             ddpg.ready_for_device(agent, args, device)
-        self.members = [ddpg.Steps(agent, rb, noise, device) for agent, rb, noise in zip(agents, rbs, noises)]
-        self.names, self.rows = names, args.num_envs
+        self.members, self.rows = list(zip(agents, rbs, noises)), args.num_envs
 
     def own(self, k: int, arrays) -> list[np.ndarray]:
         return [array[k * self.rows : (k + 1) * self.rows] for array in arrays]
 
-    def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
-        actions = []
-        for k, (steps, name) in enumerate(zip(self.members, self.names)):
-            with named(name):
-                actions.append(steps.explore(*self.own(k, (obs, episode_starts))))
-        return np.concatenate(actions)
+    def explore(self, agent, noise, obs: np.ndarray, episode_starts: np.ndarray) -> torch.Tensor:
+        return torch.cat(
+            [ddpg.explore(a, n, *self.own(k, (obs, episode_starts))) for k, (a, _, n) in enumerate(self.members)]
+        )
 
-    def learn(self, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
-        each = [steps.learn(batch_size, gamma, tau, update_actor) for steps in self.members]
+    def update(self, agent, rb, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
+        each = [ddpg.update(a, b, batch_size, gamma, tau, update_actor) for a, b, _ in self.members]
         return Losses(*(None if parts[0] is None else torch.stack(parts) for parts in zip(*each)))
 
     def add(self, *transition: np.ndarray) -> None:
-        for k, steps in enumerate(self.members):
-            steps.add(*self.own(k, transition))
+        for k, (_, rb, _) in enumerate(self.members):
+            rb.add(*self.own(k, transition))
+
+    def flush(self) -> None:
+        """Nothing to store: `add` stored each transition at once."""
 
 
-class BatchedSteps(ddpg.FastSteps):
-    """A population's steps on a GPU: ddpg.py's `FastSteps` over all seeds' envs (`num_envs` rows per seed, seed by
+class BatchedSteps(ddpg.FastPath):
+    """A population's steps on a GPU: ddpg.py's `FastPath` over all seeds' envs (`num_envs` rows per seed, seed by
     seed), where one call updates all K agents (`batched_update`) and one stores all their transitions and selects
     all their actions (`store_and_select` on the stacked buffer, noise and actor)."""
 
-    def __init__(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device, names: list):
+    def __init__(self, agents: list[Agent], rbs: list[ReplayBuffer], noises: list, args: Args, device):
         nets, optimizers = stack_agents(agents, args, device)
         rb, n = StackedBuffer(rbs), args.num_envs
         rows = dataclasses.replace(args, num_envs=len(agents) * n)  # every seed's envs
-        noise = ddpg.make_noise(rows, rbs[0].act_dim, device)
+        noise = ddpg.make_noise(rows, rbs[0].actions.shape[1], device)
         for k, own in enumerate(noises):  # each seed's OU state: a view of its rows
             if isinstance(own, OUNoise):
                 own.state = noise.state[k * n : (k + 1) * n]
+        batched = Agent(**nets, actor_optimizer=optimizers["actor"], critic_optimizer=optimizers["critic"])
 
-        def update(batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:  # as `ddpg.learn`
+        def update(batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:  # as `ddpg.update`
             return batched_update(nets, optimizers, rb.sample(batch_size), gamma, tau, update_actor)
 
-        super().__init__(
-            update, functools.partial(ddpg.store_and_select, rb, noise, nets["actor"]), rbs[0], rows, device
-        )
-        self.row_names = [name for name in names for _ in range(n)]
-
-    def explore(self, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
-        try:
-            return super().explore(obs, episode_starts)
-        except NotFinite as e:
-            row = np.flatnonzero(~np.isfinite(self.host_actions.numpy()).all(axis=1))[0]
-            raise NotFinite(f"{self.row_names[row]}: {e}") from None
+        device_step = functools.partial(ddpg.store_and_select, rb, noise, batched)
+        super().__init__(update, device_step, rbs[0].obs.shape[1], rbs[0].actions.shape[1], rows, device)
 
 
 def stack_agents(agents: list[Agent], args: Args, device: torch.device) -> tuple[dict, dict]:
@@ -458,25 +455,27 @@ class MemberOptimizer:
 
 
 class StackedBuffer:
-    """A population's replay buffers as one: their rows stacked (K, capacity, width), each seed's ReplayBuffer made
+    """A population's replay buffers as one: each column stacked (K, capacity, ...), each seed's ReplayBuffer made
     views of its slice. `add` and `sample` do what ReplayBuffer's do, for all seeds at once."""
 
     def __init__(self, rbs: list[ReplayBuffer]):
-        self.data, self.fields, self.capacity = torch.stack([rb.data for rb in rbs]), rbs[0].fields, rbs[0].capacity
-        self.pos, self.size = torch.stack([rb.pos for rb in rbs]), torch.stack([rb.size for rb in rbs])
-        self.seeds = torch.arange(len(rbs), device=self.data.device)[:, None]  # (K, 1): row k indexes seed k's rows
-        for k, rb in enumerate(rbs):
-            rb.data, rb.pos, rb.size = self.data[k], self.pos[k], self.size[k]
-            rb.storage = rb.fields(rb.data)
+        self.capacity = rbs[0].capacity
+        for name in (*Batch._fields, "pos", "size"):
+            setattr(self, name, torch.stack([getattr(rb, name) for rb in rbs]))
+            for k, rb in enumerate(rbs):
+                setattr(rb, name, getattr(self, name)[k])
+        self.seeds = torch.arange(len(rbs), device=self.pos.device)[:, None]  # (K, 1): row k indexes seed k's rows
 
-    def add(self, rows: torch.Tensor) -> None:
-        """Rows of all seeds' envs, seed by seed (K * num_envs, width)."""
-        rows = rows.view(len(self.seeds), -1, rows.shape[-1])
-        idx = (self.pos[:, None] + torch.arange(rows.shape[1], device=rows.device)) % self.capacity
-        self.data[self.seeds, idx] = rows
-        self.pos.copy_((self.pos + rows.shape[1]) % self.capacity)
-        self.size.copy_((self.size + rows.shape[1]).clamp(max=self.capacity))
+    def add(self, *transition: torch.Tensor) -> None:
+        """Transitions of all seeds' envs, seed by seed ((K * num_envs, ...) each, in the order of a Batch)."""
+        n = len(transition[0]) // len(self.seeds)
+        idx = (self.pos[:, None] + torch.arange(n, device=self.pos.device)) % self.capacity
+        for name, values in zip(Batch._fields, transition):
+            getattr(self, name)[self.seeds, idx] = values.view(len(self.seeds), n, *values.shape[1:])
+        self.pos.copy_((self.pos + n) % self.capacity)
+        self.size.copy_((self.size + n).clamp(max=self.capacity))
 
     def sample(self, batch_size: int) -> Batch:
-        idx = torch.randint(ddpg.SAMPLE_RANGE, (len(self.seeds), batch_size), device=self.data.device)
-        return self.fields(self.data[self.seeds, idx % self.size[:, None]])
+        idx = torch.randint(ddpg.SAMPLE_RANGE, (len(self.seeds), batch_size), device=self.pos.device)
+        idx = idx % self.size[:, None]
+        return Batch(*(getattr(self, name)[self.seeds, idx] for name in Batch._fields))

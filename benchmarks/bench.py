@@ -178,11 +178,6 @@ def baseline_train(env_id, total, learning_starts, device="cpu", seed=1):
 # Measurements
 
 
-def random_batch(obs_dim, act_dim):
-    return ddpg.Batch(torch.randn(BATCH, obs_dim), torch.rand(BATCH, act_dim) * 2 - 1, torch.randn(BATCH),
-                      torch.randn(BATCH, obs_dim), torch.zeros(BATCH))  # fmt: skip
-
-
 class RecordMatmuls(TorchDispatchMode):
     """Records every matrix product (op, argument shapes and strides) that runs inside it."""
 
@@ -228,6 +223,11 @@ def time_calls(fn, n):
     return (time.perf_counter() - start) / n
 
 
+def fill(rb: ddpg.ReplayBuffer) -> None:
+    """Fill the whole buffer with random transitions (touching every page, as a full buffer would)."""
+    rb.add(*(torch.randn(rb.capacity, *getattr(rb, name).shape[1:]) for name in ddpg.Batch._fields))
+
+
 def measure_update(repeats, n):
     space = gym.spaces.Box(-1.0, 1.0, (HALFCHEETAH_ACT,), np.float32)
     args = ddpg.Args(hidden_size=HIDDEN, batch_size=BATCH, learning_rate=LEARNING_RATE)
@@ -236,18 +236,17 @@ def measure_update(repeats, n):
     ddpg.ready_for_device(compiled, dataclasses.replace(args, compile=True), torch.device("cpu"))  # compiled
     base = baseline_agent(HALFCHEETAH_OBS, space)
     rb = ddpg.ReplayBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
-    rb.add(torch.randn(100_000, rb.width))
+    fill(rb)
     nb = NumpyBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT)
     for name in ddpg.Batch._fields:
-        getattr(nb, name)[:] = getattr(rb.storage, name).numpy()
+        getattr(nb, name)[:] = getattr(rb, name).numpy()
     nb.size = 100_000
 
-    data = random_batch(HALFCHEETAH_OBS, HALFCHEETAH_ACT)
     with FlopCounterMode(display=False) as counter:
-        ddpg.update(fast, data, GAMMA, TAU, update_actor=True)
+        ddpg.update(fast, rb, BATCH, GAMMA, TAU, update_actor=True)
     flops = counter.get_total_flops()
     with RecordMatmuls() as recorder:
-        ddpg.update(fast, data, GAMMA, TAU, update_actor=True)
+        ddpg.update(fast, rb, BATCH, GAMMA, TAU, update_actor=True)
     operands = [(func, [torch.empty_strided(shape, stride).normal_() for shape, stride in shapes])
                 for func, shapes in recorder.calls]  # fmt: skip
 
@@ -257,8 +256,8 @@ def measure_update(repeats, n):
 
     calls = {
         "matmuls": matmuls_only,
-        "fast": lambda: ddpg.update(fast, rb.sample(BATCH), GAMMA, TAU, update_actor=True),
-        "compiled": lambda: ddpg.update(compiled, rb.sample(BATCH), GAMMA, TAU, update_actor=True),
+        "fast": lambda: ddpg.update(fast, rb, BATCH, GAMMA, TAU, update_actor=True),
+        "compiled": lambda: ddpg.update(compiled, rb, BATCH, GAMMA, TAU, update_actor=True),
         "base": lambda: baseline_update(base, nb.sample(BATCH), GAMMA, TAU, update_actor=True),
     }
     for fn in calls.values():  # warm-up (and compilation)
@@ -464,11 +463,11 @@ def measure_pendulum_wall(repeats):
 def measure_memory():
     data_bytes = BUFFER_1M * 4 * (2 * HALFCHEETAH_OBS + HALFCHEETAH_ACT + 2)
     rb = ddpg.ReplayBuffer(BUFFER_1M, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
-    allocated = rb.data.untyped_storage().nbytes()
-    rb.add(torch.randn(BUFFER_1M, rb.width))  # touch every page, as a full buffer would
+    allocated = sum(getattr(rb, name).untyped_storage().nbytes() for name in ddpg.Batch._fields)
+    fill(rb)
     space = gym.spaces.Box(-1.0, 1.0, (HALFCHEETAH_ACT,), np.float32)
     agent = ddpg.make_agent(HALFCHEETAH_OBS, space, ddpg.Args(hidden_size=HIDDEN), torch.device("cpu"))
-    ddpg.update(agent, rb.sample(BATCH), GAMMA, TAU, update_actor=True)  # so that Adam holds its moments
+    ddpg.update(agent, rb, BATCH, GAMMA, TAU, update_actor=True)  # so that Adam holds its moments
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, ddpg.CHECKPOINT_FILE)
         start = time.perf_counter()

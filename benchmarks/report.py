@@ -6,7 +6,7 @@ For every environment among the runs named `<env_id>__<exp_name>__<seed>__<time>
 and the spread (min to max) over seeds of `eval/episodic_return` against environment steps and against wall time,
 and one markdown table: the evaluation at the last step every seed reached (mean +- std over seeds), seeds, that
 step, median wall time to it, machine. Where the runs logged them, a second PNG per environment shows on one chart the
-critic's estimate Q(s_0, mu(s_0)) of the evaluation episodes and the discounted return they earned (mean over seeds).
+critic's estimate Q(s_1, mu(s_1)) of the evaluation episodes and the discounted return they earned (mean over seeds).
 The files go beside the runs, never over the committed benchmarks/results/ unless --out names it; a figure left in
 --out by an earlier report, of an environment this one has no runs of, is named on the console. A row holds runs of
 one set of settings (the arguments saved in their checkpoint.pt or model.pt, but for the seed and the options of the
@@ -33,7 +33,7 @@ EVAL_TAG = "eval/episodic_return"
 REPORTS_DIR = "reports"  # the default --out, under --runs-dir
 CRITIC_TAGS = {"q_estimate": ddpg.EVAL_Q_TAG, "discounted_return": ddpg.EVAL_DISCOUNTED_TAG}
 CRITIC_LABELS = {
-    "q_estimate": r"critic's estimate $Q(s_0, \mu(s_0))$",
+    "q_estimate": r"critic's estimate $Q(s_1, \mu(s_1))$",
     "discounted_return": r"$\sum_t \gamma^t r_t$ earned",
 }
 WALL_GRID_POINTS = 200  # points of the common wall-time axis the seeds' curves are interpolated onto

@@ -104,7 +104,7 @@ def test_short_pendulum_run_logs_what_it_did(tmp_path):
     returns = evaluation.returns
     assert f"Pendulum-v1: {returns.mean():.1f} +- {returns.std():.1f} over 2 episodes" in evaluated.stdout
     # and beside it, the critic's estimate of those episodes and their discounted return
-    assert (f"critic's estimate Q(s_0, mu(s_0)) {evaluation.q_estimates.mean():.1f}, discounted return "
+    assert (f"critic's estimate Q(s_1, mu(s_1)) {evaluation.q_estimates.mean():.1f}, discounted return "
             f"{evaluation.discounted_returns.mean():.1f} (gamma 0.99)") in evaluated.stdout  # fmt: skip
 
 

@@ -9,6 +9,7 @@ import torch
 
 import ddpg
 from tests.test_units import ASYMMETRIC_BOX as BOX
+from tests.test_units import rows
 
 OBS_DIM, ACT_DIM, NUM_ENVS = 3, BOX.shape[0], 2
 BATCH_SIZE, GAMMA, TAU = 16, 0.99, 0.1
@@ -34,47 +35,61 @@ def env_step(rng):
     return transition, done, rng.standard_normal((NUM_ENVS, OBS_DIM))
 
 
+class Lesson:
+    """The loop's three steps as the lesson's own functions, called as the loop calls them."""
+
+    explore, update = staticmethod(ddpg.explore), staticmethod(ddpg.update)
+
+    def __init__(self, rb):
+        self.add = rb.add
+
+
 def setup(device: str, fast: bool = False, **speed_options):
-    """Agent, buffer (partly filled) and the loop's device steps, from one fixed start; `fast`: the GPU's FastSteps
-    wherever `device` is."""
+    """Agent, buffer (partly filled), noise and the loop's steps from one fixed start: the lesson's own (`Lesson`)
+    where `fast_path` gives none, else its `FastPath`; `fast`: the GPU's FastPath wherever `device` is."""
     args = ddpg.Args(hidden_size=32, learning_rate=1e-2, tau=TAU, gamma=GAMMA, exploration_noise=0.3,
                      batch_size=BATCH_SIZE, num_envs=NUM_ENVS, **speed_options)  # fmt: skip
     device = torch.device(device)
     torch.manual_seed(0)
     agent = ddpg.make_agent(OBS_DIM, BOX, args, device)
     rb = ddpg.ReplayBuffer(CAPACITY, OBS_DIM, ACT_DIM, device)
-    rb.add(torch.randn(FIRST_ROWS, rb.width, generator=torch.Generator().manual_seed(1)).to(device))
+    g = torch.Generator().manual_seed(1)
+    first = [torch.randn(FIRST_ROWS, *column.shape[1:], generator=g).to(device) for column in ddpg.Batch(
+        rb.obs, rb.actions, rb.rewards, rb.next_obs, rb.terminations)]  # fmt: skip
+    rb.add(*first)
     noise = ddpg.make_noise(args, ACT_DIM, device)
     if fast:
-        select = functools.partial(ddpg.store_and_select, rb, noise, agent.actor)
-        return agent, rb, ddpg.FastSteps(functools.partial(ddpg.learn, agent, rb), select, rb, args, device)
-    return agent, rb, ddpg.fast_steps(ddpg.Steps(agent, rb, noise, device), args)
+        select = functools.partial(ddpg.store_and_select, rb, noise, agent)
+        steps = ddpg.FastPath(functools.partial(ddpg.update, agent, rb), select, OBS_DIM, ACT_DIM, args, device)
+    else:
+        steps = ddpg.fast_path(agent, rb, noise, args, device) or Lesson(rb)
+    return agent, rb, noise, steps
 
 
-def device_round(steps, step, update_actor=True):
+def device_round(agent, rb, noise, steps, step, update_actor=True):
     """What the loop does on the device per env step: an update, then store the step's transitions and select the
     actions for the next observations (noisy; the noise restarts where an episode ended)."""
-    losses = steps.learn(BATCH_SIZE, GAMMA, TAU, update_actor)
+    losses = steps.update(agent, rb, BATCH_SIZE, GAMMA, TAU, update_actor)
     transition, done, act_on = step
     steps.add(*transition)
-    return losses, steps.explore(act_on, episode_starts=done)
+    return losses, steps.explore(agent, noise, act_on, done).cpu()
 
 
 def run_rounds(device: str, fast: bool = False, **speed_options):
     """ROUNDS rounds of the loop's device work (the actor step every other round): the losses, the final weights,
     the actions and the buffer."""
-    agent, rb, steps = setup(device, fast, **speed_options)
+    agent, rb, noise, steps = setup(device, fast, **speed_options)
     rng, losses, actions = np.random.default_rng(0), [], []
     for i in range(ROUNDS):
-        round_losses, round_actions = device_round(steps, env_step(rng), update_actor=i % 2 == 1)
+        round_losses, round_actions = device_round(agent, rb, noise, steps, env_step(rng), update_actor=i % 2 == 1)
         losses.append([None if x is None else x.item() for x in round_losses])
         actions.append(torch.as_tensor(round_actions))
     weights = [p.detach().cpu().clone() for net in (agent.actor, agent.critic, agent.target_actor,
                                                    agent.target_critic) for p in net.parameters()]  # fmt: skip
-    if isinstance(steps, ddpg.FastSteps) and isinstance(steps.update, ddpg.CudaGraph):  # replayed after warm-up
-        assert len(steps.update.graphs) == 2 and len(steps.device_step.graphs) == 1
+    if isinstance(steps, ddpg.FastPath) and isinstance(steps.learn, ddpg.CudaGraph):  # replayed after warm-up
+        assert len(steps.learn.graphs) == 2 and len(steps.device_step.graphs) == 1
     assert int(rb.size) == CAPACITY and int(rb.pos) == (FIRST_ROWS + ROUNDS * NUM_ENVS) % CAPACITY  # wrapped
-    return losses, weights, actions, rb.data.cpu()
+    return losses, weights, actions, rows(rb).cpu()
 
 
 def assert_close(fast, eager, rtol=1e-5, atol=1e-6):
@@ -93,11 +108,11 @@ def test_the_rounds_move_the_networks_and_the_actions():
 
 
 def test_the_cpu_runs_the_lessons_own_steps():
-    _, _, steps = setup("cpu", cudagraphs=True)  # CUDA graphs do nothing on the CPU
-    assert type(steps) is ddpg.Steps
+    agent, rb, noise, _ = setup("cpu")
+    assert ddpg.fast_path(agent, rb, noise, ddpg.Args(cudagraphs=True), torch.device("cpu")) is None  # no graphs
 
 
-def test_the_gpus_fast_steps_give_exactly_the_lessons_steps_on_the_cpu():
+def test_the_gpus_fast_path_gives_exactly_the_lessons_steps_on_the_cpu():
     # their packing, staging and storing order, where CI runs them: the same draws, the same rows, the same updates
     assert_close(run_rounds("cpu", fast=True), run_rounds("cpu"), rtol=0, atol=0)
 
@@ -121,14 +136,14 @@ def test_compile_with_cuda_graphs_gives_the_same_updates_and_actions():
 
 @needs_cuda
 def test_one_copy_to_the_device_and_one_back_per_step():
-    _, _, steps = setup("cuda")
+    parts = setup("cuda")
     rng = np.random.default_rng(0)
     rounds = [env_step(rng) for _ in range(2 * ROUNDS)]
     for step in rounds[:ROUNDS]:  # warm-up and recording
-        device_round(steps, step)
+        device_round(*parts, step)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for step in rounds[ROUNDS:]:
-            device_round(steps, step)
+            device_round(*parts, step)
     names = [event.name for event in prof.events()]
     assert sum(name.startswith("Memcpy HtoD") for name in names) == ROUNDS, names
     assert sum(name.startswith("Memcpy DtoH") for name in names) == ROUNDS, names
@@ -155,4 +170,4 @@ def test_training_resumed_from_a_checkpoint_equals_the_run_left_alone(in_tmp, cu
     for net in ("actor", "critic", "target_actor", "target_critic"):
         for a, b in zip(getattr(whole["agent"], net).parameters(), getattr(resumed["agent"], net).parameters()):
             assert torch.equal(a, b), net
-    assert torch.equal(whole["replay_buffer"].data, resumed["replay_buffer"].data)
+    assert torch.equal(rows(whole["replay_buffer"]), rows(resumed["replay_buffer"]))

@@ -17,7 +17,7 @@ LEARNING_STARTS, TOTAL = 100, 1100  # 1000 actions of the policy with noise
 
 @pytest.mark.parametrize("noise_type", ["ou", "gaussian"])
 def test_a_runs_exploration_noise_is_the_noise_type_asked_for(in_tmp, noise_type):
-    sigma, theta = 0.1, ddpg.OU_THETA
+    sigma, theta = 0.1, ddpg.OU_RATE
     # a learning rate so small that the actor never changes: each action is then mu(s) of the final actor + noise
     args = tyro.cli(ddpg.Args, args=["--noise-type", noise_type, "--exploration-noise", str(sigma),
                                      "--learning-rate", "1e-30", "--total-timesteps", str(TOTAL),
@@ -30,7 +30,7 @@ def test_a_runs_exploration_noise_is_the_noise_type_asked_for(in_tmp, noise_type
     _, action_space = ddpg.check_env(args.env_id)
     half_width = float((action_space.high - action_space.low)[0] / 2)
     rows = slice(LEARNING_STARTS, TOTAL)  # the buffer's row i holds step i's transition
-    obs, actions = out["replay_buffer"].storage.obs[rows], out["replay_buffer"].storage.actions[rows]
+    obs, actions = out["replay_buffer"].obs[rows], out["replay_buffer"].actions[rows]
     with torch.no_grad():
         noise = ((actions - out["agent"].actor(obs)) / half_width)[:, 0].numpy()  # in units of the half-width
 

@@ -21,7 +21,7 @@ from tests.conftest import subprocess_env
 from tests.test_checkpoints import all_scalars
 from tests.test_cli import SCRIPT, assert_refused_in_one_line, run_cli, run_main, scalars
 from tests.test_fast_paths import needs_cuda
-from tests.test_units import ASYMMETRIC_BOX, random_batch
+from tests.test_units import ASYMMETRIC_BOX, Minibatch, random_batch, rows
 
 SHORT = ["--total-timesteps", "1500", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
          "--eval-frequency", "500", "--eval-episodes", "2", "--checkpoint-frequency", "500", "--no-cuda"]  # fmt: skip
@@ -91,7 +91,7 @@ def test_one_batched_update_equals_separate_updates_of_each_agent():
         stacked = ddpg.Batch(*(torch.stack(field) for field in zip(*batches)))
         together = population.batched_update(nets, optimizers, stacked, gamma, tau, update_actor=i % 2 == 1)
         for k, (agent, batch) in enumerate(zip(alone, batches)):
-            own = ddpg.update(agent, batch, gamma, tau, update_actor=i % 2 == 1)
+            own = ddpg.update(agent, Minibatch(batch), len(batch.obs), gamma, tau, update_actor=i % 2 == 1)
             for name in ("critic", "q_values", "actor"):
                 if own._asdict()[name] is None:
                     assert together._asdict()[name] is None
@@ -117,12 +117,12 @@ def test_a_batched_population_stores_each_seeds_transitions_apart(in_tmp, monkey
     for mine, theirs in zip(batched["replay_buffers"], apart["replay_buffers"]):
         assert int(mine.size) == 700  # each seed's buffer holds its own 700 transitions
         # the same random warm-up actions, from each seed's own action space: the same transitions, row for row
-        assert torch.equal(mine.data[: args.learning_starts], theirs.data[: args.learning_starts])
-        obs, next_obs = mine.storage.obs[:700].numpy(), mine.storage.next_obs[:700].numpy()
+        assert torch.equal(rows(mine)[: args.learning_starts], rows(theirs)[: args.learning_starts])
+        obs, next_obs = mine.obs[:700].numpy(), mine.next_obs[:700].numpy()
         same_episode = np.arange(1, 700) % 200 != 0  # then its own episodes go on: s_{t+1} is the next s_t
         np.testing.assert_array_equal(obs[1:][same_episode], next_obs[:-1][same_episode])
     first, second = batched["replay_buffers"]
-    assert not torch.equal(first.data[:700], second.data[:700])
+    assert not torch.equal(rows(first)[:700], rows(second)[:700])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_a_population_resumed_from_its_checkpoints_ends_as_one_left_alone(in_tmp
     assert resumed["status"] == 0
     for k in range(2):
         assert all(torch.equal(a, b) for a, b in zip(weights(whole["agents"][k]), weights(resumed["agents"][k])))
-        assert torch.equal(whole["replay_buffers"][k].data, resumed["replay_buffers"][k].data)
+        assert torch.equal(rows(whole["replay_buffers"][k]), rows(resumed["replay_buffers"][k]))
         np.testing.assert_array_equal(whole["eval_returns"][k], resumed["eval_returns"][k])
 
 
@@ -458,7 +458,7 @@ def test_cuda_graphs_of_a_population_compute_exactly_its_eager_steps(in_tmp):
     eager = population.train_population(short_args(seeds=(1, 2), cuda=True, cudagraphs=False, exp_name="eager"))
     for k in range(2):
         assert all(torch.equal(a, b) for a, b in zip(weights(graphed["agents"][k]), weights(eager["agents"][k])))
-        assert torch.equal(graphed["replay_buffers"][k].data, eager["replay_buffers"][k].data)
+        assert torch.equal(rows(graphed["replay_buffers"][k]), rows(eager["replay_buffers"][k]))
 
 
 def test_the_benchmarks_separate_processes_train_what_the_population_trains():

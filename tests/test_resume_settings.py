@@ -197,7 +197,7 @@ def test_an_environment_that_raises_keeps_its_traceback_then_says_how_to_resume(
     assert raised.value.__notes__ == [f"ddpg.py: error: step 249: training stopped ({resume_line(run_dir)})"]
     os.close(ddpg.lock_run_dir(str(tmp_path / run_dir)))  # released
     # and when it fails again as it replays its episode on resume, before the loop: the same
-    monkeypatch.setattr(ddpg.EpisodeRecorder, "load_state_dict", fails_to_replay)
+    monkeypatch.setattr(ddpg, "load_envs_state", fails_to_replay)
     with pytest.raises(RuntimeError, match="would not replay") as raised:
         run_main(tmp_path, "--resume", run_dir)
     assert raised.value.__notes__ == [f"ddpg.py: error: step 200: training stopped ({resume_line(run_dir)})"]

@@ -32,7 +32,7 @@ def q_of_policy(agent, states):
 
 
 def stored(rb):
-    return {name: getattr(rb.storage, name)[: rb.size].numpy() for name in ("obs", "next_obs", "terminations")}
+    return {name: getattr(rb, name)[: rb.size].numpy() for name in ("obs", "next_obs", "terminations")}
 
 
 @pytest.mark.parametrize("num_envs", [1, 3])
@@ -78,7 +78,7 @@ def test_evaluations_log_the_critics_estimate_beside_the_discounted_return(in_tm
     float32 = float(np.finfo(np.float32).eps)  # TensorBoard stores a scalar as a float32
     for e in discounted:
         assert e.value == pytest.approx(sum(gamma**t for t in range(length)), rel=float32, abs=0)
-    # the last evaluation's estimate: the trained critic's Q(s_0, mu(s_0)) at its 3 first observations, all [0]
+    # the last evaluation's estimate: the trained critic's Q(s_1, mu(s_1)) at its 3 first observations, all [0]
     first_obs = torch.zeros(3, 1)
     with torch.no_grad():
         expected = out["agent"].critic(first_obs, out["agent"].actor(first_obs)).mean().item()
@@ -126,30 +126,30 @@ def test_same_seed_gives_identical_runs_and_another_seed_does_not(in_tmp):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_run_keeps_buffer_and_networks_on_the_gpu(in_tmp):
     out = ddpg.train(pendulum_args(seed=1, cuda=True))
-    assert all(t.is_cuda for t in out["replay_buffer"].storage)
+    assert all(getattr(out["replay_buffer"], name).is_cuda for name in ddpg.Batch._fields)
     assert all(p.is_cuda for p in out["agent"].actor.parameters())
     assert np.isfinite(out["eval_returns"]).all()
 
 
 def test_update_t_samples_the_buffer_before_transition_t_and_precedes_the_next_action(in_tmp, monkeypatch):
     calls = []  # (what, rows in R at that moment) in the order the loop makes them
-    real_learn, real_explore, real_add = ddpg.learn, ddpg.explore, ddpg.ReplayBuffer.add
+    real_update, real_explore, real_add = ddpg.update, ddpg.explore, ddpg.ReplayBuffer.add
 
-    def learn(agent, rb, *args, **kwargs):
+    def update(agent, rb, *args, **kwargs):
         calls.append(("update", int(rb.size)))
-        return real_learn(agent, rb, *args, **kwargs)
+        return real_update(agent, rb, *args, **kwargs)
 
-    def explore(actor, *args, **kwargs):
+    def explore(agent, *args, **kwargs):
         calls.append(("act", int(rb_of_run[0].size)))
-        return real_explore(actor, *args, **kwargs)
+        return real_explore(agent, *args, **kwargs)
 
-    def add(rb, rows):
+    def add(rb, *transition):
         rb_of_run[:] = [rb]
         calls.append(("store", int(rb.size)))
-        return real_add(rb, rows)
+        return real_add(rb, *transition)
 
     rb_of_run = []
-    monkeypatch.setattr(ddpg, "learn", learn)
+    monkeypatch.setattr(ddpg, "update", update)
     monkeypatch.setattr(ddpg, "explore", explore)
     monkeypatch.setattr(ddpg.ReplayBuffer, "add", add)
     ddpg.train(counter_args("tests.envs:Counter-v0", total_timesteps=260, eval_frequency=260, eval_episodes=1))

@@ -38,33 +38,54 @@ def assert_same(a, b):
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+def rows(rb):
+    """A replay buffer's columns side by side, one row per transition: (capacity, 2 * obs_dim + act_dim + 2)."""
+    return torch.cat([getattr(rb, name).reshape(rb.capacity, -1) for name in ddpg.Batch._fields], dim=1)
+
+
+class Minibatch:
+    """A stand-in for a replay buffer that `update` samples this one minibatch from, whatever the batch size."""
+
+    def __init__(self, data: ddpg.Batch):
+        self.data = data
+
+    def sample(self, batch_size: int) -> ddpg.Batch:
+        return self.data
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Replay buffer
 
 
 def transitions(first, n, obs_dim=3, act_dim=2):
-    """n distinct transitions numbered first, first+1, ...: every field holds its number; packed as buffer rows."""
-    k = np.arange(first, first + n, dtype=np.float32)[:, None]
-    fields = (np.repeat(k, obs_dim, 1), np.repeat(k, act_dim, 1), k, np.repeat(k, obs_dim, 1) + 0.5, k % 2)
-    return torch.as_tensor(np.concatenate(fields, axis=1))
+    """n distinct transitions numbered first, first+1, ...: every field holds its number (next_obs its number + 0.5,
+    terminations its parity), as (obs, actions, rewards, next_obs, terminations) with a row per transition."""
+    k = np.arange(first, first + n, dtype=np.float32)
+    return (
+        np.repeat(k[:, None], obs_dim, 1),
+        np.repeat(k[:, None], act_dim, 1),
+        k,
+        np.repeat(k[:, None], obs_dim, 1) + 0.5,
+        k % 2,
+    )
 
 
 def test_buffer_ring_overwrites_oldest_first():
     rb = ddpg.ReplayBuffer(capacity=5, obs_dim=3, act_dim=2, device=torch.device("cpu"))
-    rb.add(transitions(0, 3))
+    rb.add(*transitions(0, 3))
     assert rb.size == 3 and rb.pos == 3
-    rb.add(transitions(3, 4))  # 3 and 4 fill the end, 5 and 6 wrap around over 0 and 1
+    rb.add(*transitions(3, 4))  # 3 and 4 fill the end, 5 and 6 wrap around over 0 and 1
     assert rb.size == 5 and rb.pos == 2
-    assert rb.storage.rewards.tolist() == [5, 6, 2, 3, 4]
-    assert rb.storage.obs[:, 0].tolist() == [5, 6, 2, 3, 4]
-    assert rb.storage.next_obs[:, 2].tolist() == [5.5, 6.5, 2.5, 3.5, 4.5]
-    assert rb.storage.actions[:, 1].tolist() == [5, 6, 2, 3, 4]
-    assert rb.storage.terminations.tolist() == [1, 0, 0, 1, 0]
+    assert rb.rewards.tolist() == [5, 6, 2, 3, 4]
+    assert rb.obs[:, 0].tolist() == [5, 6, 2, 3, 4]
+    assert rb.next_obs[:, 2].tolist() == [5.5, 6.5, 2.5, 3.5, 4.5]
+    assert rb.actions[:, 1].tolist() == [5, 6, 2, 3, 4]
+    assert rb.terminations.tolist() == [1, 0, 0, 1, 0]
 
 
 def test_buffer_samples_only_stored_rows_uniformly():
     rb = ddpg.ReplayBuffer(capacity=100, obs_dim=3, act_dim=2, device=torch.device("cpu"))
-    rb.add(transitions(0, 10))  # 90 rows still empty (zeros except row 0): they must never be drawn
+    rb.add(*transitions(0, 10))  # 90 rows still empty (zeros except row 0): they must never be drawn
     torch.manual_seed(0)
     draws = 20_000
     batch = rb.sample(draws)
@@ -79,24 +100,28 @@ def test_buffer_samples_only_stored_rows_uniformly():
 
 def test_buffer_checkpoint_holds_only_the_filled_rows():
     rb = ddpg.ReplayBuffer(capacity=10_000, obs_dim=3, act_dim=2, device=torch.device("cpu"))
-    rb.add(transitions(0, 10))
+    rb.add(*transitions(0, 10))
     saved = io.BytesIO()
     torch.save(ddpg.buffer_state(rb), saved)
-    assert saved.tell() < 10_000 * rb.width * 4 / 100  # the 10 rows and some framing, not the 10000 allocated
+    assert saved.tell() < rows(rb).nbytes / 100  # the 10 rows and some framing, not the 10000 allocated
     restored = ddpg.ReplayBuffer(capacity=10_000, obs_dim=3, act_dim=2, device=torch.device("cpu"))
     ddpg.load_buffer_state(restored, torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
-    assert torch.equal(restored.data, rb.data) and restored.size == 10 and restored.pos == 10
+    assert torch.equal(rows(restored), rows(rb)) and restored.size == 10 and restored.pos == 10
 
 
 def test_buffer_memory_is_capacity_times_one_transition():
     obs_dim, act_dim, capacity = 17, 6, 1000
     rb = ddpg.ReplayBuffer(capacity, obs_dim, act_dim, torch.device("cpu"))
     transition_bytes = 4 * (obs_dim + act_dim + 1 + obs_dim + 1)  # float32 s, a, r, s', terminated
-    assert all(column.untyped_storage().data_ptr() == rb.data.data_ptr() for column in rb.storage)  # views of one
-    allocated = rb.data.untyped_storage().nbytes()
-    assert allocated == capacity * transition_bytes
-    rb.add(transitions(0, 7, obs_dim, act_dim))
-    assert rb.data.untyped_storage().nbytes() == allocated  # adding does not grow it
+    columns = [getattr(rb, name) for name in ddpg.Batch._fields]
+
+    def allocated():
+        return sum(column.untyped_storage().nbytes() for column in columns)
+
+    assert allocated() == capacity * transition_bytes
+    rb.add(*transitions(0, 7, obs_dim, act_dim))
+    assert allocated() == capacity * transition_bytes  # adding does not grow it
+    assert all(getattr(rb, name) is column for name, column in zip(ddpg.Batch._fields, columns))  # written in place
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -105,7 +130,7 @@ def test_buffer_memory_is_capacity_times_one_transition():
 
 @pytest.mark.parametrize("noise_type", ["ou", "gaussian"])
 def test_make_noise_draws_the_noise_type_asked_for(noise_type):
-    sigma, theta, num_envs, steps = 0.2, ddpg.OU_THETA, 4000, 200
+    sigma, theta, num_envs, steps = 0.2, ddpg.OU_RATE, 4000, 200
     args = ddpg.Args(noise_type=noise_type, exploration_noise=sigma, num_envs=num_envs)
     torch.manual_seed(0)
     noise = ddpg.make_noise(args, act_dim=1, device=torch.device("cpu"))
@@ -154,11 +179,10 @@ def test_actor_maps_tanh_onto_asymmetric_bounds(pre_tanh, expected):
 
 
 def test_noisy_actions_are_clipped_into_the_box():
-    torch.manual_seed(0)
-    actor = ddpg.Actor(3, ASYMMETRIC_BOX, hidden_size=16)
-    set_actor_output(actor, 3.0)  # near the upper bound: most noise pushes past it
+    agent = small_agent()
+    set_actor_output(agent.actor, 3.0)  # near the upper bound: most noise pushes past it
     noise = ddpg.GaussianNoise(1000, 2, sigma=5.0, device=torch.device("cpu"))
-    actions = ddpg.explore(actor, torch.randn(1000, 3), noise, episode_starts=torch.zeros(1000))
+    actions = ddpg.explore(agent, noise, torch.randn(1000, 3), episode_starts=np.zeros(1000, dtype=bool))
     low, high = torch.as_tensor(ACTION_LOW), torch.as_tensor(ACTION_HIGH)
     assert torch.all(actions >= low) and torch.all(actions <= high)
     assert torch.any(actions == high) and torch.any(actions == low)  # both bounds were hit: clipping, not luck
@@ -167,10 +191,10 @@ def test_noisy_actions_are_clipped_into_the_box():
 def test_noise_is_scaled_to_the_action_range():
     torch.manual_seed(0)
     box = gym.spaces.Box(np.array([-10.0], dtype=np.float32), np.array([10.0], dtype=np.float32))
-    actor = ddpg.Actor(3, box, hidden_size=16)
-    set_actor_output(actor, 0.0)
+    agent = small_agent(action_space=box)
+    set_actor_output(agent.actor, 0.0)
     noise = ddpg.GaussianNoise(4000, 1, sigma=0.1, device=torch.device("cpu"))
-    actions = ddpg.explore(actor, torch.randn(4000, 3), noise, episode_starts=torch.zeros(4000))
+    actions = ddpg.explore(agent, noise, np.random.default_rng(0).standard_normal((4000, 3)), np.zeros(4000, bool))
     assert actions.std().item() == pytest.approx(0.1 * 10, rel=0.05)  # sigma times the half-width
 
 
@@ -213,7 +237,7 @@ def test_critic_loss_sends_no_gradient_to_the_actor_or_the_targets():
 def test_actor_step_leaves_the_critic_untouched():
     data = random_batch()
     full, critic_only = small_agent(), small_agent()
-    ddpg.update(full, data, gamma=0.99, tau=0.1, update_actor=True)
+    ddpg.update(full, Minibatch(data), len(data.obs), gamma=0.99, tau=0.1, update_actor=True)
     # the same critic step alone
     loss, _ = ddpg.critic_loss(critic_only.critic, critic_only.target_actor, critic_only.target_critic, data, 0.99)
     loss.backward()
@@ -228,7 +252,7 @@ def test_update_without_actor_step_moves_only_the_critic():
     agent = small_agent()
     actor, targets = params(agent.actor), params(agent.target_actor) + params(agent.target_critic)
     critic = params(agent.critic)
-    _, _, pi_loss = ddpg.update(agent, random_batch(), gamma=0.99, tau=0.1, update_actor=False)
+    _, _, pi_loss = ddpg.update(agent, Minibatch(random_batch()), 32, gamma=0.99, tau=0.1, update_actor=False)
     assert pi_loss is None
     assert_same(params(agent.actor), actor)
     assert_same(params(agent.target_actor) + params(agent.target_critic), targets)
@@ -246,7 +270,7 @@ def test_the_actor_step_raises_q_of_the_policy_under_the_critic_it_was_taken_wit
     critic = critic_step_only.critic.requires_grad_(False)
     with torch.no_grad():
         before = critic(data.obs, agent.actor(data.obs))  # (batch,) Q(s, mu(s)) of the actor before its step
-    ddpg.update(agent, data, gamma=0.99, tau=0.1, update_actor=True)
+    ddpg.update(agent, Minibatch(data), len(data.obs), gamma=0.99, tau=0.1, update_actor=True)
     with torch.no_grad():
         after = critic(data.obs, agent.actor(data.obs))
     assert after.mean() > before.mean()  # the policy gradient climbs Q; descending +Q would lower it
@@ -298,11 +322,10 @@ def test_runner_state_replays_to_the_same_env_state(restore_at):
     # 450 steps cross Pendulum's 200-step time limit, before the restore at 250 and after the one at 150
     actions = rng.uniform(-2, 2, size=(450, 2, 1)).astype(np.float32)
     original = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=7)
-    recorder = ddpg.EpisodeRecorder(original)  # records each env's episode start and actions
     for a in actions[:restore_at]:
         original.step(a)
     restored = ddpg.EnvRunner("Pendulum-v1", num_envs=2, seed=123)  # another seed: all comes from the state
-    ddpg.EpisodeRecorder(restored).load_state_dict(recorder.state_dict())
+    ddpg.load_envs_state(restored, ddpg.envs_state(original))
     np.testing.assert_array_equal(restored.obs, original.obs)
     for a in actions[restore_at:]:  # the same future: same observations, rewards and episode ends
         for x, y in zip(original.step(a), restored.step(a)):
@@ -337,13 +360,12 @@ def test_evaluation_estimates_come_from_the_critic_at_each_episodes_first_state(
 
 def test_a_replay_that_does_not_reach_the_saved_state_says_so(capsys):
     original = ddpg.EnvRunner("Pendulum-v1", num_envs=1, seed=7)
-    recorder = ddpg.EpisodeRecorder(original)
     for a in np.zeros((20, 1, 1), dtype=np.float32):
         original.step(a)
-    state = recorder.state_dict()
+    state = ddpg.envs_state(original)
     restored = ddpg.EnvRunner("Pendulum-v1", num_envs=1, seed=7)
-    ddpg.EpisodeRecorder(restored).load_state_dict(state)
+    ddpg.load_envs_state(restored, state)
     assert capsys.readouterr().out == ""  # a deterministic env replays to the saved state, silently
     state["obs"] = state["obs"] + 1.0  # as a checkpoint of an env that does not replay to what it was
-    ddpg.EpisodeRecorder(ddpg.EnvRunner("Pendulum-v1", num_envs=1, seed=7)).load_state_dict(state)
+    ddpg.load_envs_state(ddpg.EnvRunner("Pendulum-v1", num_envs=1, seed=7), state)
     assert "warning: the environment did not replay to the saved state" in capsys.readouterr().out
