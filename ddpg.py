@@ -109,7 +109,7 @@ class Args:
 
     # --- The run: its name, the machine, logging and saving -----------------------------------------------------
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """name of this experiment, part of the run directory's name"""
+    """name of this experiment, part of the run directory's name (not empty; no '/' or '__')"""
     seed: int = 1
     """seed of python, numpy, torch and the environments: the same seed on the CPU repeats a run exactly"""
     seeds: tuple[int, ...] | None = None
@@ -131,7 +131,7 @@ class Args:
     wandb_entity: str | None = None
     """W&B team or user to log to (None: your own default entity)"""
     capture_video: bool = False
-    """record the first episode of every evaluation as mp4 under the run directory's `videos/`"""
+    """mp4 of every evaluation's first episode, in the run's `videos/` (no display: MuJoCo draws with MUJOCO_GL=egl)"""
     save_model: bool = True
     """write the actor, the critic and these arguments to `model.pt` in the run directory at the end"""
     eval_frequency: int = 2_000
