@@ -32,7 +32,7 @@ clean:  ## remove what runs leave: runs/ (keeps runs/.gitkeep), W&B's offline fi
 	find runs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 	rm -rf wandb .pytest_cache tests/__pycache__ __pycache__ benchmarks/__pycache__
 
-bench:  ## speed and memory against an eager baseline; writes benchmarks/results.md (~5 min on 2 cores)
+bench:  ## speed and memory against an eager baseline; writes benchmarks/results.md (the longest target: many timed runs)
 	$(PYTHON) benchmarks/bench.py
 
 pendulum-table:  ## the default command for seeds 1-5, as the README's table (~5 min on 2 cores)
