@@ -112,7 +112,7 @@ class Args:
 
     # --- The run: its name, the machine, logging and saving -----------------------------------------------------
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """name of this experiment, part of the run directory's name"""
+    """name of this experiment, part of the run directory's name (not empty; no '/' or '__')"""
     seed: int = 1
     """seed of python, numpy, torch and the environments: the same seed on the CPU repeats a run exactly"""
     seeds: tuple[int, ...] | None = None
@@ -126,7 +126,7 @@ class Args:
     compile: bool = False
     """compile the four networks with torch.compile: fused kernels, fewer launches (docs/speed.md: measured speeds)"""
     threads: int | None = None
-    """CPU threads torch uses (None: min(4, available cores); all cores of a big CPU is slower for small networks)"""
+    """CPU threads torch uses (None: 1; more pay only for large networks on cores that nothing else uses)"""
     track: bool = False
     """mirror the run to Weights & Biases: arguments, every TensorBoard scalar, evaluation videos (needs wandb)"""
     wandb_project_name: str = "ddpg.py"
@@ -134,7 +134,7 @@ class Args:
     wandb_entity: str | None = None
     """W&B team or user to log to (None: your own default entity)"""
     capture_video: bool = False
-    """record the first episode of every evaluation as mp4 under the run directory's `videos/`"""
+    """mp4 of every evaluation's first episode, in the run's `videos/` (no display: MuJoCo draws with MUJOCO_GL=egl)"""
     save_model: bool = True
     """write the actor, the critic and these arguments to `model.pt` in the run directory at the end"""
     eval_frequency: int = 2_000
@@ -611,7 +611,11 @@ CUSTOM_SCALARS = {"critic": {EVAL_CHART: ["Multiline", [f"^{EVAL_Q_TAG}$", f"^{E
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
-MAX_DEFAULT_THREADS = 4  # on 16 cores, 4 threads ran HalfCheetah 2x as fast as 16, within 6% of 8 (docs/speed.md)
+DEFAULT_THREADS = 1  # torch's CPU threads: more gain little at these sizes, and lose many times over on a shared
+# core, where every small operation waits for a thread the OS has parked (docs/speed.md: measured quiet and shared)
+CGROUP = "/sys/fs/cgroup"  # this process's control group, as a container sees it: its CPU quota (`cpu_quota`)
+CPU_QUOTA_FILES = (("cpu.max",), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"))  # under CGROUP: v2, then v1
+NO_CPU_QUOTA = ("max", "-1")  # the quota's value where none is set (v2, v1)
 SEED_LIMIT = 2**32  # seeds are below this (numpy's)
 COPIES_PER_PARAMETER = 5  # in memory: a trained parameter, its target, its gradient and Adam's two moments
 RUNS_DIR = "runs"  # where new runs make their directories, in the working directory
@@ -623,6 +627,9 @@ BESIDE = ".tmp"  # a file is written to its name with this suffix, then renamed 
 LOCK_FILE = "lock"  # in the run directory: locked by the one process that writes the run, and naming it
 HOLDER_BYTES = 200  # the lock file names its holder: "process PID on HOST"
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
+DISPLAYS = ("DISPLAY", "WAYLAND_DISPLAY")  # set where there is a display to draw on (X11, Wayland)
+HEADLESS_MUJOCO_GL = "egl"  # MuJoCo's renderer where there is none: GLFW, its default, needs a display
+MUJOCO_DEPRECATION = "is deprecated"  # in MuJoCo's warnings about what gymnasium's own models use (`quiet_mujoco`)
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
 WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
 POPULATION_FILE = "population.py"  # beside this file: trains many seeds in one process (--seeds)
@@ -1257,6 +1264,16 @@ def check_resumable(resume: str) -> None:
     )
 
 
+def run_directory(resume: str) -> str:
+    """The run directory that --resume names: the directory itself, or the directory of its checkpoint file; any other
+    file is refused, in one line that says to give the directory."""
+    if not os.path.isfile(resume):
+        return resume
+    if os.path.basename(resume) != CHECKPOINT_FILE:
+        raise UsageError(f"--resume {resume}: a file; give the run directory (the one that holds {CHECKPOINT_FILE})")
+    return os.path.dirname(resume) or os.curdir
+
+
 def resumed_args(saved_args: Args, args: Args, resume: str) -> Args:
     """A resumed run's arguments: its saved ones, with the options `args` asks for (`asked_options`) that only concern
     the machine or the records, and a larger --total-timesteps, which extends the run; --threads is this process's.
@@ -1523,6 +1540,8 @@ def check_seed(seed: int, option: str = "--seed") -> None:
 
 
 def check_exp_name(exp_name: str) -> None:
+    if not exp_name:
+        raise UsageError("--exp-name must not be empty (it is part of the run directory's name)")
     if "/" in exp_name or NAME_SEPARATOR in exp_name:
         raise UsageError(
             f"--exp-name {exp_name}: no '/' or '{NAME_SEPARATOR}' (run directories are "
@@ -1589,15 +1608,22 @@ def check_args(args: Args) -> None:
         check_wandb()
 
 
-def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
+def check_env(env_id: str, video: bool = False) -> tuple[int, gym.spaces.Box]:
     """Make the environment once to check its id and spaces (DDPG needs a flat continuous observation and a bounded
-    continuous action); returns (obs_dim, action_space)."""
+    continuous action), and with `video` that it renders here; returns (obs_dim, action_space)."""
+    if video:
+        choose_renderer()
     try:
+        quiet_mujoco(env_id)
         with warnings.catch_warnings():  # an out-of-date id's warning comes when the run makes its envs, not twice
             warnings.simplefilter("ignore", DeprecationWarning)
             env = make_env(env_id)
     except (gym.error.Error, ImportError) as e:  # ImportError: a missing module, or an id gymnasium retired
         raise UsageError(f"--env-id {env_id}: {str(e).splitlines()[0]}") from None
+    except RuntimeError as e:  # mujoco refuses, when first imported, a MUJOCO_GL it does not know
+        if "MUJOCO_GL" not in str(e):
+            raise
+        raise UsageError(f"{str(e).splitlines()[0]} (MuJoCo draws with egl, osmesa or glfw)") from None
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
@@ -1606,17 +1632,85 @@ def check_env(env_id: str) -> tuple[int, gym.spaces.Box]:
         raise UsageError(f"--env-id {env_id}: action space must be a continuous 1-D Box, got {act_space}")
     if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
         raise UsageError(f"--env-id {env_id}: action bounds must be finite, got {act_space}")
+    if video:
+        check_rendering(env_id)
     return obs_space.shape[0], act_space
 
 
-def available_cores() -> int:
-    """The cores this process may run on: its CPU affinity on Linux, else all the machine's."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def cpu_quota(cgroup: str = CGROUP) -> float | None:
+    """The cores a CPU quota grants this process's control group (a container's `--cpus`, a job's CPU limit), from
+    cgroup v2's cpu.max ("QUOTA PERIOD", or "max PERIOD": none), else cgroup v1's cpu.cfs_quota_us (-1: none) over
+    cpu.cfs_period_us; None where no quota is set or none can be read."""
+    for names in CPU_QUOTA_FILES:
+        try:
+            quota, period = [word for name in names for word in read_words(os.path.join(cgroup, name))]
+            return None if quota in NO_CPU_QUOTA else int(quota) / int(period)
+        except (OSError, ValueError, ZeroDivisionError):  # no such file (the other cgroup version), or not a quota
+            continue
+    return None
+
+
+def read_words(path: str) -> list[str]:
+    with open(path) as f:
+        return f.read().split()
+
+
+def quiet_mujoco(env_id: str) -> None:
+    """MuJoCo's own warnings through `mujoco_warning`, before its first model is built: by default it prints each to
+    the console and appends it to MUJOCO_LOG.TXT in the working directory. For MuJoCo envs only: the others never
+    import mujoco."""
+    spec = gym.envs.registry.get(env_id)  # None for an id that gym.make registers ("module:Env-v0") or refuses
+    if spec is None or "mujoco" not in str(spec.entry_point):
+        return
+    import mujoco
+
+    mujoco.set_mju_user_warning(mujoco_warning)
+
+
+def mujoco_warning(message: str) -> None:
+    """A MuJoCo warning on stderr, in one line; those that a model of gymnasium's uses a deprecated attribute (one per
+    env made: a dozen lines a run) are left out."""
+    if MUJOCO_DEPRECATION not in message:
+        print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
+
+
+def choose_renderer() -> None:
+    """Where there is no display, MuJoCo draws with HEADLESS_MUJOCO_GL unless MUJOCO_GL names a renderer (`make_env`
+    does the same for SDL). Before mujoco is first imported, which reads it (`check_env` makes an env)."""
+    if not any(os.environ.get(name) for name in DISPLAYS):
+        os.environ.setdefault("MUJOCO_GL", HEADLESS_MUJOCO_GL)
+
+
+def check_rendering(env_id: str) -> None:
+    """For --capture-video: draw one frame now, in an env of its own, so that an env that cannot render here is refused
+    in one line before any run directory exists, not at the first evaluation."""
+    env = make_env(env_id, render=True)
+    try:
+        with warnings.catch_warnings():  # GLFW's warnings without a display: the error says it in one line
+            warnings.simplefilter("ignore")
+            env.reset(seed=0)
+            env.render()
+    except Exception as e:  # whatever fails, no video can be made here
+        renderer = os.environ.get("MUJOCO_GL", "unset")
+        raise UsageError(
+            f"--capture-video: {env_id} cannot draw a frame here ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            f"MUJOCO_GL is {renderer}: MuJoCo draws with egl or osmesa without a display, glfw with one"
+        ) from None
+    finally:
+        env.close()
+
+
+def available_cores(cgroup: str = CGROUP) -> int:
+    """The cores this process may keep busy: those its CPU affinity allows (on Linux; else all the machine's), or
+    fewer where a CPU quota grants fewer (whole cores, at least one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cpu_quota(cgroup)
+    return cores if quota is None else max(1, min(cores, int(quota)))
 
 
 def num_threads(args: Args) -> int:
-    """--threads, or min(MAX_DEFAULT_THREADS, the cores this process may run on)."""
-    return args.threads or min(MAX_DEFAULT_THREADS, available_cores())
+    """--threads, or DEFAULT_THREADS."""
+    return args.threads or DEFAULT_THREADS
 
 
 def use_machine(args: Args) -> torch.device:
@@ -1677,7 +1771,7 @@ def checked(args: Args, together: tuple[str, ...] = ()) -> Setup:
     if resume:
         args, checkpoint = resume_point(args, resume, together)
     check_args(args)  # a resumed run's saved options must suit this machine too
-    obs_dim, action_space = check_env(args.env_id)
+    obs_dim, action_space = check_env(args.env_id, args.capture_video)
     if checkpoint:
         check_checkpoint_fits(checkpoint, args, os.path.join(resume, CHECKPOINT_FILE), obs_dim, action_space)
     device = use_machine(args)
@@ -1837,7 +1931,7 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     critic's estimates of them are printed beside their discounted returns (at the run's gamma)."""
     path = saved_file(args.eval_checkpoint)
     checkpoint, saved = load_checkpoint(path)
-    obs_dim, action_space = check_env(saved.env_id)
+    obs_dim, action_space = check_env(saved.env_id, args.capture_video)
     check_checkpoint_fits(checkpoint, saved, path, obs_dim, action_space)
     device = use_machine(args)
     actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
@@ -1898,6 +1992,8 @@ def main() -> int:
     args = tyro.cli(Args)
     typed = TYPED.set(typed_options(sys.argv[1:]))  # what a --resume asks of the run (`asked_options`)
     try:
+        if args.resume:  # a run's checkpoint file stands for its run directory
+            args = dataclasses.replace(args, resume=tuple(map(run_directory, args.resume)))
         if args.eval_checkpoint:
             check_args(args)
             evaluate_checkpoint(args)

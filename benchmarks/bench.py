@@ -5,6 +5,7 @@
     python benchmarks/bench.py --gpu-only   # on a GPU machine: tables 2 (threads only) and 3; writes results-gpu.md
     python benchmarks/bench.py --against OTHER/ddpg.py  # table 2 only, ddpg.py against another copy; writes nothing
     python benchmarks/bench.py --seeds 8 16  # table 5 only: many seeds, in one process and as processes; writes nothing
+    python benchmarks/bench.py --shared     # table 6 only: thread counts, quiet and beside busy processes; prints it
 
 What it measures, in this process (table 5 also in processes of its own), on the current machine:
 1. the update: one full DDPG update (critic and actor, batch 256, 256x256 networks, HalfCheetah-v5 sizes), timed
@@ -31,6 +32,11 @@ What it measures, in this process (table 5 also in processes of its own), on the
    `sweep.py --jobs K` gives them); each against the one run of the same repeat, and, on a GPU, the peak GPU memory
    per seed of the one-process population.
 
+6. with --shared, only this: the wall time and CPU time of whole `python ddpg.py --no-cuda` processes, Pendulum-v1 at
+   the default settings and HalfCheetah-v5 at CleanRL's, each for --threads 1, 2, 4, ... up to the cores this process
+   may use, on the machine as it is and then beside one busy process (a Python loop) per core, as when other runs, a
+   browser or another user share the cores; the thread counts alternate (A B A B ...) within each case.
+
 With --against FILE, it times whole training runs of ddpg.py and of another version of it (FILE, e.g. the
 previous release's `git show REV:ddpg.py > /tmp/previous.py`) alternately, with the same arguments: a change's cost
 in speed, measured side by side.
@@ -49,6 +55,7 @@ import io
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,6 +95,15 @@ GPU_VARIANTS = {"--cuda": {"cuda": True}, "--cuda --no-cudagraphs": {"cuda": Tru
                 "--cuda --compile": {"cuda": True, "compile": True}, "--no-cuda": {},
                 "eager baseline --cuda": {BASELINE: "cuda"}}  # fmt: skip
 ENV_ONLY = "env only (random actions)"  # a variant of the GPU table: the env stepped alone, the roof
+BUSY_LOOP = "while True: pass"  # a process that keeps one core busy (table 6)
+SHARED_RUNS = {  # table 6: the ddpg.py options of each run, beside --total-timesteps, --threads and --no-cuda
+    "Pendulum-v1, the default settings": [],
+    "HalfCheetah-v5, CleanRL's settings": ["--env-id", "HalfCheetah-v5", "--hidden-size", str(HIDDEN), "--batch-size",
+                                           str(BATCH), "--learning-rate", str(LEARNING_RATE), "--noise-type",
+                                           "gaussian", "--exploration-noise", str(EXPLORATION_NOISE),
+                                           "--policy-frequency", str(POLICY_FREQUENCY), "--eval-episodes", "1"],
+}  # fmt: skip
+LOADS = ("quiet", "beside one busy process per core")
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS, GPU_RESULTS = os.path.join(HERE, "results.md"), os.path.join(HERE, "results-gpu.md")
 
@@ -336,6 +352,60 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
     return sps
 
 
+def measure_shared(repeats, steps):
+    """Table 6: {(run, load): {threads: [(wall s, CPU s) per repeat]}} of whole ddpg.py processes of
+    ddpg.Args().learning_starts random steps and `steps` training steps, for each thread count, quiet and beside one
+    busy process per core."""
+    cores = ddpg.available_cores()
+    counts = [2**k for k in range(cores.bit_length())]
+    total = ddpg.Args().learning_starts + steps
+    times = {(run, load): {n: [] for n in counts} for load in LOADS for run in SHARED_RUNS}
+    for _ in range(repeats):
+        for load in LOADS:
+            busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(cores * (load != LOADS[0]))]
+            try:
+                for run, options in SHARED_RUNS.items():
+                    for n in counts:
+                        options_n = [*options, "--total-timesteps", str(total), "--no-cuda", "--threads", str(n)]
+                        times[run, load][n].append(timed_process(options_n))
+                        wall, cpu = times[run, load][n][-1]
+                        progress(f"{run}, {load}, --threads {n}: {wall:.1f} s, CPU {cpu:.1f} s")
+            finally:
+                for proc in busy:
+                    proc.kill()
+                    proc.wait()
+    return times
+
+
+def timed_process(options):
+    """Wall time and CPU time (user + system) of one ddpg.py process with `options`, in a directory of its own."""
+    with tempfile.TemporaryDirectory() as cwd:
+        before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        finish([ddpg_process(cwd, *options)])
+        wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def shared_report(repeats, steps) -> str:
+    """Table 6 as markdown, with the machine, the command and the thread count ddpg.py picks here by default."""
+    times = measure_shared(repeats, steps)
+    counts = list(next(iter(times.values())))
+    lines = [f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; medians over "
+             f"{repeats} alternating repeats, (min-max) after them.", "",
+             f"### Whole `python ddpg.py --no-cuda --total-timesteps {ddpg.Args().learning_starts + steps}` processes: "
+             f"wall time (min-max), CPU time, by --threads; the default is {ddpg.num_threads(ddpg.Args())}", "",
+             "| run | the machine | " + " | ".join(f"--threads {n}" for n in counts) + " | "
+             + " | ".join(f"--threads {n} / --threads 1" for n in counts[1:]) + " |",
+             "|---|---|" + "---:|" * (2 * len(counts) - 1)]  # fmt: skip
+    for (run, load), by_count in times.items():
+        cells = [f"{fmt(*median_spread([w for w, _ in t]), unit=' s', digits=1)}, "
+                 f"CPU {statistics.median(c for _, c in t):.1f} s" for t in by_count.values()]  # fmt: skip
+        ratios = [fmt(*median_spread([a[0] / b[0] for a, b in zip(by_count[n], by_count[1])]), unit="x")
+                  for n in counts[1:]]  # fmt: skip
+        lines.append(f"| {run} | {load} | " + " | ".join(cells + ratios) + " |")
+    return "\n".join(lines)
+
+
 def measure_populations(sizes, repeats, steps, cuda):
     """Aggregate marginal steps per second of HalfCheetah-v5 seeds trained at once (table 5), in turn per repeat:
     {name: [SPS per repeat]}, and each one-process population's peak GPU memory per seed (bytes; CUDA only)."""
@@ -580,7 +650,7 @@ def report(update, sps, threads_sps, gpu, memory, repeats, sps_repeats, command)
                   *sps_table(sps, reference="eager baseline")]  # fmt: skip
     lines += [
         "",
-        f"### CPU threads (`--threads N`; the default is min({ddpg.MAX_DEFAULT_THREADS}, cores))",
+        f"### CPU threads (`--threads N`; the default is {ddpg.num_threads(ddpg.Args())})",
         "",
         *sps_table(threads_sps, reference="--threads 1"),
     ]
@@ -615,6 +685,9 @@ def main() -> None:
     parser.add_argument(
         "--seeds", type=int, nargs="+", metavar="K", help="measure only K seeds at once (one process; K processes)"
     )
+    parser.add_argument(
+        "--shared", action="store_true", help="measure only thread counts, quiet and beside one busy process per core"
+    )
     opts = parser.parse_args()
     for problem in (
         opts.against and not os.path.isfile(opts.against) and f"--against {opts.against}: no such file",
@@ -624,7 +697,10 @@ def main() -> None:
         opts.seeds and min(opts.seeds) < 2 and f"--seeds: counts of 2 or more seeds, got {min(opts.seeds)}",
         opts.seeds and opts.against and "--seeds and --against: each measures only a table of its own",
         opts.seeds and opts.gpu_only and "--seeds and --gpu-only: --seeds measures only a table of its own",
-        not (opts.seeds or opts.against)
+        opts.shared
+        and (opts.seeds or opts.against or opts.gpu_only)
+        and "--shared measures only a table of its own: not with --seeds, --against or --gpu-only",
+        not (opts.seeds or opts.against or opts.shared)
         and ddpg.find_cpp_compiler() is None
         and "the --compile rows need a C++ compiler on PATH",
     ):
@@ -639,6 +715,9 @@ def main() -> None:
         return
     if opts.seeds:
         print(populations_report(opts.seeds, sps_repeats, steps, torch.cuda.is_available()))
+        return
+    if opts.shared:
+        print(shared_report(sps_repeats, steps))
         return
     update = sps = None
     gpu = {}

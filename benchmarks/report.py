@@ -168,8 +168,13 @@ def plot(env_id: str, seeds: dict[int, dict], path: str) -> None:
     fig, axes = pyplot().subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, (x, mean, low, high), label in ((axes[0], by_steps(seeds), "environment steps"),
                                              (axes[1], by_seconds(seeds), "wall time (s)")):  # fmt: skip
-        ax.plot(x, mean, label=f"mean of {len(seeds)} seeds")
-        ax.fill_between(x, low, high, alpha=0.3, label="min to max")
+        one_point = np.ptp(x) == 0  # one evaluation so far: a line through it would draw nothing
+        ax.plot(x, mean, marker="o" if one_point else None, label=f"mean of {len(seeds)} seeds")
+        if one_point:
+            ax.errorbar(x[:1], mean[:1], yerr=[mean[:1] - low[:1], high[:1] - mean[:1]], fmt="none", alpha=0.3,
+                        elinewidth=6, label="min to max")  # fmt: skip
+        else:
+            ax.fill_between(x, low, high, alpha=0.3, label="min to max")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("evaluation return (deterministic policy)")

@@ -50,7 +50,7 @@ def failure(status: int, stderr: str) -> str:
 
 def timed(way: str, seeds: list[int], extra: list[str]) -> tuple[float, list[float]]:
     """Wall time of one way of training `seeds`, and each seed's final evaluation (in the order of `seeds`)."""
-    threads = str(max(1, len(os.sched_getaffinity(0)) // len(seeds)))
+    threads = str(max(1, ddpg.available_cores() // len(seeds)))
     with tempfile.TemporaryDirectory() as cwd:
         start = time.perf_counter()
         if way == WAYS[0]:

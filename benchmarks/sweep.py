@@ -442,7 +442,7 @@ def visible_gpus() -> tuple[list[str], str]:
 
 def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: str) -> None:
     """Run the queued (env_id, seeds) `--jobs` processes at a time until all ended or the sweep is stopped."""
-    threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
+    threads = max(1, ddpg.available_cores() // args.jobs)  # the cores the affinity and a CPU quota allow
     gpus, source = visible_gpus() if uses_cuda(args.options_all) else ([], None)
     if gpus:
         print(f"GPUs: {', '.join(gpus)} (from {source}); each run gets the one that the fewest running runs use, in "

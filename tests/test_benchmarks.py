@@ -10,11 +10,12 @@ from torch.utils.tensorboard import SummaryWriter
 from tests.conftest import BENCHMARKS, subprocess_env
 
 REFUSAL_S = 120  # a refusal comes before any timed run; room for a busy machine's imports
+FILMING_S = 600  # gif.py's tiny training and two films, on a machine that the rest of the suite keeps busy
 
 
-def script(name, *args, cwd):
+def script(name, *args, cwd, timeout=REFUSAL_S):
     return subprocess.run([sys.executable, os.path.join(BENCHMARKS, name), *args], cwd=cwd, capture_output=True,
-                          text=True, env=subprocess_env(), timeout=REFUSAL_S)  # fmt: skip
+                          text=True, env=subprocess_env(), timeout=timeout)  # fmt: skip
 
 
 def test_a_timed_run_that_did_not_finish_gives_no_figure(monkeypatch):
@@ -91,3 +92,40 @@ def test_the_reports_help_explains_each_option(tmp_path):
     for shown in ("--exp-name EXP_NAME the experiment to report", "--runs-dir RUNS_DIR where the runs are",
                   "--out OUT where the PNGs"):  # fmt: skip
         assert shown in options, shown
+
+
+def test_the_report_draws_runs_with_one_evaluation_as_a_point(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import report
+
+    for seed in (1, 2):
+        writer = SummaryWriter(str(tmp_path / "runs" / f"Pendulum-v1__sweep__{seed}__100"))
+        writer.add_scalar(report.EVAL_TAG, -100.0 * seed, 2000)
+        writer.close()
+    figures = []
+    monkeypatch.setattr(report, "save", lambda fig, path: figures.append(fig))
+    report.plot("Pendulum-v1", report.find_runs(str(tmp_path / "runs"), "sweep")["Pendulum-v1"], "unused.png")
+    (figure,) = figures
+    for ax in figure.axes:  # against steps and against wall time
+        (mean,) = ax.lines
+        assert mean.get_marker() == "o" and list(mean.get_ydata()[:1]) == [-150.0]  # a point where a line shows nothing
+        (spread,) = ax.collections  # min to max: the seeds' -200 and -100
+        assert spread.get_segments()[0][:, 1].tolist() == [-200.0, -100.0]
+
+
+def test_gif_trains_with_its_progress_on_the_console_then_films_that_run_again_without_training(tmp_path):
+    committed = committed_results()
+    tiny = ["--total-timesteps", "300", "--learning-starts", "200", "--batch-size", "32", "--hidden-size", "8",
+            "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
+    trained = script("gif.py", "--", *tiny, cwd=tmp_path, timeout=FILMING_S)
+    assert trained.returncode == 0, trained.stderr
+    assert "step 300/300 | SPS" in trained.stdout  # ddpg.py's own progress line, as it trains
+    (run_name,) = os.listdir(tmp_path / "runs")
+    gif = tmp_path / "runs" / run_name / "agent.gif"
+    assert gif.read_bytes()[:6] == b"GIF89a"
+    gif.unlink()
+    filmed = script("gif.py", "--run", os.path.join("runs", run_name), cwd=tmp_path, timeout=FILMING_S)
+    assert filmed.returncode == 0, filmed.stderr
+    assert "--exp-name" not in filmed.stdout and os.listdir(tmp_path / "runs") == [run_name]  # nothing trained
+    assert gif.read_bytes()[:6] == b"GIF89a"
+    assert committed_results() == committed  # the README's GIF is left alone

@@ -215,6 +215,25 @@ def test_resume_of_a_directory_without_checkpoint_is_refused(tmp_path):
     assert_refused_in_one_line(result, f"no {ddpg.CHECKPOINT_FILE} in that directory", tmp_path)
 
 
+def test_resume_of_a_runs_checkpoint_file_resumes_its_run_and_another_file_is_refused(tmp_path):
+    tiny = ["--env-id", "tests.envs:Counter-v0", "--learning-starts", str(2 * HORIZON), "--batch-size", str(HORIZON),
+            "--hidden-size", "8", "--eval-episodes", "1", "--no-cuda"]  # fmt: skip
+    assert run_main(tmp_path, *tiny, "--total-timesteps", str(4 * HORIZON)).returncode == 0
+    (run_name,) = os.listdir(tmp_path / "runs")
+    run_dir = os.path.join("runs", run_name)
+    resumed = run_main(tmp_path, "--resume", os.path.join(run_dir, ddpg.CHECKPOINT_FILE),
+                       "--total-timesteps", str(6 * HORIZON))  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {run_dir} at step {4 * HORIZON}/{6 * HORIZON}" in resumed.stdout
+    assert os.listdir(tmp_path / "runs") == [run_name] and checkpoint_step(tmp_path / run_dir) == 6 * HORIZON
+    refused = run_main(tmp_path, "--resume", os.path.join(run_dir, ddpg.MODEL_FILE))
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.strip() == (
+        f"ddpg.py: error: --resume {os.path.join(run_dir, ddpg.MODEL_FILE)}: a file; give the run directory (the one "
+        f"that holds {ddpg.CHECKPOINT_FILE})"
+    )
+
+
 def test_nonfinite_loss_stops_training_and_keeps_the_last_good_checkpoint(in_tmp, capsys):
     args = ddpg.Args(env_id="tests.envs:NanReward-v0", cuda=False, total_timesteps=2000, learning_starts=100,
                      batch_size=64, hidden_size=16, checkpoint_frequency=100, eval_frequency=100,

@@ -162,6 +162,7 @@ BAD_INPUTS = [
     (["--hidden-size", "10000000"], "--hidden-size 10000000: needs 3725292.7 GiB, more than "),
     RETIRED_ID,
     (["--seed", str(2**32)], f"--seed must be in [0, 2^32), got {2**32}"),
+    (["--exp-name", ""], "--exp-name must not be empty"),
     (["--exp-name", "a/b"], "--exp-name a/b: no '/' or '__'"),
     (["--exp-name", "a__b"], "--exp-name a__b: no '/' or '__'"),
     (["--eval-checkpoint", "no/such/run"], "--eval-checkpoint no/such/run: no such file or directory"),

@@ -5,6 +5,7 @@ as the local pool does. Needs root (network namespaces) and iproute2's `ip`; ski
 
 import glob
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.xdist_group("ray")  # pytest-xdist runs the tests that 
 RUN = ["--total-timesteps", "10000", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
        "--eval-frequency", "2500", "--eval-episodes", "2", "--checkpoint-frequency", "500", "--no-cuda"]  # fmt: skip
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
+# Token authentication, as sweep.py's local instance uses, with a token of the cluster's own: a fresh machine has no
+# ~/.ray/auth_token for `ray start` to read
+RAY_AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 # Ray's settings for both nodes, from the environment of `ray start` (the sweep keeps Ray's defaults):
 RAY_SETTINGS = {
     # the head marks a node dead after 3 missed health checks 0.5 s apart (Ray's defaults: 5, 3 s apart)
@@ -116,7 +120,7 @@ def two_nodes():
         pytest.skip(f"cannot make a network namespace here: {made.stderr.strip()}")
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     threads = max(1, len(os.sched_getaffinity(0)) // 2)  # one run on each node, as on the local pool with --jobs 2
-    env = subprocess_env(RAY_AUTH_MODE="token", **RAY_SETTINGS)
+    env = subprocess_env(**RAY_AUTH, **RAY_SETTINGS)
     head = None
     try:
         ip("link", "add", host_link, "type", "veth", "peer", "name", node_link)
@@ -173,7 +177,7 @@ def test_the_sweep_survives_a_node_cut_off_and_ends_as_the_local_pool(tmp_path, 
     cluster = subprocess.Popen(
         [sys.executable, SWEEP, *common, "--ray-address", two_nodes.address, "--cpus-per-run", str(two_nodes.threads),
          "--", *RUN],
-        cwd=tmp_path / "cluster", env=subprocess_env(RAY_AUTH_MODE="token"),  # and Ray's default settings
+        cwd=tmp_path / "cluster", env=subprocess_env(**RAY_AUTH),  # and Ray's default settings
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
