@@ -115,8 +115,6 @@ class Args:
     """name of this experiment, part of the run directory's name"""
     seed: int = 1
     """seed of python, numpy, torch and the environments: the same seed on the CPU repeats a run exactly"""
-    seeds: tuple[int, ...] | None = None
-    """train one agent per seed side by side in this process, batched on a GPU; each writes a --seed run's directory"""
     torch_deterministic: bool = True
     """CleanRL's flag: sets `torch.backends.cudnn.deterministic`, unused here (on the CPU, --seed repeats a run)"""
     cuda: bool = True
@@ -144,7 +142,7 @@ class Args:
     checkpoint_frequency: int = 50_000
     """write a checkpoint to resume from every this many environment steps and at the end (0: only when interrupted)"""
     resume: tuple[str, ...] | None = None
-    """run directory to go on with, from its checkpoint and with its saved arguments (several: a --seeds population)"""
+    """run directory to go on with, from its checkpoint and with its saved arguments"""
     eval_checkpoint: str | None = None
     """instead of training, evaluate the actor of this run directory, checkpoint or saved model"""
 
@@ -599,8 +597,7 @@ def loop(args: Args, envs: EnvRunner, agent, rb, noise, run, global_step: int, n
 # ================================================================================================================
 # Engineering. DDPG is all above; what follows can be skipped on a first reading. It reads top to bottom: errors and
 # exit statuses, the fast paths, the run directory, checkpoints and resume, logging, the checks of a command, the run
-# itself (`Run`, what the loop talks to), and `main`. Many seeds in one process (--seeds) live in population.py,
-# which builds on this file.
+# itself (`Run`, what the loop talks to), and `main`.
 # ================================================================================================================
 
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
@@ -625,7 +622,8 @@ HOLDER_BYTES = 200  # the lock file names its holder: "process PID on HOST"
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
 WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
-POPULATION_FILE = "population.py"  # beside this file: trains many seeds in one process (--seeds)
+AGENT_PARTS = ("actor", "critic", "target_actor", "target_critic", "actor_optimizer", "critic_optimizer")  # saved
+MODEL_PARTS = ("actor", "critic")  # what model.pt keeps of the agent
 # Options of Args by what they concern. Every other option is a setting of the experiment: it shapes what a run learns
 # or measures, so a resumed run keeps it, and a sweep never counts a run trained with another value as one of its own.
 # MACHINE_OPTIONS concern only the machine and the records: a resumed run may change them, a sweep's runs may differ.
@@ -633,7 +631,7 @@ MACHINE_OPTIONS = tuple(
     "threads cuda cudagraphs compile torch_deterministic track wandb_project_name wandb_entity capture_video "
     "save_model checkpoint_frequency".split()
 )
-COMMAND_OPTIONS = ("resume", "seeds", "eval_checkpoint")  # what a command does with the runs, not how they learn
+COMMAND_OPTIONS = ("resume", "eval_checkpoint")  # what a command does with the runs, not how they learn
 EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on past its end
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -642,6 +640,7 @@ EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on p
 EXIT_FAILED, EXIT_USAGE = 1, 2  # training failed (the last good checkpoint kept); a refused command
 EXIT_IN_USE = os.EX_TEMPFAIL  # 75: a run directory is in use by another process; the same command may work later
 EXIT_SIGNAL = 128  # interrupted by signal N (Ctrl-C, SIGTERM): its checkpoint written, exit status 128 + N
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what stops a run after its step (`SignalFlag`)
 
 
 class UsageError(Exception):
@@ -668,10 +667,15 @@ class Stopped(Exception):
         self.status = status
 
 
+def error_line(message: str) -> str:
+    """The one line a refused command or a failed run ends with (on stderr)."""
+    return f"ddpg.py: error: {message}"
+
+
 def say(message: str | None, status: int, global_step: int) -> bool:
     """Print how a run ended: errors on stderr, in one line that names the step. False if there is nothing to say."""
     if message and status == EXIT_FAILED:
-        print(f"ddpg.py: error: step {global_step}: {message}", file=sys.stderr, flush=True)
+        print(error_line(f"step {global_step}: {message}"), file=sys.stderr, flush=True)
     elif message:
         print(message, flush=True)
     return message is not None
@@ -701,14 +705,6 @@ def set_capturable(agent: Agent, capturable: bool) -> None:
     for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
         for group in optimizer.param_groups:
             group["capturable"] = capturable
-
-
-def ready_for_device(agent: Agent, args: Args, device: torch.device) -> None:
-    """With --compile, the four networks compiled in place (their parameters and state_dict stay the module's); the
-    Adams made recordable where CUDA graphs are used."""
-    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
-        net.compile(dynamic=False)
-    set_capturable(agent, uses_cuda_graphs(args, device))
 
 
 class CudaGraph:
@@ -762,13 +758,14 @@ class FastPath:
     """On a GPU, what the loop's `explore`, `update` and `rb.add` do, with one copy each way per env step: `add` packs
     the transitions into pinned host memory; `explore` adds the observations, copies them over, and one call
     (`store_and_select`) stores the transitions in R and selects the actions, which come back in one copy (while R
-    fills, the transitions go alone at the next `add`). That call and `update` are CUDA graphs: small networks are
-    launch-bound, and a replay launches all of a call's kernels at once. The methods take the lesson's arguments; the
-    agent, buffer and noise are those the two calls were made with. `learn(batch_size, gamma, tau, update_actor)` and
-    `device_step` are those calls; on the CPU (tests), the host memory is the device's."""
+    fills, the transitions go alone at the next `add`). That call and `learn(agent, rb, ...)` (`update`'s arguments)
+    are CUDA graphs: small networks are launch-bound, and a replay launches all of a call's kernels at once. The
+    methods take the lesson's arguments; the agent, buffer and noise are those it was made with (any objects that the
+    lesson's functions accept). On the CPU (tests), the host memory is the
+    device's."""
 
-    def __init__(self, learn, device_step, obs_dim: int, act_dim: int, args: Args, device: torch.device):
-        cuda, rows = device.type == "cuda", args.num_envs
+    def __init__(self, agent, rb, noise, args: Args, device: torch.device, learn=update):
+        cuda, rows, obs_dim, act_dim = device.type == "cuda", args.num_envs, rb.obs.shape[-1], rb.actions.shape[-1]
         widths = (obs_dim, act_dim, 1, obs_dim, 1, 1, obs_dim)  # a Staged's columns: a Batch's, episode_starts, obs
         self.width = sum(widths[:5])  # a transition's
         self.host = torch.zeros((rows, sum(widths)), pin_memory=cuda)
@@ -778,7 +775,9 @@ class FastPath:
         self.host_actions = torch.zeros((rows, act_dim), pin_memory=cuda)
         self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
         self.unstored = False  # transitions staged that R does not hold yet
-        self.learn, self.device_step = learn, functools.partial(device_step, staged=staged)
+        self.learn = functools.partial(learn, agent, rb)
+        self.device_step = functools.partial(store_and_select, rb, noise, agent, staged=staged)
+        set_capturable(agent, uses_cuda_graphs(args, device))  # Adam's step recorded in a graph
         if uses_cuda_graphs(args, device):
             self.learn, self.device_step = CudaGraph(self.learn), CudaGraph(self.device_step)
 
@@ -825,16 +824,12 @@ class FastPath:
 
 
 def fast_path(agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device) -> FastPath | None:
-    """The loop's steps made fast: with --compile the four networks compiled in place; on a GPU, a `FastPath` that the
-    loop calls in place of `explore`, `update` and `rb.add` (the same steps, one copy each way per env step and CUDA
-    graphs). None where the loop calls the lesson's own (the CPU)."""
-    ready_for_device(agent, args, device)
-    if device.type != "cuda":
-        return None
-    device_step = functools.partial(store_and_select, rb, noise, agent)
-    return FastPath(
-        functools.partial(update, agent, rb), device_step, rb.obs.shape[1], rb.actions.shape[1], args, device
-    )
+    """The loop's steps made fast: with --compile the four networks compiled in place (their parameters and state_dict
+    stay the module's); on a GPU, a `FastPath` that the loop calls in place of `explore`, `update` and `rb.add` (the
+    same steps, one copy each way per env step and CUDA graphs). None where the loop calls the lesson's own (CPU)."""
+    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
+        net.compile(dynamic=False)
+    return FastPath(agent, rb, noise, args, device) if device.type == "cuda" else None
 
 
 def flush(fast: FastPath | None) -> None:
@@ -986,11 +981,6 @@ class RunDir:
             self.close(started=False)
             raise
 
-    def finish(self, model: dict) -> None:
-        """Write model.pt, what a finished run leaves."""
-        save_atomic(model, self.model)
-        print(f"model saved to {self.model}")
-
     def close(self, started: bool) -> None:
         """Let go of the lock (the run may be resumed, in this process too); a new run that never started is removed."""
         if self.lock is not None:
@@ -1031,11 +1021,6 @@ def load_envs_state(envs: EnvRunner, state: dict) -> None:
     envs.episode_lengths[:] = state["episode_lengths"]
 
 
-def copies(state: dict) -> dict:
-    """`state` with its tensors copied: torch.save writes a view's whole storage (a population's stacked tensors)."""
-    return torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, state)
-
-
 def rng_states(runner: EnvRunner, eval_envs: list[gym.Env]) -> dict:
     """Every random number generator the run draws from (numpy arrays as lists: weights_only refuses them)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -1066,14 +1051,19 @@ def space_signature(obs_dim: int, action_space: gym.spaces.Box) -> dict:
     return {"obs_dim": obs_dim, "action_low": action_space.low.tolist(), "action_high": action_space.high.tolist()}
 
 
-def agent_state(agent: Agent, parts: tuple[str, ...] | None = None) -> dict:
-    """The state of `parts` of the agent (all six: the four networks and the two optimisers), as copies."""
-    names = parts or [field.name for field in dataclasses.fields(agent)]
-    return {name: copies(getattr(agent, name).state_dict()) for name in names}
+def agent_state(agent: Agent, parts: tuple[str, ...] = AGENT_PARTS) -> dict:
+    """The state of `parts` of the agent (all six: the four networks and the two optimisers)."""
+    return {name: getattr(agent, name).state_dict() for name in parts}
+
+
+def load_agent_state(agent: Agent, state: dict) -> None:
+    for name in AGENT_PARTS:
+        getattr(agent, name).load_state_dict(state[name])
 
 
 def buffer_state(rb: ReplayBuffer) -> dict:
-    """The filled rows only, by column: a checkpoint early in a run stays small."""
+    """The filled rows only, by column: a checkpoint early in a run stays small (any object with a ReplayBuffer's
+    columns and counters will do)."""
     size = int(rb.size)  # clone: torch.save writes a view's whole storage, the empty rows too
     return {"pos": int(rb.pos), "size": size, **{name: getattr(rb, name)[:size].clone() for name in Batch._fields}}
 
@@ -1091,9 +1081,15 @@ def model_state(args: Args, spaces: dict, agent: dict) -> dict:
     return {"format": CHECKPOINT_FORMAT, "args": dataclasses.asdict(args), "spaces": spaces, "agent": agent}
 
 
+def write_model(path: str, args: Args, spaces: dict, agent: dict) -> None:
+    """Write model.pt (`agent`: the actor's and the critic's state), what a finished run leaves."""
+    save_atomic(model_state(args, spaces, {name: agent[name] for name in MODEL_PARTS}), path)
+    print(f"model saved to {path}")
+
+
 def checkpoint_state(run: "Run") -> dict:
-    """Everything a run needs to go on exactly where it stopped: what checkpoint.pt holds (`restore` reads it back).
-    "population": the names of the run directories trained with it in one process (None for a run alone)."""
+    """Everything a run needs to go on exactly where it stopped: what checkpoint.pt holds (`restore` reads it back;
+    entries it does not name, which another file built on this one may add, are ignored)."""
     logs = run.logs
     return model_state(run.args, run.spaces, agent_state(run.agent)) | {
         "global_step": run.global_step,
@@ -1104,15 +1100,13 @@ def checkpoint_state(run: "Run") -> dict:
         "rng": rng_states(run.envs, run.eval_envs),
         "recent_returns": logs.recent_returns,
         "eval_returns": None if logs.eval_returns is None else logs.eval_returns.tolist(),
-        "population": run.population,
         "wandb_run_id": logs.tracking.run.id if logs.tracking else None,
     }
 
 
 def restore(run: "Run", checkpoint: dict) -> None:
     """Put a run back as `checkpoint_state` saved it (its counters and W&B run were read when the run was made)."""
-    for field in dataclasses.fields(run.agent):
-        getattr(run.agent, field.name).load_state_dict(checkpoint["agent"][field.name])
+    load_agent_state(run.agent, checkpoint["agent"])
     set_capturable(run.agent, uses_cuda_graphs(run.args, run.device))  # this machine's, not the saved one
     load_buffer_state(run.rb, checkpoint["replay_buffer"])
     if "state" in checkpoint["noise"]:
@@ -1125,7 +1119,7 @@ def restore(run: "Run", checkpoint: dict) -> None:
 
 def checkpoint_format(state: dict) -> int:
     """The layout a file was written in (CHECKPOINT_FORMAT). Files from before layouts were numbered: format 1 for
-    every model.pt and for checkpoints that name their population; older checkpoints, format 0."""
+    every model.pt and for checkpoints with the entry named below; older checkpoints, format 0."""
     return state.get("format", 1 if "population" in state or "global_step" not in state else 0)
 
 
@@ -1136,7 +1130,7 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
         layout = checkpoint_format(checkpoint)  # first: another layout may hold other keys
         if layout == CHECKPOINT_FORMAT:
             saved = Args(**checkpoint["args"])  # the saved arguments must still be ours
-            if "spaces" not in checkpoint or not {"actor", "critic"} <= checkpoint["agent"].keys():
+            if "spaces" not in checkpoint or not set(MODEL_PARTS) <= checkpoint["agent"].keys():
                 raise KeyError("spaces, agent.actor or agent.critic")
     except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
         reason = (str(e).splitlines() or [""])[0]
@@ -1198,10 +1192,9 @@ def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int
                 raise UsageError(f"{path}: {net_name} weights do not fit networks of --hidden-size {saved.hidden_size}")
 
 
-def resume_point(args: Args, resume: str, together: tuple[str, ...]) -> tuple[Args, dict]:
+def resume_point(args: Args, resume: str) -> tuple[Args, dict]:
     """The arguments the run `resume` goes on with and the checkpoint it goes on from; Finished if it has nothing to
-    train (a finished run, unless a larger --total-timesteps extends it), UsageError for what cannot be resumed.
-    `together`: the run directories resumed with it in one process (a population's), else ()."""
+    train (a finished run, unless a larger --total-timesteps extends it), UsageError for what cannot be resumed."""
     path, model_path = os.path.join(resume, CHECKPOINT_FILE), os.path.join(resume, MODEL_FILE)
     if not os.path.isfile(path) and os.path.isfile(model_path):
         ended_at = (saved(model_path, "args") or {}).get(EXTENDING_OPTION, math.inf)
@@ -1222,22 +1215,14 @@ def resume_point(args: Args, resume: str, together: tuple[str, ...]) -> tuple[Ar
         if os.path.isfile(model_path):
             raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
         if saved_args.save_model:  # the run stopped between its last checkpoint and its model.pt: write that now
-            networks = {name: checkpoint["agent"][name] for name in ("actor", "critic")}
             check_writable(resume)
             lock = lock_run_dir(resume)  # not while the run's own process may still be writing it
             try:
-                save_atomic(model_state(saved_args, checkpoint["spaces"], networks), model_path)
+                write_model(model_path, saved_args, checkpoint["spaces"], checkpoint["agent"])
             finally:
                 os.close(lock)
         raise Finished(
             f"{resume} has finished (step {checkpoint['global_step']}/{saved_args.total_timesteps}): nothing to train"
-        )
-    members = sorted(checkpoint["population"] or [os.path.basename(os.path.normpath(resume))])
-    if members != sorted(os.path.basename(os.path.normpath(d)) for d in together or (resume,)):
-        others = " ".join(os.path.join(os.path.dirname(os.path.normpath(resume)), m) for m in members)
-        raise UsageError(
-            f"{resume} was trained with {len(members) - 1} other seeds: resume them together, "
-            f"python {sys.argv[0]} --resume {others}"
         )
     return args, checkpoint
 
@@ -1485,7 +1470,7 @@ class Logs:
         return (global_step - self.start_step) / max(time.time() - self.start_time, 1e-9)
 
     def progress(self, global_step: int, done: bool, label: str = "") -> None:
-        """The console's progress line, after `label` (a population's seed)."""
+        """The console's progress line, after `label` (e.g. "seed 4 | ")."""
         now = time.time()
         if now - self.last_print < PROGRESS_INTERVAL_S and not done:
             return
@@ -1578,8 +1563,6 @@ def check_args(args: Args) -> None:
         raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
         raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
-    if args.resume == ():
-        raise UsageError("--resume needs a run directory")
     if args.eval_checkpoint:
         saved_file(args.eval_checkpoint)
     else:
@@ -1668,14 +1651,19 @@ class Setup(NamedTuple):
     action_space: gym.spaces.Box
 
 
-def checked(args: Args, together: tuple[str, ...] = ()) -> Setup:
+def checked(args: Args) -> Setup:
     """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
     thread count; pick the device. With --resume, the run goes on with its saved arguments and the options asked for
-    that may change (`resumed_args`); `together`: the run directories resumed with it in one process."""
+    that may change (`resumed_args`)."""
+    if args.resume is not None and len(args.resume) != 1:
+        several = "several run directories together are a population's: python population.py --resume DIR ..."
+        raise UsageError(
+            f"--resume needs one run directory ({several})" if args.resume else "--resume needs a run directory"
+        )
     (resume,) = args.resume or (None,)
     checkpoint = None
     if resume:
-        args, checkpoint = resume_point(args, resume, together)
+        args, checkpoint = resume_point(args, resume)
     check_args(args)  # a resumed run's saved options must suit this machine too
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
@@ -1692,46 +1680,79 @@ def checked(args: Args, together: tuple[str, ...] = ()) -> Setup:
 
 class SignalFlag:
     """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops. A second
-    signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact)."""
+    signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact). Runs that share
+    one flag (trained side by side in one process) act on one reading of it per step (`read`)."""
 
     def __init__(self):
-        self.signum = None
-        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.signum, self.step, self.seen = None, None, None
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in STOPPING_SIGNALS}
 
     def handle(self, signum, frame) -> None:
         self.signum = signum
         self.restore()
 
+    def read(self, global_step: int) -> int | None:
+        """The signal to act on at this step: read at its first call, the same for every later call at this step."""
+        if global_step != self.step:
+            self.step, self.seen = global_step, self.signum
+        return self.seen
+
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
+    @staticmethod
+    @contextlib.contextmanager
+    def deferred():
+        """Ctrl-C and SIGTERM arriving in the block are acted on after it, by the handlers they would have met before
+        (files renamed into place one after another: a signal never stops the process between two of them)."""
+        arrived = []
+        previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in STOPPING_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for signum in arrived:
+                signal.raise_signal(signum)
+
+
+def save_checkpoint(run: "Run") -> None:
+    """A run's own checkpoint, written in place atomically (how a run alone saves)."""
+    run.write_checkpoint(run.dir.checkpoint)
+
 
 class Run(contextlib.AbstractContextManager):
     """A training run around the loop, made once its parts exist (a resumed run's restored): its directory, logs,
-    evaluations, checkpoints and Ctrl-C (`signals`: its own SignalFlag, or one several runs share). The loop calls
-    `record` each step; `with run:` ends it (`end`); one that fails to open ends so too, then raises Stopped."""
+    evaluations, checkpoints and Ctrl-C. The loop calls `record` each step; `with run:` ends it (`end`); one that
+    fails to open ends so too, then raises Stopped.
 
-    label = ""  # printed before its progress line
-    wandb_group = None  # its W&B group (None: WANDB_RUN_GROUP's, if set)
+    A run alone passes only its parts and its FastPath (`fast`, None on a CPU), which `sync(fast)` flushes before its
+    agent, buffer or noise are read (an evaluation, a checkpoint, model.pt). Runs trained side by side in one process
+    pass what differs for them: `sync` (theirs), `signals` (one SignalFlag for all), `label` (before the progress and
+    final lines), `group` (W&B's), `save` (how a due checkpoint is saved: `save(run)`) and `together` (the run
+    directories that go on together, this one's included)."""
 
-    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, fast, signals=None):
+    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, fast=None, sync=flush,
+                 signals: SignalFlag | None = None, label: str = "", group: str | None = None, save=save_checkpoint,
+                 together=None):  # fmt: skip
         args, checkpoint = setup.args, setup.checkpoint or {}
         self.args, self.device, self.envs, self.agent, self.rb, self.noise = args, setup.device, envs, agent, rb, noise
-        self.fast, self.spaces = fast, space_signature(setup.obs_dim, setup.action_space)
+        self.fast, self.sync, self.label, self.save = fast, sync, label, save
+        self.spaces = space_signature(setup.obs_dim, setup.action_space)
         self.global_step, self.num_updates = checkpoint.get("global_step", 0), checkpoint.get("num_updates", 0)
-        self.population = checkpoint.get("population")
         self.status, self.started, self.logs, self.signals, self.eval_envs = None, False, None, None, []
         try:
             self.dir = RunDir(args, setup.checkpoint)
         except BaseException:  # in use, or not writable: nothing of the run was opened but its envs
             envs.close()
             raise
+        self.together = together or (lambda: [self.dir.path])
         try:
             self.signals = signals or SignalFlag()
             videos, prefix = int(args.capture_video), f"eval-resumed-{self.global_step}" if checkpoint else "eval"
             self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, videos, self.dir.videos, prefix)
-            self.logs = Logs(args, self.dir.path, self.global_step, checkpoint.get("wandb_run_id"), self.wandb_group)
+            self.logs = Logs(args, self.dir.path, self.global_step, checkpoint.get("wandb_run_id"), group)
             if checkpoint:
                 restore(self, checkpoint)
                 print(f"resuming {self.dir.path} at step {self.global_step}/{args.total_timesteps}")
@@ -1749,13 +1770,14 @@ class Run(contextlib.AbstractContextManager):
         self.logs.episodes(finished, global_step)
         self.logs.losses(losses, global_step)
         if every(args.eval_frequency, global_step, args.num_envs) or done:
+            self.sync(self.fast)
             self.check_finite()  # an actor that an update broke is neither evaluated nor, at the end, saved
             evaluation = evaluate(self.agent.actor, self.agent.critic, self.eval_envs, args.gamma, self.device)
             self.logs.evaluation(evaluation, global_step, self.eval_envs)
-        interrupted = self.signals.signum  # read once: a signal arriving after this is handled at the next step
+        interrupted = self.signals.read(global_step)  # a signal arriving after this is handled at the next step
         due = args.checkpoint_frequency and (every(args.checkpoint_frequency, global_step, args.num_envs) or done)
         if interrupted or due:
-            self.save_checkpoint()
+            self.save(self)
         if interrupted and not done:
             raise Interrupted
         self.logs.progress(global_step, done, self.label)
@@ -1766,14 +1788,13 @@ class Run(contextlib.AbstractContextManager):
             if not torch.isfinite(p).all():  # a host sync point
                 raise NotFinite(f"parameter {name}")
 
-    def write_checkpoint(self) -> str:
-        flush(self.fast)  # R holds this step's transitions
-        self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
-        return write_beside(checkpoint_state(self), self.dir.checkpoint)
-
-    def save_checkpoint(self) -> None:
+    def write_checkpoint(self, path: str, **extra) -> None:
+        """Write the run's checkpoint (`checkpoint_state`, with `extra` entries, which this file does not read) to
+        `path`, atomically; NotFinite instead if its agent is broken."""
+        self.sync(self.fast)  # R holds this step's transitions
         self.check_finite()
-        os.replace(self.write_checkpoint(), self.dir.checkpoint)
+        self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
+        save_atomic(checkpoint_state(self) | extra, path)
 
     def __exit__(self, kind, error, traceback) -> bool:
         return say(self.end(kind, error), self.status, self.global_step)
@@ -1783,10 +1804,10 @@ class Run(contextlib.AbstractContextManager):
         message, self.status = None, EXIT_FAILED
         if kind is None:
             try:
-                flush(self.fast)  # R holds the last transitions
+                self.sync(self.fast)  # R holds the last transitions
                 if self.args.save_model:
-                    self.dir.finish(model_state(self.args, self.spaces, agent_state(self.agent, ("actor", "critic"))))
-                message, self.status = self.logs.final(), 0
+                    write_model(self.dir.model, self.args, self.spaces, agent_state(self.agent, MODEL_PARTS))
+                message, self.status = self.label + self.logs.final(), 0
             except OSError as e:
                 kind, error = OSError, e
         stopped = f"training stopped ({self.kept()})"
@@ -1796,26 +1817,40 @@ class Run(contextlib.AbstractContextManager):
             lack = write_error(error, self.dir.path) if issubclass(kind, OSError) else out_of_memory(error, self.device)
             message = f"{lack}; {stopped}"
         elif kind is Interrupted:
-            self.status = EXIT_SIGNAL + self.signals.signum
-            name = signal.Signals(self.signals.signum).name
+            self.status = EXIT_SIGNAL + self.signals.seen
+            name = signal.Signals(self.signals.seen).name
             message = f"{name} at step {self.global_step}: {self.saved()}\nresume with: {self.resume_command()}"
         elif kind is not None:  # the environment's error, or a bug: its traceback, then how to go on
-            note = f"ddpg.py: error: step {self.global_step}: {stopped}"
+            note = error_line(f"step {self.global_step}: {stopped}")
             if note not in getattr(error, "__notes__", []):  # once, where several runs end on one error
                 error.add_note(note)
         self.close()
         return message
 
+    def abandon(self) -> None:
+        """Close a run that opened but will not start (one beside it could not open): a new one leaves no directory."""
+        self.started, self.status = False, EXIT_FAILED
+        self.close()
+
     def saved(self) -> str:
-        return f"checkpoint saved to {self.dir.checkpoint}"
+        dirs = self.together()
+        return (
+            f"checkpoint saved to {self.dir.checkpoint}"
+            if len(dirs) == 1
+            else f"checkpoints saved in {', '.join(dirs)}"
+        )
 
     def kept(self) -> str:  # what a stopped run leaves to go on from
         if not os.path.exists(self.dir.checkpoint):
             return "no checkpoint"
-        return f"the last good checkpoint is {self.dir.checkpoint}; resume with: {self.resume_command()}"
+        alone = len(self.together()) == 1
+        last = (
+            f"the last good checkpoint is {self.dir.checkpoint}" if alone else "each run's last good checkpoint is kept"
+        )
+        return f"{last}; resume with: {self.resume_command()}"
 
     def resume_command(self) -> str:
-        return f"python {sys.argv[0]} --resume {self.dir.path}"
+        return f"python {sys.argv[0]} --resume {' '.join(self.together())}"
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # a disk that filled up has been reported already
@@ -1863,50 +1898,31 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     return evaluation
 
 
-def train_seeds(args: Args) -> int:
-    """--seeds, or --resume of several run directories: a population, trained by population.py beside this file
-    (`population.train_population`); returns its exit status."""
+HUB = f"CleanRL's upload to the Hugging Face Hub is not part of ddpg.py; the run directory's {MODEL_FILE} is the agent"
+FOREIGN_OPTIONS = {  # options of other programs, which tyro would refuse in a box that does not say why
+    **dict.fromkeys(("--upload-model", "--no-upload-model", "--hf-entity"), HUB),
+    "--seeds": "many seeds in one process: python population.py --seeds ... (beside ddpg.py, with ddpg.py's options)",
+}
+
+
+def foreign_option(argv: list[str]) -> str | None:
+    """The first option of FOREIGN_OPTIONS in `argv`, as typed (any spelling tyro takes: `_` or `-`, `--flag=value`)."""
+    return next((arg.split("=")[0] for arg in argv if foreign(arg) in FOREIGN_OPTIONS), None)
+
+
+def foreign(option: str) -> str:
+    return option.split("=")[0].replace("_", "-")
+
+
+def command(action, argv: list[str]) -> int:
+    """ddpg.py's options read from `argv`, then `action(args)` (its exit status), ended as a command ends: a refusal,
+    or a failure before a run opened its directory, in one line (exit 2, 75 or 1); a finished run's message (0)."""
+    args = tyro.cli(Args, args=argv)
+    typed = TYPED.set(typed_options(argv))  # what a --resume asks of the run (`asked_options`)
     try:
-        import population
-    except ModuleNotFoundError as e:
-        if e.name != POPULATION_FILE.removesuffix(".py"):
-            raise
-        option = "--seeds" if args.seeds is not None else "--resume of several run directories"
-        raise UsageError(
-            f"{option} needs {POPULATION_FILE} beside ddpg.py, where many seeds train in one process; "
-            "one --seed per process needs ddpg.py alone"
-        ) from None
-    return population.train_population(args)["status"]
-
-
-CLEANRL_HUB_OPTIONS = ("--upload-model", "--no-upload-model", "--hf-entity")  # CleanRL's, for the Hugging Face Hub
-
-
-def hub_option(argv: list[str]) -> str | None:
-    """The first of CleanRL's Hub options in `argv` (any spelling tyro would take: `_` or `-`, `--flag=value`)."""
-    return next((arg for arg in argv if arg.split("=")[0].replace("_", "-") in CLEANRL_HUB_OPTIONS), None)
-
-
-def main() -> int:
-    if option := hub_option(sys.argv[1:]):  # before tyro, which would refuse it in a box that does not say why
-        print(
-            f"ddpg.py: error: {option.split('=')[0]}: CleanRL's upload to the Hugging Face Hub is not part of "
-            f"ddpg.py; the run directory's {MODEL_FILE} is the trained agent",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    args = tyro.cli(Args)
-    typed = TYPED.set(typed_options(sys.argv[1:]))  # what a --resume asks of the run (`asked_options`)
-    try:
-        if args.eval_checkpoint:
-            check_args(args)
-            evaluate_checkpoint(args)
-            return 0
-        if args.seeds is not None or len(args.resume or ()) > 1:
-            return train_seeds(args)
-        return train(args)["status"]
+        return action(args)
     except UsageError as e:
-        print(f"ddpg.py: error: {e}", file=sys.stderr)
+        print(error_line(str(e)), file=sys.stderr)
         return EXIT_IN_USE if isinstance(e, RunInUse) else EXIT_USAGE
     except Finished as e:
         print(e)
@@ -1914,13 +1930,29 @@ def main() -> int:
     except Stopped as e:  # it said why
         return e.status
     except (OSError, torch.OutOfMemoryError) as e:  # before the run opened its directory, or while it did
-        where = write_error(e, RUNS_DIR) if isinstance(e, OSError) else out_of_memory(e, None)
-        print(f"ddpg.py: error: {where}", file=sys.stderr)
+        print(
+            error_line(write_error(e, RUNS_DIR) if isinstance(e, OSError) else out_of_memory(e, None)), file=sys.stderr
+        )
         return EXIT_FAILED
     finally:
         TYPED.reset(typed)
 
 
+def run_or_evaluate(args: Args) -> int:
+    """What `python ddpg.py` does: train a run (or go on with one), or evaluate a saved agent (--eval-checkpoint)."""
+    if not args.eval_checkpoint:
+        return train(args)["status"]
+    check_args(args)
+    evaluate_checkpoint(args)
+    return 0
+
+
+def main() -> int:
+    if option := foreign_option(sys.argv[1:]):
+        print(error_line(f"{option}: {FOREIGN_OPTIONS[foreign(option)]}"), file=sys.stderr)
+        return EXIT_USAGE
+    return command(run_or_evaluate, sys.argv[1:])
+
+
 if __name__ == "__main__":
-    sys.modules.setdefault("ddpg", sys.modules[__name__])  # population.py imports ddpg: this very module
     sys.exit(main())

@@ -394,8 +394,9 @@ def test_a_signal_between_the_renames_of_checkpoints_is_acted_on_after_the_last(
 
     def run(name):
         path = tmp_path / name
-        return SimpleNamespace(args=ddpg.Args(), dir=SimpleNamespace(checkpoint=str(path)), check_finite=lambda: None,
-                               write_checkpoint=lambda: ddpg.write_beside({"name": name}, str(path)))  # fmt: skip
+        return SimpleNamespace(args=ddpg.Args(), dir=SimpleNamespace(checkpoint=str(path), path=str(tmp_path)),
+                               signals=SimpleNamespace(deferred=ddpg.SignalFlag.deferred),
+                               write_checkpoint=lambda to, **extra: torch.save({"name": name}, to))  # fmt: skip
 
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(list(renamed)))
     try:
