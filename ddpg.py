@@ -1084,7 +1084,6 @@ def model_state(args: Args, spaces: dict, agent: dict) -> dict:
 def write_model(path: str, args: Args, spaces: dict, agent: dict) -> None:
     """Write model.pt (`agent`: the actor's and the critic's state), what a finished run leaves."""
     save_atomic(model_state(args, spaces, {name: agent[name] for name in MODEL_PARTS}), path)
-    print(f"model saved to {path}")
 
 
 def checkpoint_state(run: "Run") -> dict:
@@ -1129,7 +1128,7 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         layout = checkpoint_format(checkpoint)  # first: another layout may hold other keys
         if layout == CHECKPOINT_FORMAT:
-            saved = Args(**checkpoint["args"])  # the saved arguments must still be ours
+            saved = saved_args(checkpoint["args"])  # the saved arguments must still be ours
             if "spaces" not in checkpoint or not set(MODEL_PARTS) <= checkpoint["agent"].keys():
                 raise KeyError("spaces, agent.actor or agent.critic")
     except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
@@ -1141,6 +1140,12 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
             f"({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py"
         )
     return checkpoint, saved
+
+
+def saved_args(values: dict) -> Args:
+    """Saved arguments as Args, without the options an earlier ddpg.py had that are now another program's."""
+    own = {name: value for name, value in values.items() if f"--{name.replace('_', '-')}" not in FOREIGN_OPTIONS}
+    return Args(**own)
 
 
 def saved(path: str, key: str):
@@ -1157,7 +1162,7 @@ def run_state(run_dir: str) -> tuple[Args, int] | None:
     for name in (CHECKPOINT_FILE, MODEL_FILE):
         try:
             state = torch.load(os.path.join(run_dir, name), map_location="cpu", weights_only=True, mmap=True)
-            args = Args(**state["args"])
+            args = saved_args(state["args"])
         except Exception:  # missing, damaged or not ours: as `load_checkpoint` would refuse it
             continue
         return args, state.get("global_step", args.total_timesteps)
@@ -1807,6 +1812,7 @@ class Run(contextlib.AbstractContextManager):
                 self.sync(self.fast)  # R holds the last transitions
                 if self.args.save_model:
                     write_model(self.dir.model, self.args, self.spaces, agent_state(self.agent, MODEL_PARTS))
+                    print(f"model saved to {self.dir.model}")
                 message, self.status = self.label + self.logs.final(), 0
             except OSError as e:
                 kind, error = OSError, e

@@ -309,7 +309,7 @@ def test_a_checkpoint_of_the_released_layout_resumes_exactly(in_tmp):
     run_dir = in_tmp / "runs" / "released"
     run_dir.mkdir(parents=True)
     shutil.copy(RELEASED_LAYOUT, run_dir / ddpg.CHECKPOINT_FILE)
-    saved = ddpg.Args(**torch.load(RELEASED_LAYOUT, weights_only=True)["args"])
+    saved = ddpg.saved_args(torch.load(RELEASED_LAYOUT, weights_only=True)["args"])
     resumed = ddpg.train(ddpg.Args(resume=(str(run_dir),), total_timesteps=700))  # extended from step 500
     whole = ddpg.train(dataclasses.replace(saved, exp_name="whole", total_timesteps=700))  # today's, uninterrupted
     assert resumed["status"] == whole["status"] == 0

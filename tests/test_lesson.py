@@ -1,4 +1,4 @@
-"""ddpg.py reads as a lesson: the algorithm first, short, and closed on itself, with the engineering after one divider."""
+"""ddpg.py reads as a lesson: the algorithm first, short and closed on itself, the engineering after one divider."""
 
 import ast
 

@@ -198,7 +198,11 @@ class Checker:
         if script == "ddpg.py":
             return check_ddpg(args[1:])
         if script == "population.py":  # its own options, then ddpg.py's for each seed
-            own, rest = population.parser().parse_known_args(args[1:])
+            try:
+                own, rest = population.parser().parse_known_args(args[1:])
+            except SystemExit as e:  # status 0: --help was shown
+                assert e.code == 0, f"python {shlex.join(args)}: refused (exit status {e.code})"
+                return None
             assert own.seeds or own.resume, f"python {shlex.join(args)}: no --seeds or --resume"
             return check_ddpg([*rest, *(["--seed", own.seeds[0]] if own.seeds else [])])
         name = os.path.splitext(os.path.basename(script))[0]
