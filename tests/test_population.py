@@ -127,6 +127,47 @@ def test_a_batched_population_stores_each_seeds_transitions_apart(in_tmp, monkey
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Each seed learns from its own transitions only
+
+
+@pytest.mark.parametrize("path", ["each-after-another", "batched"])
+def test_each_seed_learns_only_from_its_own_transitions(in_tmp, monkeypatch, path):
+    """The population's updates with every seed's replay buffer but one filled with NaN: that seed's networks and
+    losses stay finite and are exactly those it reaches when every buffer holds good transitions."""
+    if path == "batched":
+        monkeypatch.setattr(population, "batches_seeds", lambda device: True)
+    seeds, stored, args = (1, 2, 3), 200, short_args(buffer_size=1000)
+    good = [random_batch(stored, obs_dim=3, act_dim=1, seed=seed) for seed in seeds]  # Pendulum's dimensions
+    nan = ddpg.Batch(*(torch.full_like(column, np.nan) for column in good[0]))
+
+    def updated(poisoned: set[int]) -> list[list[torch.Tensor]]:
+        """Each seed's weights and losses after two updates of the population (the second with actor steps)."""
+        pop = population.Population(*population.made([dataclasses.replace(args, seed=s) for s in seeds]), args)
+        try:
+            for k, run in enumerate(pop.runs):  # as a checkpoint's buffer is restored
+                held = nan if k in poisoned else good[k]
+                ddpg.load_buffer_state(run.rb, {"pos": stored, "size": stored, **held._asdict()})
+            critic_only, both = [pop.steps.update(None, None, args.batch_size, 0.99, 0.005, a) for a in (False, True)]
+            results = []
+            for k, run in enumerate(pop.runs):
+                pop.sync(k)  # batched: seed k's networks copied out of the stacked ones
+                results.append(
+                    [*weights(run.agent), critic_only.critic[k], critic_only.q_values[k], *(loss[k] for loss in both)]
+                )
+            return results
+        finally:
+            for run in pop.runs:
+                run.abandon()
+
+    clean = updated(poisoned=set())
+    for k, seed in enumerate(seeds):
+        among_nan = updated(poisoned=set(range(len(seeds))) - {k})[k]
+        for mine, expected in zip(among_nan, clean[k], strict=True):
+            assert torch.isfinite(mine).all(), f"seed {seed} learned from another seed's transitions"
+            assert torch.equal(mine, expected), f"seed {seed} learned from another seed's transitions"
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Each seed is a run of its own
 
 
