@@ -708,10 +708,9 @@ def set_capturable(agent: Agent, capturable: bool) -> None:
 
 
 class CudaGraph:
-    """Calls `fn(**options)` through a CUDA graph, recorded once and replayed with one launch: the recorded kernels on
-    the recorded memory, so `fn` reads tensors that stay in place and its outputs are refilled. One graph per value of
-    `options`. The first CUDA_GRAPH_WARMUP calls are real calls on a side stream, which make what is made lazily
-    (Adam's moments, cuBLAS workspaces). Random draws inside come fresh at each replay (the CUDA generator's)."""
+    """Calls `fn(**options)` through a CUDA graph (one per value of `options`), recorded once and replayed with one
+    launch on the recorded memory: `fn` reads tensors that stay in place, its outputs are refilled, its random draws
+    come fresh. The first CUDA_GRAPH_WARMUP calls are real, on a side stream (Adam's moments, cuBLAS workspaces)."""
 
     def __init__(self, fn):
         self.fn, self.graphs, self.calls = fn, {}, collections.Counter()
@@ -738,8 +737,7 @@ class CudaGraph:
 
 
 class Staged(NamedTuple):
-    """What one env step hands to the device: named views of one packed tensor (num_envs, 2 * obs_dim + act_dim + 3),
-    copied over at once."""
+    """What one env step hands to the device: named views of one packed tensor, copied over at once."""
 
     transitions: Batch  # (num_envs, ...) each: s_t, a_t, r_t, s_{t+1}, terminated, for R
     episode_starts: torch.Tensor  # (num_envs,) 1.0 where `obs` is an episode's first observation, else 0.0
@@ -757,12 +755,9 @@ def store_and_select(rb: ReplayBuffer, noise, agent: Agent, staged: Staged, stor
 class FastPath:
     """On a GPU, what the loop's `explore`, `update` and `rb.add` do, with one copy each way per env step: `add` packs
     the transitions into pinned host memory; `explore` adds the observations, copies them over, and one call
-    (`store_and_select`) stores the transitions in R and selects the actions, which come back in one copy (while R
-    fills, the transitions go alone at the next `add`). That call and `learn(agent, rb, ...)` (`update`'s arguments)
-    are CUDA graphs: small networks are launch-bound, and a replay launches all of a call's kernels at once. The
-    methods take the lesson's arguments; the agent, buffer and noise are those it was made with (any objects that the
-    lesson's functions accept). On the CPU (tests), the host memory is the
-    device's."""
+    (`store_and_select`) stores the transitions and selects the actions. That call and `learn(agent, rb, ...)` are
+    CUDA graphs (small networks are launch-bound). The agent, buffer and noise are those it was made with (any objects
+    the lesson's functions accept), not the methods' arguments. On the CPU (tests), the host memory is the device's."""
 
     def __init__(self, agent, rb, noise, args: Args, device: torch.device, learn=update):
         cuda, rows, obs_dim, act_dim = device.type == "cuda", args.num_envs, rb.obs.shape[-1], rb.actions.shape[-1]
@@ -830,13 +825,6 @@ def fast_path(agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.d
     for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
         net.compile(dynamic=False)
     return FastPath(agent, rb, noise, args, device) if device.type == "cuda" else None
-
-
-def flush(fast: FastPath | None) -> None:
-    """Store in R the transitions that a fast path staged, before a checkpoint and at the end (the lesson stores them
-    at once)."""
-    if fast is not None:
-        fast.flush()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -924,16 +912,17 @@ def lock_holder(run_dir: str) -> str | None:
         os.close(fd)  # and with it the shared lock
 
 
-def write_beside(obj: dict, path: str) -> str:
-    """torch.save `obj` to `path` + BESIDE and on to disk (fsync); returns that path. A failed write removes it and
-    raises the OSError behind it (torch reports one as a RuntimeError raised while handling the OSError)."""
+def save_atomic(obj: dict, path: str) -> None:
+    """torch.save to `path` + BESIDE, on disk (fsync) before it is renamed over `path`: a crash or a full disk mid-write
+    leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it (torch reports
+    one as a RuntimeError raised while handling the OSError)."""
     tmp = path + BESIDE
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        return tmp
+        os.replace(tmp, path)  # atomic on POSIX and Windows
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -945,12 +934,6 @@ def write_beside(obj: dict, path: str) -> str:
         raise OSError(cause.errno, cause.strerror, tmp) from None
 
 
-def save_atomic(obj: dict, path: str) -> None:
-    """torch.save to a temporary file, on disk before it is renamed over `path`: a crash or a full disk mid-write
-    leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it."""
-    os.replace(write_beside(obj, path), path)  # atomic on POSIX and Windows
-
-
 def file_identity(path: str) -> tuple[int, int]:
     """Which file is at `path` (inode and modification time): a checkpoint replaced by rename is another file."""
     stat = os.stat(path)
@@ -958,10 +941,9 @@ def file_identity(path: str) -> tuple[int, int]:
 
 
 class RunDir:
-    """A run's directory for the life of its run: made (a new run) or found (--resume), then locked, so that one
-    process writes it; where its files go; released at the end (`close`). A new run that could not start leaves no
-    directory behind. `checkpoint`: the resumed run's, as read before the lock: if its process has replaced it since,
-    the directory was in use and is refused."""
+    """A run's directory for the life of its run: made (a new run) or found (--resume), then locked (one process writes
+    it), released at the end (`close`); a new run that could not start leaves none. A resumed run's checkpoint replaced
+    since it was read (`checkpoint`) means that the directory was in use: refused."""
 
     def __init__(self, args: Args, checkpoint: dict | None):
         self.new = not args.resume
@@ -1056,11 +1038,6 @@ def agent_state(agent: Agent, parts: tuple[str, ...] = AGENT_PARTS) -> dict:
     return {name: getattr(agent, name).state_dict() for name in parts}
 
 
-def load_agent_state(agent: Agent, state: dict) -> None:
-    for name in AGENT_PARTS:
-        getattr(agent, name).load_state_dict(state[name])
-
-
 def buffer_state(rb: ReplayBuffer) -> dict:
     """The filled rows only, by column: a checkpoint early in a run stays small (any object with a ReplayBuffer's
     columns and counters will do)."""
@@ -1105,7 +1082,8 @@ def checkpoint_state(run: "Run") -> dict:
 
 def restore(run: "Run", checkpoint: dict) -> None:
     """Put a run back as `checkpoint_state` saved it (its counters and W&B run were read when the run was made)."""
-    load_agent_state(run.agent, checkpoint["agent"])
+    for name in AGENT_PARTS:
+        getattr(run.agent, name).load_state_dict(checkpoint["agent"][name])
     set_capturable(run.agent, uses_cuda_graphs(run.args, run.device))  # this machine's, not the saved one
     load_buffer_state(run.rb, checkpoint["replay_buffer"])
     if "state" in checkpoint["noise"]:
@@ -1116,17 +1094,13 @@ def restore(run: "Run", checkpoint: dict) -> None:
     run.logs.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
 
 
-def checkpoint_format(state: dict) -> int:
-    """The layout a file was written in (CHECKPOINT_FORMAT). Files from before layouts were numbered: format 1 for
-    every model.pt and for checkpoints with the entry named below; older checkpoints, format 0."""
-    return state.get("format", 1 if "population" in state or "global_step" not in state else 0)
-
-
 def load_checkpoint(path: str) -> tuple[dict, Args]:
     """Read a checkpoint or saved model and its arguments, refusing files that are damaged or not ours in one line."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        layout = checkpoint_format(checkpoint)  # first: another layout may hold other keys
+        # Its layout first (another may hold other keys). Before layouts were numbered: format 1 for every model.pt
+        # and for checkpoints with the entry named below; older checkpoints, format 0.
+        layout = checkpoint.get("format", 1 if "population" in checkpoint or "global_step" not in checkpoint else 0)
         if layout == CHECKPOINT_FORMAT:
             saved = saved_args(checkpoint["args"])  # the saved arguments must still be ours
             if "spaces" not in checkpoint or not set(MODEL_PARTS) <= checkpoint["agent"].keys():
@@ -1159,13 +1133,10 @@ def saved(path: str, key: str):
 def run_state(run_dir: str) -> tuple[Args, int] | None:
     """How far a run directory's run went: its latest arguments and step, from its checkpoint, else from its model.pt
     (written at its last step); None where neither can be read. Reads no tensor (mmap), so a sweep looks at many."""
-    for name in (CHECKPOINT_FILE, MODEL_FILE):
-        try:
-            state = torch.load(os.path.join(run_dir, name), map_location="cpu", weights_only=True, mmap=True)
-            args = saved_args(state["args"])
-        except Exception:  # missing, damaged or not ours: as `load_checkpoint` would refuse it
-            continue
-        return args, state.get("global_step", args.total_timesteps)
+    for path in (os.path.join(run_dir, CHECKPOINT_FILE), os.path.join(run_dir, MODEL_FILE)):
+        with contextlib.suppress(Exception):  # missing, damaged or not ours: as `load_checkpoint` would refuse it
+            args = saved_args(saved(path, "args"))
+            return args, saved(path, "global_step") or args.total_timesteps
     return None
 
 
@@ -1181,20 +1152,20 @@ def saved_file(path: str) -> str:
     return path
 
 
-def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box):
+def saved_networks(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box) -> tuple:
+    """The checkpoint's actor and critic (on the CPU), refusing in one line weights saved for other spaces or sizes."""
     if checkpoint["spaces"] != space_signature(obs_dim, action_space):
         raise UsageError(
             f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
             f"{space_signature(obs_dim, action_space)}"
         )
-    nets = {
-        "actor": Actor(obs_dim, action_space, saved.hidden_size),
-        "critic": Critic(obs_dim, action_space.shape[0], saved.hidden_size),
-    }
-    for net_name, net in nets.items():
+    nets = Actor(obs_dim, action_space, saved.hidden_size), Critic(obs_dim, action_space.shape[0], saved.hidden_size)
+    for net_name, net in zip(MODEL_PARTS, nets):
         for name, tensor in net.state_dict().items():
             if checkpoint["agent"][net_name].get(name, torch.empty(0)).shape != tensor.shape:
                 raise UsageError(f"{path}: {net_name} weights do not fit networks of --hidden-size {saved.hidden_size}")
+        net.load_state_dict(checkpoint["agent"][net_name])
+    return nets
 
 
 def resume_point(args: Args, resume: str) -> tuple[Args, dict]:
@@ -1209,7 +1180,10 @@ def resume_point(args: Args, resume: str) -> tuple[Args, dict]:
                 "(trained with --checkpoint-frequency 0): it cannot be extended"
             )
         raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
-    check_resumable(resume)
+    if not os.path.isfile(path):
+        started = os.path.isfile(os.path.join(resume, LOCK_FILE))  # every run locks its directory first
+        why = ": its run stopped before its first checkpoint, so there is nothing to resume; start it again"
+        raise UsageError(f"--resume {resume}: no {CHECKPOINT_FILE} in that directory" + (why if started else ""))
     read = file_identity(path)  # to be sure, under the run's lock, that no other process replaced it since
     checkpoint, saved_args = load_checkpoint(path)
     checkpoint["read"] = read
@@ -1230,21 +1204,6 @@ def resume_point(args: Args, resume: str) -> tuple[Args, dict]:
             f"{resume} has finished (step {checkpoint['global_step']}/{saved_args.total_timesteps}): nothing to train"
         )
     return args, checkpoint
-
-
-def check_resumable(resume: str) -> None:
-    """A directory to resume holds a checkpoint; one whose run stopped before its first checkpoint is named so."""
-    if os.path.isfile(os.path.join(resume, CHECKPOINT_FILE)):
-        return
-    started = os.path.isfile(os.path.join(resume, LOCK_FILE))  # every run locks its directory first
-    raise UsageError(
-        f"--resume {resume}: no {CHECKPOINT_FILE} in that directory"
-        + (
-            ": its run stopped before its first checkpoint, so there is nothing to resume; start it again"
-            if started
-            else ""
-        )
-    )
 
 
 def resumed_args(saved_args: Args, args: Args, resume: str) -> Args:
@@ -1315,29 +1274,18 @@ def asked_options(args: Args) -> dict:
 
 
 class Tracking:
-    """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
-
-    Every scalar the run writes to TensorBoard is sent too (`Logs.scalar`), under the same tag, with the env step as
-    `global_step` (the charts' x-axis). A resumed run passes the checkpoint's W&B run id and goes on in that W&B run,
-    sending what it logs from then on, so after Ctrl-C no step is sent twice. Each run is a W&B run of its own, also
-    when several share a process, grouped by `group`. wandb itself reads WANDB_MODE (offline), WANDB_DIR and
-    WANDB_RUN_GROUP (the group of a run, where `group` is None: benchmarks/sweep.py sets it)."""
+    """A W&B run that follows the run directory: its name, all Args as config, the videos, and every scalar written to
+    TensorBoard (`Logs.scalar`: the same tag, the env step as `global_step`, the x-axis). A resumed run goes on in its
+    checkpoint's W&B run (`run_id`) from its step, so no step is sent twice. Runs sharing a process are W&B runs of
+    their own, in `group`. wandb reads WANDB_MODE, WANDB_DIR and WANDB_RUN_GROUP (the group where `group` is None)."""
 
     def __init__(self, args: Args, run_dir: str, run_id: str | None, group: str | None):
         import wandb  # here, not at the top of the file: only --track needs it
 
         self.wandb = wandb
-        self.run = wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            name=os.path.basename(run_dir),
-            id=run_id,
-            resume="allow",
-            group=group,
-            config=dataclasses.asdict(args),
-            save_code=True,
-            reinit="create_new",
-        )
+        where = dict(project=args.wandb_project_name, entity=args.wandb_entity, group=group, id=run_id, resume="allow")
+        what = dict(name=os.path.basename(run_dir), config=dataclasses.asdict(args), save_code=True)
+        self.run = wandb.init(**where, **what, reinit="create_new")
         self.run.define_metric("*", step_metric="global_step")
         self.video_dir = os.path.join(run_dir, VIDEO_DIR)
         self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
@@ -1400,11 +1348,9 @@ def every(interval: int, global_step: int, num_envs: int) -> bool:
 
 
 class Logs:
-    """Where a run's numbers go: TensorBoard's event files in the run directory, with --track W&B too (each scalar
-    under the same tag), and a progress line on the console at most every PROGRESS_INTERVAL_S. It keeps what the
-    console shows (the latest training returns and evaluation), which a checkpoint saves. `global_step`: where the
-    run starts; a resumed run's TensorBoard drops what a crashed process logged after it (purge_step), so no step
-    appears twice."""
+    """Where a run's numbers go: TensorBoard in the run directory (with --track W&B too), and a progress line at most
+    every PROGRESS_INTERVAL_S; it keeps what the console shows, which a checkpoint saves. A resumed run's TensorBoard
+    drops what a crashed process logged after `global_step` (purge_step), so no step appears twice."""
 
     def __init__(self, args: Args, run_dir: str, global_step: int, wandb_run_id: str | None, group: str | None):
         self.args, self.recent_returns, self.eval_returns, self.actor_loss = args, [], None, None
@@ -1414,11 +1360,8 @@ class Logs:
             self.tracking = Tracking(args, run_dir, wandb_run_id, group) if args.track else None
             self.writer = SummaryWriter(run_dir, purge_step=global_step + 1 if global_step else None)
             if not global_step:
-                self.writer.add_text(
-                    "hyperparameters",
-                    "|param|value|\n|-|-|\n"
-                    + "\n".join(f"|{key}|{value}|" for key, value in dataclasses.asdict(args).items()),
-                )
+                table = "".join(f"\n|{key}|{value}|" for key, value in dataclasses.asdict(args).items())
+                self.writer.add_text("hyperparameters", "|param|value|\n|-|-|" + table)
             self.writer.add_custom_scalars(CUSTOM_SCALARS)  # by every process: a run resumed from an older ddpg.py
             threading.excepthook = quiet_writer_thread
         except BaseException:
@@ -1446,10 +1389,8 @@ class Logs:
     def losses(self, losses: Losses | None, global_step: int) -> None:
         """The losses every LOG_INTERVAL steps (and the speed); the actor's is the last update's that had an actor
         step. NotFinite if one is NaN or infinite. None: no update yet."""
-        if losses is None:
-            return
-        self.actor_loss = self.actor_loss if losses.actor is None else losses.actor
-        if not every(LOG_INTERVAL, global_step, self.args.num_envs):
+        self.actor_loss = self.actor_loss if losses is None or losses.actor is None else losses.actor
+        if losses is None or not every(LOG_INTERVAL, global_step, self.args.num_envs):
             return
         for name, tensor in losses._replace(actor=self.actor_loss)._asdict().items():
             if tensor is None:  # no actor step yet
@@ -1484,11 +1425,8 @@ class Logs:
         last_eval = f"{self.eval_returns.mean():.1f}" if self.eval_returns is not None else "-"
         elapsed = datetime.timedelta(seconds=int(now - self.start_time))
         left = datetime.timedelta(seconds=int((total - global_step) / max(sps, 1e-9)))
-        print(
-            f"{label}step {global_step}/{total} | SPS {sps:.0f} | return {recent} | eval {last_eval} | elapsed "
-            f"{elapsed} | left {left}",
-            flush=True,
-        )
+        line = f"step {global_step}/{total} | SPS {sps:.0f} | return {recent} | eval {last_eval} | elapsed {elapsed}"
+        print(f"{label}{line} | left {left}", flush=True)
 
     def final(self) -> str:
         r = self.eval_returns
@@ -1527,18 +1465,10 @@ def find_cpp_compiler() -> str | None:
 
 def check_args(args: Args) -> None:
     """Every impossible number is refused here, before any environment or run directory exists."""
-    positive = [
-        "total_timesteps",
-        "buffer_size",
-        "batch_size",
-        "hidden_size",
-        "policy_frequency",
-        "num_envs",
-        "eval_frequency",
-        "eval_episodes",
-        "learning_rate",
-    ]
-    for name in positive:
+    positive = (
+        "total_timesteps buffer_size batch_size hidden_size policy_frequency num_envs eval_frequency eval_episodes"
+    )
+    for name in positive.split() + ["learning_rate"]:
         if not 0 < getattr(args, name) < math.inf:
             raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(args, name)}")
     if args.threads is not None and args.threads < 1:
@@ -1622,28 +1552,17 @@ def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device:
     with torch.device("meta"):
         row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta"))
         nets = [Actor(obs_dim, action_space, args.hidden_size), Critic(obs_dim, act_dim, args.hidden_size)]
-    where, have = (
-        ("the GPU", torch.cuda.mem_get_info(device)[1])
-        if device.type == "cuda"
-        else ("this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    )
-    parts = {
-        "--buffer-size": args.buffer_size * sum(getattr(row, name).nbytes for name in Batch._fields),
-        "--hidden-size": COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters()),
-    }
-    for option, need in parts.items():
+    where, have = "this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if device.type == "cuda":
+        where, have = "the GPU", torch.cuda.mem_get_info(device)[1]
+    row_bytes = sum(getattr(row, name).nbytes for name in Batch._fields)
+    net_bytes = COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters())
+    for option, need in {"--buffer-size": args.buffer_size * row_bytes, "--hidden-size": net_bytes}.items():
         if need > have:
             raise UsageError(
                 f"{option} {getattr(args, option[2:].replace('-', '_'))}: needs {need / 2**30:.1f} GiB, "
                 f"more than {where}'s {have / 2**30:.1f} GiB"
             )
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = deterministic
 
 
 class Setup(NamedTuple):
@@ -1672,10 +1591,13 @@ def checked(args: Args) -> Setup:
     check_args(args)  # a resumed run's saved options must suit this machine too
     obs_dim, action_space = check_env(args.env_id)
     if checkpoint:
-        check_checkpoint_fits(checkpoint, args, os.path.join(resume, CHECKPOINT_FILE), obs_dim, action_space)
+        saved_networks(checkpoint, args, os.path.join(resume, CHECKPOINT_FILE), obs_dim, action_space)
     device = use_machine(args)
     check_memory(args, obs_dim, action_space, device)
-    seed_everything(args.seed, args.torch_deterministic)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
     return Setup(args, checkpoint, device, obs_dim, action_space)
 
 
@@ -1722,28 +1644,34 @@ class SignalFlag:
                 signal.raise_signal(signum)
 
 
-def save_checkpoint(run: "Run") -> None:
-    """A run's own checkpoint, written in place atomically (how a run alone saves)."""
-    run.write_checkpoint(run.dir.checkpoint)
-
-
 class Run(contextlib.AbstractContextManager):
     """A training run around the loop, made once its parts exist (a resumed run's restored): its directory, logs,
     evaluations, checkpoints and Ctrl-C. The loop calls `record` each step; `with run:` ends it (`end`); one that
-    fails to open ends so too, then raises Stopped.
+    fails to open ends so too, then raises Stopped. A run alone passes its parts and its FastPath (`fast`, None on a
+    CPU; flushed before its agent or buffer is read). Runs side by side in one process pass what differs: `sync()`
+    (called before then), `signals` (one SignalFlag), `label` (before the progress and final lines), `group` (W&B's),
+    `save(run)` (a due checkpoint) and `together()` (the run directories that go on together, this one's included)."""
 
-    A run alone passes only its parts and its FastPath (`fast`, None on a CPU), which `sync(fast)` flushes before its
-    agent, buffer or noise are read (an evaluation, a checkpoint, model.pt). Runs trained side by side in one process
-    pass what differs for them: `sync` (theirs), `signals` (one SignalFlag for all), `label` (before the progress and
-    final lines), `group` (W&B's), `save` (how a due checkpoint is saved: `save(run)`) and `together` (the run
-    directories that go on together, this one's included)."""
-
-    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, fast=None, sync=flush,
-                 signals: SignalFlag | None = None, label: str = "", group: str | None = None, save=save_checkpoint,
-                 together=None):  # fmt: skip
+    def __init__(
+        self,
+        setup: Setup,
+        envs: EnvRunner,
+        agent: Agent,
+        rb: ReplayBuffer,
+        noise,
+        fast=None,
+        sync=None,
+        signals: SignalFlag | None = None,
+        label="",
+        group: str | None = None,
+        save=None,
+        together=None,
+    ):
         args, checkpoint = setup.args, setup.checkpoint or {}
         self.args, self.device, self.envs, self.agent, self.rb, self.noise = args, setup.device, envs, agent, rb, noise
-        self.fast, self.sync, self.label, self.save = fast, sync, label, save
+        self.sync = sync or (fast.flush if fast else lambda: None)  # R holds every transition once it is called
+        self.save = save or (lambda run: run.write_checkpoint(run.dir.checkpoint))  # alone: in place, atomically
+        self.label = label
         self.spaces = space_signature(setup.obs_dim, setup.action_space)
         self.global_step, self.num_updates = checkpoint.get("global_step", 0), checkpoint.get("num_updates", 0)
         self.status, self.started, self.logs, self.signals, self.eval_envs = None, False, None, None, []
@@ -1775,7 +1703,7 @@ class Run(contextlib.AbstractContextManager):
         self.logs.episodes(finished, global_step)
         self.logs.losses(losses, global_step)
         if every(args.eval_frequency, global_step, args.num_envs) or done:
-            self.sync(self.fast)
+            self.sync()
             self.check_finite()  # an actor that an update broke is neither evaluated nor, at the end, saved
             evaluation = evaluate(self.agent.actor, self.agent.critic, self.eval_envs, args.gamma, self.device)
             self.logs.evaluation(evaluation, global_step, self.eval_envs)
@@ -1796,7 +1724,7 @@ class Run(contextlib.AbstractContextManager):
     def write_checkpoint(self, path: str, **extra) -> None:
         """Write the run's checkpoint (`checkpoint_state`, with `extra` entries, which this file does not read) to
         `path`, atomically; NotFinite instead if its agent is broken."""
-        self.sync(self.fast)  # R holds this step's transitions
+        self.sync()  # R holds this step's transitions
         self.check_finite()
         self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
         save_atomic(checkpoint_state(self) | extra, path)
@@ -1809,7 +1737,7 @@ class Run(contextlib.AbstractContextManager):
         message, self.status = None, EXIT_FAILED
         if kind is None:
             try:
-                self.sync(self.fast)  # R holds the last transitions
+                self.sync()  # R holds the last transitions
                 if self.args.save_model:
                     write_model(self.dir.model, self.args, self.spaces, agent_state(self.agent, MODEL_PARTS))
                     print(f"model saved to {self.dir.model}")
@@ -1841,18 +1769,14 @@ class Run(contextlib.AbstractContextManager):
     def saved(self) -> str:
         dirs = self.together()
         return (
-            f"checkpoint saved to {self.dir.checkpoint}"
-            if len(dirs) == 1
-            else f"checkpoints saved in {', '.join(dirs)}"
+            f"checkpoints saved in {', '.join(dirs)}" if len(dirs) > 1 else f"checkpoint saved to {self.dir.checkpoint}"
         )
 
     def kept(self) -> str:  # what a stopped run leaves to go on from
         if not os.path.exists(self.dir.checkpoint):
             return "no checkpoint"
-        alone = len(self.together()) == 1
-        last = (
-            f"the last good checkpoint is {self.dir.checkpoint}" if alone else "each run's last good checkpoint is kept"
-        )
+        last = f"the last good checkpoint is {self.dir.checkpoint}"
+        last = "each run's last good checkpoint is kept" if len(self.together()) > 1 else last
         return f"{last}; resume with: {self.resume_command()}"
 
     def resume_command(self) -> str:
@@ -1879,12 +1803,9 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     path = saved_file(args.eval_checkpoint)
     checkpoint, saved = load_checkpoint(path)
     obs_dim, action_space = check_env(saved.env_id)
-    check_checkpoint_fits(checkpoint, saved, path, obs_dim, action_space)
+    nets = saved_networks(checkpoint, saved, path, obs_dim, action_space)
     device = use_machine(args)
-    actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
-    actor.load_state_dict(checkpoint["agent"]["actor"])
-    critic = Critic(obs_dim, action_space.shape[0], saved.hidden_size).to(device)
-    critic.load_state_dict(checkpoint["agent"]["critic"])
+    actor, critic = (net.to(device) for net in nets)
     video_dir = os.path.join(os.path.dirname(os.path.abspath(path)), VIDEO_DIR)
     videos = args.eval_episodes if args.capture_video else 0
     prefix = f"checkpoint-eval-{int(time.time())}"  # an evaluation's videos apart from any earlier one's
@@ -1892,10 +1813,9 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     evaluation = evaluate(actor, critic, envs, saved.gamma, device)
     for env in envs:
         env.close()
-    returns = evaluation.returns
+    r = evaluation.returns
     print(
-        f"{saved.env_id}: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes "
-        f"(min {returns.min():.1f}, max {returns.max():.1f})"
+        f"{saved.env_id}: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes (min {r.min():.1f}, max {r.max():.1f})"
     )
     print(
         f"critic's estimate Q(s_1, mu(s_1)) {evaluation.q_estimates.mean():.1f}, discounted return "
@@ -1912,12 +1832,11 @@ FOREIGN_OPTIONS = {  # options of other programs, which tyro would refuse in a b
 
 
 def foreign_option(argv: list[str]) -> str | None:
-    """The first option of FOREIGN_OPTIONS in `argv`, as typed (any spelling tyro takes: `_` or `-`, `--flag=value`)."""
-    return next((arg.split("=")[0] for arg in argv if foreign(arg) in FOREIGN_OPTIONS), None)
-
-
-def foreign(option: str) -> str:
-    return option.split("=")[0].replace("_", "-")
+    """'OPTION: why' for the first option of FOREIGN_OPTIONS in `argv`, in any spelling tyro takes (`_`, `--a=b`)."""
+    typed = {arg.split("=")[0]: arg.split("=")[0].replace("_", "-") for arg in argv}
+    return next(
+        (f"{arg}: {FOREIGN_OPTIONS[option]}" for arg, option in typed.items() if option in FOREIGN_OPTIONS), None
+    )
 
 
 def command(action, argv: list[str]) -> int:
@@ -1936,9 +1855,8 @@ def command(action, argv: list[str]) -> int:
     except Stopped as e:  # it said why
         return e.status
     except (OSError, torch.OutOfMemoryError) as e:  # before the run opened its directory, or while it did
-        print(
-            error_line(write_error(e, RUNS_DIR) if isinstance(e, OSError) else out_of_memory(e, None)), file=sys.stderr
-        )
+        lack = write_error(e, RUNS_DIR) if isinstance(e, OSError) else out_of_memory(e, None)
+        print(error_line(lack), file=sys.stderr)
         return EXIT_FAILED
     finally:
         TYPED.reset(typed)
@@ -1954,8 +1872,8 @@ def run_or_evaluate(args: Args) -> int:
 
 
 def main() -> int:
-    if option := foreign_option(sys.argv[1:]):
-        print(error_line(f"{option}: {FOREIGN_OPTIONS[foreign(option)]}"), file=sys.stderr)
+    if refused := foreign_option(sys.argv[1:]):
+        print(error_line(refused), file=sys.stderr)
         return EXIT_USAGE
     return command(run_or_evaluate, sys.argv[1:])
 

@@ -161,7 +161,7 @@ class Population:
             for member, (setup, (envs, agent, rb, noise)) in enumerate(zip(setups, parts)):
                 run = ddpg.Run(
                     setup, envs, agent, buffer.view(member) if buffer else rb, noise,
-                    sync=lambda fast, member=member: self.sync(member),  # its `fast` is the population's
+                    sync=functools.partial(self.sync, member),  # the population's steps, not a FastPath of its own
                     signals=self.runs[0].signals if self.runs else None,  # one Ctrl-C for all: one step to stop at
                     label=f"seed {setup.args.seed} | ",
                     group=os.environ.get("WANDB_RUN_GROUP") or setup.args.exp_name,  # W&B shows the seeds together

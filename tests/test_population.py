@@ -446,19 +446,19 @@ def test_a_nan_parameter_of_one_seed_stops_the_population_at_the_checkpoint_nami
 
 
 def test_a_failed_checkpoint_write_of_one_seed_keeps_every_seeds_last_checkpoint(in_tmp, monkeypatch, capsys):
-    real_write = ddpg.write_beside
+    real_write = ddpg.save_atomic
 
     def disk_full_for_seed_5_at_step_1000(obj, path):
         if obj.get("global_step") == 1000 and obj["args"]["seed"] == 5:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"{path}.tmp")
         return real_write(obj, path)
 
-    monkeypatch.setattr(ddpg, "write_beside", disk_full_for_seed_5_at_step_1000)
+    monkeypatch.setattr(ddpg, "save_atomic", disk_full_for_seed_5_at_step_1000)
     out = population.train_population(short_args(total_timesteps=1000), seeds=(4, 5))  # stopped at its last step
     assert out["status"] == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("ddpg.py: error: step 1000: cannot write ") and "No space left on device" in line
-    monkeypatch.setattr(ddpg, "write_beside", real_write)
+    monkeypatch.setattr(ddpg, "save_atomic", real_write)
     assert_every_seed_resumes_from(out["run_dirs"], 500)  # seed 4's written file was not put in place
 
 
