@@ -115,8 +115,6 @@ class Args:
     """name of this experiment, part of the run directory's name (not empty; no '/' or '__')"""
     seed: int = 1
     """seed of python, numpy, torch and the environments: the same seed on the CPU repeats a run exactly"""
-    seeds: tuple[int, ...] | None = None
-    """train one agent per seed side by side in this process, batched on a GPU; each writes a --seed run's directory"""
     torch_deterministic: bool = True
     """CleanRL's flag: sets `torch.backends.cudnn.deterministic`, unused here (on the CPU, --seed repeats a run)"""
     cuda: bool = True
@@ -144,7 +142,7 @@ class Args:
     checkpoint_frequency: int = 50_000
     """write a checkpoint to resume from every this many environment steps and at the end (0: only when interrupted)"""
     resume: tuple[str, ...] | None = None
-    """run directory to go on with, from its checkpoint and with its saved arguments (several: a --seeds population)"""
+    """run directory to go on with, from its checkpoint and with its saved arguments"""
     eval_checkpoint: str | None = None
     """instead of training, evaluate the actor of this run directory, checkpoint or saved model"""
 
@@ -599,8 +597,7 @@ def loop(args: Args, envs: EnvRunner, agent, rb, noise, run, global_step: int, n
 # ================================================================================================================
 # Engineering. DDPG is all above; what follows can be skipped on a first reading. It reads top to bottom: errors and
 # exit statuses, the fast paths, the run directory, checkpoints and resume, logging, the checks of a command, the run
-# itself (`Run`, what the loop talks to), and `main`. Many seeds in one process (--seeds) live in population.py,
-# which builds on this file.
+# itself (`Run`, what the loop talks to), and `main`.
 # ================================================================================================================
 
 LOG_INTERVAL = 100  # log losses and SPS every this many env steps (reading a loss is a host sync point)
@@ -632,7 +629,8 @@ HEADLESS_MUJOCO_GL = "egl"  # MuJoCo's renderer where there is none: GLFW, its d
 MUJOCO_DEPRECATION = "is deprecated"  # in MuJoCo's warnings about what gymnasium's own models use (`quiet_mujoco`)
 INSTALL_WANDB = "pip install -r requirements-track.txt"  # the pinned wandb that --track is tested with
 WANDB_OFFLINE_MODES = ("offline", "disabled", "dryrun")  # values of WANDB_MODE that need no login
-POPULATION_FILE = "population.py"  # beside this file: trains many seeds in one process (--seeds)
+AGENT_PARTS = ("actor", "critic", "target_actor", "target_critic", "actor_optimizer", "critic_optimizer")  # saved
+MODEL_PARTS = ("actor", "critic")  # what model.pt keeps of the agent
 # Options of Args by what they concern. Every other option is a setting of the experiment: it shapes what a run learns
 # or measures, so a resumed run keeps it, and a sweep never counts a run trained with another value as one of its own.
 # MACHINE_OPTIONS concern only the machine and the records: a resumed run may change them, a sweep's runs may differ.
@@ -640,7 +638,7 @@ MACHINE_OPTIONS = tuple(
     "threads cuda cudagraphs compile torch_deterministic track wandb_project_name wandb_entity capture_video "
     "save_model checkpoint_frequency".split()
 )
-COMMAND_OPTIONS = ("resume", "seeds", "eval_checkpoint")  # what a command does with the runs, not how they learn
+COMMAND_OPTIONS = ("resume", "eval_checkpoint")  # what a command does with the runs, not how they learn
 EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on past its end
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -649,6 +647,7 @@ EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on p
 EXIT_FAILED, EXIT_USAGE = 1, 2  # training failed (the last good checkpoint kept); a refused command
 EXIT_IN_USE = os.EX_TEMPFAIL  # 75: a run directory is in use by another process; the same command may work later
 EXIT_SIGNAL = 128  # interrupted by signal N (Ctrl-C, SIGTERM): its checkpoint written, exit status 128 + N
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # what stops a run after its step (`SignalFlag`)
 
 
 class UsageError(Exception):
@@ -675,10 +674,15 @@ class Stopped(Exception):
         self.status = status
 
 
+def error_line(message: str) -> str:
+    """The one line a refused command or a failed run ends with (on stderr)."""
+    return f"ddpg.py: error: {message}"
+
+
 def say(message: str | None, status: int, global_step: int) -> bool:
     """Print how a run ended: errors on stderr, in one line that names the step. False if there is nothing to say."""
     if message and status == EXIT_FAILED:
-        print(f"ddpg.py: error: step {global_step}: {message}", file=sys.stderr, flush=True)
+        print(error_line(f"step {global_step}: {message}"), file=sys.stderr, flush=True)
     elif message:
         print(message, flush=True)
     return message is not None
@@ -710,19 +714,10 @@ def set_capturable(agent: Agent, capturable: bool) -> None:
             group["capturable"] = capturable
 
 
-def ready_for_device(agent: Agent, args: Args, device: torch.device) -> None:
-    """With --compile, the four networks compiled in place (their parameters and state_dict stay the module's); the
-    Adams made recordable where CUDA graphs are used."""
-    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
-        net.compile(dynamic=False)
-    set_capturable(agent, uses_cuda_graphs(args, device))
-
-
 class CudaGraph:
-    """Calls `fn(**options)` through a CUDA graph, recorded once and replayed with one launch: the recorded kernels on
-    the recorded memory, so `fn` reads tensors that stay in place and its outputs are refilled. One graph per value of
-    `options`. The first CUDA_GRAPH_WARMUP calls are real calls on a side stream, which make what is made lazily
-    (Adam's moments, cuBLAS workspaces). Random draws inside come fresh at each replay (the CUDA generator's)."""
+    """Calls `fn(**options)` through a CUDA graph (one per value of `options`), recorded once and replayed with one
+    launch on the recorded memory: `fn` reads tensors that stay in place, its outputs are refilled, its random draws
+    come fresh. The first CUDA_GRAPH_WARMUP calls are real, on a side stream (Adam's moments, cuBLAS workspaces)."""
 
     def __init__(self, fn):
         self.fn, self.graphs, self.calls = fn, {}, collections.Counter()
@@ -749,8 +744,7 @@ class CudaGraph:
 
 
 class Staged(NamedTuple):
-    """What one env step hands to the device: named views of one packed tensor (num_envs, 2 * obs_dim + act_dim + 3),
-    copied over at once."""
+    """What one env step hands to the device: named views of one packed tensor, copied over at once."""
 
     transitions: Batch  # (num_envs, ...) each: s_t, a_t, r_t, s_{t+1}, terminated, for R
     episode_starts: torch.Tensor  # (num_envs,) 1.0 where `obs` is an episode's first observation, else 0.0
@@ -768,14 +762,12 @@ def store_and_select(rb: ReplayBuffer, noise, agent: Agent, staged: Staged, stor
 class FastPath:
     """On a GPU, what the loop's `explore`, `update` and `rb.add` do, with one copy each way per env step: `add` packs
     the transitions into pinned host memory; `explore` adds the observations, copies them over, and one call
-    (`store_and_select`) stores the transitions in R and selects the actions, which come back in one copy (while R
-    fills, the transitions go alone at the next `add`). That call and `update` are CUDA graphs: small networks are
-    launch-bound, and a replay launches all of a call's kernels at once. The methods take the lesson's arguments; the
-    agent, buffer and noise are those the two calls were made with. `learn(batch_size, gamma, tau, update_actor)` and
-    `device_step` are those calls; on the CPU (tests), the host memory is the device's."""
+    (`store_and_select`) stores the transitions and selects the actions. That call and `learn(agent, rb, ...)` are
+    CUDA graphs (small networks are launch-bound). The agent, buffer and noise are those it was made with (any objects
+    the lesson's functions accept), not the methods' arguments. On the CPU (tests), the host memory is the device's."""
 
-    def __init__(self, learn, device_step, obs_dim: int, act_dim: int, args: Args, device: torch.device):
-        cuda, rows = device.type == "cuda", args.num_envs
+    def __init__(self, agent, rb, noise, args: Args, device: torch.device, learn=update):
+        cuda, rows, obs_dim, act_dim = device.type == "cuda", args.num_envs, rb.obs.shape[-1], rb.actions.shape[-1]
         widths = (obs_dim, act_dim, 1, obs_dim, 1, 1, obs_dim)  # a Staged's columns: a Batch's, episode_starts, obs
         self.width = sum(widths[:5])  # a transition's
         self.host = torch.zeros((rows, sum(widths)), pin_memory=cuda)
@@ -785,7 +777,9 @@ class FastPath:
         self.host_actions = torch.zeros((rows, act_dim), pin_memory=cuda)
         self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
         self.unstored = False  # transitions staged that R does not hold yet
-        self.learn, self.device_step = learn, functools.partial(device_step, staged=staged)
+        self.learn = functools.partial(learn, agent, rb)
+        self.device_step = functools.partial(store_and_select, rb, noise, agent, staged=staged)
+        set_capturable(agent, uses_cuda_graphs(args, device))  # Adam's step recorded in a graph
         if uses_cuda_graphs(args, device):
             self.learn, self.device_step = CudaGraph(self.learn), CudaGraph(self.device_step)
 
@@ -832,23 +826,12 @@ class FastPath:
 
 
 def fast_path(agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device) -> FastPath | None:
-    """The loop's steps made fast: with --compile the four networks compiled in place; on a GPU, a `FastPath` that the
-    loop calls in place of `explore`, `update` and `rb.add` (the same steps, one copy each way per env step and CUDA
-    graphs). None where the loop calls the lesson's own (the CPU)."""
-    ready_for_device(agent, args, device)
-    if device.type != "cuda":
-        return None
-    device_step = functools.partial(store_and_select, rb, noise, agent)
-    return FastPath(
-        functools.partial(update, agent, rb), device_step, rb.obs.shape[1], rb.actions.shape[1], args, device
-    )
-
-
-def flush(fast: FastPath | None) -> None:
-    """Store in R the transitions that a fast path staged, before a checkpoint and at the end (the lesson stores them
-    at once)."""
-    if fast is not None:
-        fast.flush()
+    """The loop's steps made fast: with --compile the four networks compiled in place (their parameters and state_dict
+    stay the module's); on a GPU, a `FastPath` that the loop calls in place of `explore`, `update` and `rb.add` (the
+    same steps, one copy each way per env step and CUDA graphs). None where the loop calls the lesson's own (CPU)."""
+    for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
+        net.compile(dynamic=False)
+    return FastPath(agent, rb, noise, args, device) if device.type == "cuda" else None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -936,16 +919,17 @@ def lock_holder(run_dir: str) -> str | None:
         os.close(fd)  # and with it the shared lock
 
 
-def write_beside(obj: dict, path: str) -> str:
-    """torch.save `obj` to `path` + BESIDE and on to disk (fsync); returns that path. A failed write removes it and
-    raises the OSError behind it (torch reports one as a RuntimeError raised while handling the OSError)."""
+def save_atomic(obj: dict, path: str) -> None:
+    """torch.save to `path` + BESIDE, on disk (fsync) before it is renamed over `path`: a crash or a full disk mid-write
+    leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it (torch reports
+    one as a RuntimeError raised while handling the OSError)."""
     tmp = path + BESIDE
     try:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        return tmp
+        os.replace(tmp, path)  # atomic on POSIX and Windows
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -957,12 +941,6 @@ def write_beside(obj: dict, path: str) -> str:
         raise OSError(cause.errno, cause.strerror, tmp) from None
 
 
-def save_atomic(obj: dict, path: str) -> None:
-    """torch.save to a temporary file, on disk before it is renamed over `path`: a crash or a full disk mid-write
-    leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it."""
-    os.replace(write_beside(obj, path), path)  # atomic on POSIX and Windows
-
-
 def file_identity(path: str) -> tuple[int, int]:
     """Which file is at `path` (inode and modification time): a checkpoint replaced by rename is another file."""
     stat = os.stat(path)
@@ -970,10 +948,9 @@ def file_identity(path: str) -> tuple[int, int]:
 
 
 class RunDir:
-    """A run's directory for the life of its run: made (a new run) or found (--resume), then locked, so that one
-    process writes it; where its files go; released at the end (`close`). A new run that could not start leaves no
-    directory behind. `checkpoint`: the resumed run's, as read before the lock: if its process has replaced it since,
-    the directory was in use and is refused."""
+    """A run's directory for the life of its run: made (a new run) or found (--resume), then locked (one process writes
+    it), released at the end (`close`); a new run that could not start leaves none. A resumed run's checkpoint replaced
+    since it was read (`checkpoint`) means that the directory was in use: refused."""
 
     def __init__(self, args: Args, checkpoint: dict | None):
         self.new = not args.resume
@@ -992,11 +969,6 @@ class RunDir:
         except BaseException:
             self.close(started=False)
             raise
-
-    def finish(self, model: dict) -> None:
-        """Write model.pt, what a finished run leaves."""
-        save_atomic(model, self.model)
-        print(f"model saved to {self.model}")
 
     def close(self, started: bool) -> None:
         """Let go of the lock (the run may be resumed, in this process too); a new run that never started is removed."""
@@ -1038,11 +1010,6 @@ def load_envs_state(envs: EnvRunner, state: dict) -> None:
     envs.episode_lengths[:] = state["episode_lengths"]
 
 
-def copies(state: dict) -> dict:
-    """`state` with its tensors copied: torch.save writes a view's whole storage (a population's stacked tensors)."""
-    return torch.utils._pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, state)
-
-
 def rng_states(runner: EnvRunner, eval_envs: list[gym.Env]) -> dict:
     """Every random number generator the run draws from (numpy arrays as lists: weights_only refuses them)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -1073,14 +1040,14 @@ def space_signature(obs_dim: int, action_space: gym.spaces.Box) -> dict:
     return {"obs_dim": obs_dim, "action_low": action_space.low.tolist(), "action_high": action_space.high.tolist()}
 
 
-def agent_state(agent: Agent, parts: tuple[str, ...] | None = None) -> dict:
-    """The state of `parts` of the agent (all six: the four networks and the two optimisers), as copies."""
-    names = parts or [field.name for field in dataclasses.fields(agent)]
-    return {name: copies(getattr(agent, name).state_dict()) for name in names}
+def agent_state(agent: Agent, parts: tuple[str, ...] = AGENT_PARTS) -> dict:
+    """The state of `parts` of the agent (all six: the four networks and the two optimisers)."""
+    return {name: getattr(agent, name).state_dict() for name in parts}
 
 
 def buffer_state(rb: ReplayBuffer) -> dict:
-    """The filled rows only, by column: a checkpoint early in a run stays small."""
+    """The filled rows only, by column: a checkpoint early in a run stays small (any object with a ReplayBuffer's
+    columns and counters will do)."""
     size = int(rb.size)  # clone: torch.save writes a view's whole storage, the empty rows too
     return {"pos": int(rb.pos), "size": size, **{name: getattr(rb, name)[:size].clone() for name in Batch._fields}}
 
@@ -1098,9 +1065,14 @@ def model_state(args: Args, spaces: dict, agent: dict) -> dict:
     return {"format": CHECKPOINT_FORMAT, "args": dataclasses.asdict(args), "spaces": spaces, "agent": agent}
 
 
+def write_model(path: str, args: Args, spaces: dict, agent: dict) -> None:
+    """Write model.pt (`agent`: the actor's and the critic's state), what a finished run leaves."""
+    save_atomic(model_state(args, spaces, {name: agent[name] for name in MODEL_PARTS}), path)
+
+
 def checkpoint_state(run: "Run") -> dict:
-    """Everything a run needs to go on exactly where it stopped: what checkpoint.pt holds (`restore` reads it back).
-    "population": the names of the run directories trained with it in one process (None for a run alone)."""
+    """Everything a run needs to go on exactly where it stopped: what checkpoint.pt holds (`restore` reads it back;
+    entries it does not name, which another file built on this one may add, are ignored)."""
     logs = run.logs
     return model_state(run.args, run.spaces, agent_state(run.agent)) | {
         "global_step": run.global_step,
@@ -1111,15 +1083,14 @@ def checkpoint_state(run: "Run") -> dict:
         "rng": rng_states(run.envs, run.eval_envs),
         "recent_returns": logs.recent_returns,
         "eval_returns": None if logs.eval_returns is None else logs.eval_returns.tolist(),
-        "population": run.population,
         "wandb_run_id": logs.tracking.run.id if logs.tracking else None,
     }
 
 
 def restore(run: "Run", checkpoint: dict) -> None:
     """Put a run back as `checkpoint_state` saved it (its counters and W&B run were read when the run was made)."""
-    for field in dataclasses.fields(run.agent):
-        getattr(run.agent, field.name).load_state_dict(checkpoint["agent"][field.name])
+    for name in AGENT_PARTS:
+        getattr(run.agent, name).load_state_dict(checkpoint["agent"][name])
     set_capturable(run.agent, uses_cuda_graphs(run.args, run.device))  # this machine's, not the saved one
     load_buffer_state(run.rb, checkpoint["replay_buffer"])
     if "state" in checkpoint["noise"]:
@@ -1130,20 +1101,16 @@ def restore(run: "Run", checkpoint: dict) -> None:
     run.logs.eval_returns = None if checkpoint["eval_returns"] is None else np.array(checkpoint["eval_returns"])
 
 
-def checkpoint_format(state: dict) -> int:
-    """The layout a file was written in (CHECKPOINT_FORMAT). Files from before layouts were numbered: format 1 for
-    every model.pt and for checkpoints that name their population; older checkpoints, format 0."""
-    return state.get("format", 1 if "population" in state or "global_step" not in state else 0)
-
-
 def load_checkpoint(path: str) -> tuple[dict, Args]:
     """Read a checkpoint or saved model and its arguments, refusing files that are damaged or not ours in one line."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        layout = checkpoint_format(checkpoint)  # first: another layout may hold other keys
+        # Its layout first (another may hold other keys). Before layouts were numbered: format 1 for every model.pt
+        # and for checkpoints with the entry named below; older checkpoints, format 0.
+        layout = checkpoint.get("format", 1 if "population" in checkpoint or "global_step" not in checkpoint else 0)
         if layout == CHECKPOINT_FORMAT:
-            saved = Args(**checkpoint["args"])  # the saved arguments must still be ours
-            if "spaces" not in checkpoint or not {"actor", "critic"} <= checkpoint["agent"].keys():
+            saved = saved_args(checkpoint["args"])  # the saved arguments must still be ours
+            if "spaces" not in checkpoint or not set(MODEL_PARTS) <= checkpoint["agent"].keys():
                 raise KeyError("spaces, agent.actor or agent.critic")
     except Exception as e:  # a damaged file can fail in many ways (zip, pickle, missing keys): all are refused
         reason = (str(e).splitlines() or [""])[0]
@@ -1154,6 +1121,12 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
             f"({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py"
         )
     return checkpoint, saved
+
+
+def saved_args(values: dict) -> Args:
+    """Saved arguments as Args, without the options an earlier ddpg.py had that are now another program's."""
+    own = {name: value for name, value in values.items() if f"--{name.replace('_', '-')}" not in FOREIGN_OPTIONS}
+    return Args(**own)
 
 
 def saved(path: str, key: str):
@@ -1167,13 +1140,10 @@ def saved(path: str, key: str):
 def run_state(run_dir: str) -> tuple[Args, int] | None:
     """How far a run directory's run went: its latest arguments and step, from its checkpoint, else from its model.pt
     (written at its last step); None where neither can be read. Reads no tensor (mmap), so a sweep looks at many."""
-    for name in (CHECKPOINT_FILE, MODEL_FILE):
-        try:
-            state = torch.load(os.path.join(run_dir, name), map_location="cpu", weights_only=True, mmap=True)
-            args = Args(**state["args"])
-        except Exception:  # missing, damaged or not ours: as `load_checkpoint` would refuse it
-            continue
-        return args, state.get("global_step", args.total_timesteps)
+    for path in (os.path.join(run_dir, CHECKPOINT_FILE), os.path.join(run_dir, MODEL_FILE)):
+        with contextlib.suppress(Exception):  # missing, damaged or not ours: as `load_checkpoint` would refuse it
+            args = saved_args(saved(path, "args"))
+            return args, saved(path, "global_step") or args.total_timesteps
     return None
 
 
@@ -1189,26 +1159,25 @@ def saved_file(path: str) -> str:
     return path
 
 
-def check_checkpoint_fits(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box):
+def saved_networks(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box) -> tuple:
+    """The checkpoint's actor and critic (on the CPU), refusing in one line weights saved for other spaces or sizes."""
     if checkpoint["spaces"] != space_signature(obs_dim, action_space):
         raise UsageError(
             f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
             f"{space_signature(obs_dim, action_space)}"
         )
-    nets = {
-        "actor": Actor(obs_dim, action_space, saved.hidden_size),
-        "critic": Critic(obs_dim, action_space.shape[0], saved.hidden_size),
-    }
-    for net_name, net in nets.items():
+    nets = Actor(obs_dim, action_space, saved.hidden_size), Critic(obs_dim, action_space.shape[0], saved.hidden_size)
+    for net_name, net in zip(MODEL_PARTS, nets):
         for name, tensor in net.state_dict().items():
             if checkpoint["agent"][net_name].get(name, torch.empty(0)).shape != tensor.shape:
                 raise UsageError(f"{path}: {net_name} weights do not fit networks of --hidden-size {saved.hidden_size}")
+        net.load_state_dict(checkpoint["agent"][net_name])
+    return nets
 
 
-def resume_point(args: Args, resume: str, together: tuple[str, ...]) -> tuple[Args, dict]:
+def resume_point(args: Args, resume: str) -> tuple[Args, dict]:
     """The arguments the run `resume` goes on with and the checkpoint it goes on from; Finished if it has nothing to
-    train (a finished run, unless a larger --total-timesteps extends it), UsageError for what cannot be resumed.
-    `together`: the run directories resumed with it in one process (a population's), else ()."""
+    train (a finished run, unless a larger --total-timesteps extends it), UsageError for what cannot be resumed."""
     path, model_path = os.path.join(resume, CHECKPOINT_FILE), os.path.join(resume, MODEL_FILE)
     if not os.path.isfile(path) and os.path.isfile(model_path):
         ended_at = (saved(model_path, "args") or {}).get(EXTENDING_OPTION, math.inf)
@@ -1218,7 +1187,10 @@ def resume_point(args: Args, resume: str, together: tuple[str, ...]) -> tuple[Ar
                 "(trained with --checkpoint-frequency 0): it cannot be extended"
             )
         raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
-    check_resumable(resume)
+    if not os.path.isfile(path):
+        started = os.path.isfile(os.path.join(resume, LOCK_FILE))  # every run locks its directory first
+        why = ": its run stopped before its first checkpoint, so there is nothing to resume; start it again"
+        raise UsageError(f"--resume {resume}: no {CHECKPOINT_FILE} in that directory" + (why if started else ""))
     read = file_identity(path)  # to be sure, under the run's lock, that no other process replaced it since
     checkpoint, saved_args = load_checkpoint(path)
     checkpoint["read"] = read
@@ -1229,39 +1201,16 @@ def resume_point(args: Args, resume: str, together: tuple[str, ...]) -> tuple[Ar
         if os.path.isfile(model_path):
             raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
         if saved_args.save_model:  # the run stopped between its last checkpoint and its model.pt: write that now
-            networks = {name: checkpoint["agent"][name] for name in ("actor", "critic")}
             check_writable(resume)
             lock = lock_run_dir(resume)  # not while the run's own process may still be writing it
             try:
-                save_atomic(model_state(saved_args, checkpoint["spaces"], networks), model_path)
+                write_model(model_path, saved_args, checkpoint["spaces"], checkpoint["agent"])
             finally:
                 os.close(lock)
         raise Finished(
             f"{resume} has finished (step {checkpoint['global_step']}/{saved_args.total_timesteps}): nothing to train"
         )
-    members = sorted(checkpoint["population"] or [os.path.basename(os.path.normpath(resume))])
-    if members != sorted(os.path.basename(os.path.normpath(d)) for d in together or (resume,)):
-        others = " ".join(os.path.join(os.path.dirname(os.path.normpath(resume)), m) for m in members)
-        raise UsageError(
-            f"{resume} was trained with {len(members) - 1} other seeds: resume them together, "
-            f"python {sys.argv[0]} --resume {others}"
-        )
     return args, checkpoint
-
-
-def check_resumable(resume: str) -> None:
-    """A directory to resume holds a checkpoint; one whose run stopped before its first checkpoint is named so."""
-    if os.path.isfile(os.path.join(resume, CHECKPOINT_FILE)):
-        return
-    started = os.path.isfile(os.path.join(resume, LOCK_FILE))  # every run locks its directory first
-    raise UsageError(
-        f"--resume {resume}: no {CHECKPOINT_FILE} in that directory"
-        + (
-            ": its run stopped before its first checkpoint, so there is nothing to resume; start it again"
-            if started
-            else ""
-        )
-    )
 
 
 def run_directory(resume: str) -> str:
@@ -1342,29 +1291,18 @@ def asked_options(args: Args) -> dict:
 
 
 class Tracking:
-    """A W&B run that follows the run directory: its name, all Args as config, the scalars and the videos.
-
-    Every scalar the run writes to TensorBoard is sent too (`Logs.scalar`), under the same tag, with the env step as
-    `global_step` (the charts' x-axis). A resumed run passes the checkpoint's W&B run id and goes on in that W&B run,
-    sending what it logs from then on, so after Ctrl-C no step is sent twice. Each run is a W&B run of its own, also
-    when several share a process, grouped by `group`. wandb itself reads WANDB_MODE (offline), WANDB_DIR and
-    WANDB_RUN_GROUP (the group of a run, where `group` is None: benchmarks/sweep.py sets it)."""
+    """A W&B run that follows the run directory: its name, all Args as config, the videos, and every scalar written to
+    TensorBoard (`Logs.scalar`: the same tag, the env step as `global_step`, the x-axis). A resumed run goes on in its
+    checkpoint's W&B run (`run_id`) from its step, so no step is sent twice. Runs sharing a process are W&B runs of
+    their own, in `group`. wandb reads WANDB_MODE, WANDB_DIR and WANDB_RUN_GROUP (the group where `group` is None)."""
 
     def __init__(self, args: Args, run_dir: str, run_id: str | None, group: str | None):
         import wandb  # here, not at the top of the file: only --track needs it
 
         self.wandb = wandb
-        self.run = wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            name=os.path.basename(run_dir),
-            id=run_id,
-            resume="allow",
-            group=group,
-            config=dataclasses.asdict(args),
-            save_code=True,
-            reinit="create_new",
-        )
+        where = dict(project=args.wandb_project_name, entity=args.wandb_entity, group=group, id=run_id, resume="allow")
+        what = dict(name=os.path.basename(run_dir), config=dataclasses.asdict(args), save_code=True)
+        self.run = wandb.init(**where, **what, reinit="create_new")
         self.run.define_metric("*", step_metric="global_step")
         self.video_dir = os.path.join(run_dir, VIDEO_DIR)
         self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
@@ -1427,11 +1365,9 @@ def every(interval: int, global_step: int, num_envs: int) -> bool:
 
 
 class Logs:
-    """Where a run's numbers go: TensorBoard's event files in the run directory, with --track W&B too (each scalar
-    under the same tag), and a progress line on the console at most every PROGRESS_INTERVAL_S. It keeps what the
-    console shows (the latest training returns and evaluation), which a checkpoint saves. `global_step`: where the
-    run starts; a resumed run's TensorBoard drops what a crashed process logged after it (purge_step), so no step
-    appears twice."""
+    """Where a run's numbers go: TensorBoard in the run directory (with --track W&B too), and a progress line at most
+    every PROGRESS_INTERVAL_S; it keeps what the console shows, which a checkpoint saves. A resumed run's TensorBoard
+    drops what a crashed process logged after `global_step` (purge_step), so no step appears twice."""
 
     def __init__(self, args: Args, run_dir: str, global_step: int, wandb_run_id: str | None, group: str | None):
         self.args, self.recent_returns, self.eval_returns, self.actor_loss = args, [], None, None
@@ -1441,11 +1377,8 @@ class Logs:
             self.tracking = Tracking(args, run_dir, wandb_run_id, group) if args.track else None
             self.writer = SummaryWriter(run_dir, purge_step=global_step + 1 if global_step else None)
             if not global_step:
-                self.writer.add_text(
-                    "hyperparameters",
-                    "|param|value|\n|-|-|\n"
-                    + "\n".join(f"|{key}|{value}|" for key, value in dataclasses.asdict(args).items()),
-                )
+                table = "".join(f"\n|{key}|{value}|" for key, value in dataclasses.asdict(args).items())
+                self.writer.add_text("hyperparameters", "|param|value|\n|-|-|" + table)
             self.writer.add_custom_scalars(CUSTOM_SCALARS)  # by every process: a run resumed from an older ddpg.py
             threading.excepthook = quiet_writer_thread
         except BaseException:
@@ -1473,10 +1406,8 @@ class Logs:
     def losses(self, losses: Losses | None, global_step: int) -> None:
         """The losses every LOG_INTERVAL steps (and the speed); the actor's is the last update's that had an actor
         step. NotFinite if one is NaN or infinite. None: no update yet."""
-        if losses is None:
-            return
-        self.actor_loss = self.actor_loss if losses.actor is None else losses.actor
-        if not every(LOG_INTERVAL, global_step, self.args.num_envs):
+        self.actor_loss = self.actor_loss if losses is None or losses.actor is None else losses.actor
+        if losses is None or not every(LOG_INTERVAL, global_step, self.args.num_envs):
             return
         for name, tensor in losses._replace(actor=self.actor_loss)._asdict().items():
             if tensor is None:  # no actor step yet
@@ -1502,7 +1433,7 @@ class Logs:
         return (global_step - self.start_step) / max(time.time() - self.start_time, 1e-9)
 
     def progress(self, global_step: int, done: bool, label: str = "") -> None:
-        """The console's progress line, after `label` (a population's seed)."""
+        """The console's progress line, after `label` (e.g. "seed 4 | ")."""
         now = time.time()
         if now - self.last_print < PROGRESS_INTERVAL_S and not done:
             return
@@ -1511,11 +1442,8 @@ class Logs:
         last_eval = f"{self.eval_returns.mean():.1f}" if self.eval_returns is not None else "-"
         elapsed = datetime.timedelta(seconds=int(now - self.start_time))
         left = datetime.timedelta(seconds=int((total - global_step) / max(sps, 1e-9)))
-        print(
-            f"{label}step {global_step}/{total} | SPS {sps:.0f} | return {recent} | eval {last_eval} | elapsed "
-            f"{elapsed} | left {left}",
-            flush=True,
-        )
+        line = f"step {global_step}/{total} | SPS {sps:.0f} | return {recent} | eval {last_eval} | elapsed {elapsed}"
+        print(f"{label}{line} | left {left}", flush=True)
 
     def final(self) -> str:
         r = self.eval_returns
@@ -1556,18 +1484,10 @@ def find_cpp_compiler() -> str | None:
 
 def check_args(args: Args) -> None:
     """Every impossible number is refused here, before any environment or run directory exists."""
-    positive = [
-        "total_timesteps",
-        "buffer_size",
-        "batch_size",
-        "hidden_size",
-        "policy_frequency",
-        "num_envs",
-        "eval_frequency",
-        "eval_episodes",
-        "learning_rate",
-    ]
-    for name in positive:
+    positive = (
+        "total_timesteps buffer_size batch_size hidden_size policy_frequency num_envs eval_frequency eval_episodes"
+    )
+    for name in positive.split() + ["learning_rate"]:
         if not 0 < getattr(args, name) < math.inf:
             raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(args, name)}")
     if args.threads is not None and args.threads < 1:
@@ -1597,8 +1517,6 @@ def check_args(args: Args) -> None:
         raise UsageError("--compile needs a C++ compiler (g++ or clang++) on PATH to build its kernels; none found")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
         raise UsageError("--capture-video needs moviepy to write mp4 files: pip install moviepy==2.2.1")
-    if args.resume == ():
-        raise UsageError("--resume needs a run directory")
     if args.eval_checkpoint:
         saved_file(args.eval_checkpoint)
     else:
@@ -1728,28 +1646,17 @@ def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device:
     with torch.device("meta"):
         row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta"))
         nets = [Actor(obs_dim, action_space, args.hidden_size), Critic(obs_dim, act_dim, args.hidden_size)]
-    where, have = (
-        ("the GPU", torch.cuda.mem_get_info(device)[1])
-        if device.type == "cuda"
-        else ("this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    )
-    parts = {
-        "--buffer-size": args.buffer_size * sum(getattr(row, name).nbytes for name in Batch._fields),
-        "--hidden-size": COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters()),
-    }
-    for option, need in parts.items():
+    where, have = "this machine", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if device.type == "cuda":
+        where, have = "the GPU", torch.cuda.mem_get_info(device)[1]
+    row_bytes = sum(getattr(row, name).nbytes for name in Batch._fields)
+    net_bytes = COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters())
+    for option, need in {"--buffer-size": args.buffer_size * row_bytes, "--hidden-size": net_bytes}.items():
         if need > have:
             raise UsageError(
                 f"{option} {getattr(args, option[2:].replace('-', '_'))}: needs {need / 2**30:.1f} GiB, "
                 f"more than {where}'s {have / 2**30:.1f} GiB"
             )
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = deterministic
 
 
 class Setup(NamedTuple):
@@ -1762,21 +1669,29 @@ class Setup(NamedTuple):
     action_space: gym.spaces.Box
 
 
-def checked(args: Args, together: tuple[str, ...] = ()) -> Setup:
+def checked(args: Args) -> Setup:
     """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
     thread count; pick the device. With --resume, the run goes on with its saved arguments and the options asked for
-    that may change (`resumed_args`); `together`: the run directories resumed with it in one process."""
+    that may change (`resumed_args`)."""
+    if args.resume is not None and len(args.resume) != 1:
+        several = "several run directories together are a population's: python population.py --resume DIR ..."
+        raise UsageError(
+            f"--resume needs one run directory ({several})" if args.resume else "--resume needs a run directory"
+        )
     (resume,) = args.resume or (None,)
     checkpoint = None
     if resume:
-        args, checkpoint = resume_point(args, resume, together)
+        args, checkpoint = resume_point(args, resume)
     check_args(args)  # a resumed run's saved options must suit this machine too
     obs_dim, action_space = check_env(args.env_id, args.capture_video)
     if checkpoint:
-        check_checkpoint_fits(checkpoint, args, os.path.join(resume, CHECKPOINT_FILE), obs_dim, action_space)
+        saved_networks(checkpoint, args, os.path.join(resume, CHECKPOINT_FILE), obs_dim, action_space)
     device = use_machine(args)
     check_memory(args, obs_dim, action_space, device)
-    seed_everything(args.seed, args.torch_deterministic)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
     return Setup(args, checkpoint, device, obs_dim, action_space)
 
 
@@ -1786,46 +1701,85 @@ def checked(args: Args, together: tuple[str, ...] = ()) -> Setup:
 
 class SignalFlag:
     """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops. A second
-    signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact)."""
+    signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact). Runs that share
+    one flag (trained side by side in one process) act on one reading of it per step (`read`)."""
 
     def __init__(self):
-        self.signum = None
-        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.signum, self.step, self.seen = None, None, None
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in STOPPING_SIGNALS}
 
     def handle(self, signum, frame) -> None:
         self.signum = signum
         self.restore()
 
+    def read(self, global_step: int) -> int | None:
+        """The signal to act on at this step: read at its first call, the same for every later call at this step."""
+        if global_step != self.step:
+            self.step, self.seen = global_step, self.signum
+        return self.seen
+
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
+    @staticmethod
+    @contextlib.contextmanager
+    def deferred():
+        """Ctrl-C and SIGTERM arriving in the block are acted on after it, by the handlers they would have met before
+        (files renamed into place one after another: a signal never stops the process between two of them)."""
+        arrived = []
+        previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in STOPPING_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for signum in arrived:
+                signal.raise_signal(signum)
+
 
 class Run(contextlib.AbstractContextManager):
     """A training run around the loop, made once its parts exist (a resumed run's restored): its directory, logs,
-    evaluations, checkpoints and Ctrl-C (`signals`: its own SignalFlag, or one several runs share). The loop calls
-    `record` each step; `with run:` ends it (`end`); one that fails to open ends so too, then raises Stopped."""
+    evaluations, checkpoints and Ctrl-C. The loop calls `record` each step; `with run:` ends it (`end`); one that
+    fails to open ends so too, then raises Stopped. A run alone passes its parts and its FastPath (`fast`, None on a
+    CPU; flushed before its agent or buffer is read). Runs side by side in one process pass what differs: `sync()`
+    (called before then), `signals` (one SignalFlag), `label` (before the progress and final lines), `group` (W&B's),
+    `save(run)` (a due checkpoint) and `together()` (the run directories that go on together, this one's included)."""
 
-    label = ""  # printed before its progress line
-    wandb_group = None  # its W&B group (None: WANDB_RUN_GROUP's, if set)
-
-    def __init__(self, setup: Setup, envs: EnvRunner, agent: Agent, rb: ReplayBuffer, noise, fast, signals=None):
+    def __init__(
+        self,
+        setup: Setup,
+        envs: EnvRunner,
+        agent: Agent,
+        rb: ReplayBuffer,
+        noise,
+        fast=None,
+        sync=None,
+        signals: SignalFlag | None = None,
+        label="",
+        group: str | None = None,
+        save=None,
+        together=None,
+    ):
         args, checkpoint = setup.args, setup.checkpoint or {}
         self.args, self.device, self.envs, self.agent, self.rb, self.noise = args, setup.device, envs, agent, rb, noise
-        self.fast, self.spaces = fast, space_signature(setup.obs_dim, setup.action_space)
+        self.sync = sync or (fast.flush if fast else lambda: None)  # R holds every transition once it is called
+        self.save = save or (lambda run: run.write_checkpoint(run.dir.checkpoint))  # alone: in place, atomically
+        self.label = label
+        self.spaces = space_signature(setup.obs_dim, setup.action_space)
         self.global_step, self.num_updates = checkpoint.get("global_step", 0), checkpoint.get("num_updates", 0)
-        self.population = checkpoint.get("population")
         self.status, self.started, self.logs, self.signals, self.eval_envs = None, False, None, None, []
         try:
             self.dir = RunDir(args, setup.checkpoint)
         except BaseException:  # in use, or not writable: nothing of the run was opened but its envs
             envs.close()
             raise
+        self.together = together or (lambda: [self.dir.path])
         try:
             self.signals = signals or SignalFlag()
             videos, prefix = int(args.capture_video), f"eval-resumed-{self.global_step}" if checkpoint else "eval"
             self.eval_envs = make_eval_envs(args.env_id, args.eval_episodes, args.seed, videos, self.dir.videos, prefix)
-            self.logs = Logs(args, self.dir.path, self.global_step, checkpoint.get("wandb_run_id"), self.wandb_group)
+            self.logs = Logs(args, self.dir.path, self.global_step, checkpoint.get("wandb_run_id"), group)
             if checkpoint:
                 restore(self, checkpoint)
                 print(f"resuming {self.dir.path} at step {self.global_step}/{args.total_timesteps}")
@@ -1843,13 +1797,14 @@ class Run(contextlib.AbstractContextManager):
         self.logs.episodes(finished, global_step)
         self.logs.losses(losses, global_step)
         if every(args.eval_frequency, global_step, args.num_envs) or done:
+            self.sync()
             self.check_finite()  # an actor that an update broke is neither evaluated nor, at the end, saved
             evaluation = evaluate(self.agent.actor, self.agent.critic, self.eval_envs, args.gamma, self.device)
             self.logs.evaluation(evaluation, global_step, self.eval_envs)
-        interrupted = self.signals.signum  # read once: a signal arriving after this is handled at the next step
+        interrupted = self.signals.read(global_step)  # a signal arriving after this is handled at the next step
         due = args.checkpoint_frequency and (every(args.checkpoint_frequency, global_step, args.num_envs) or done)
         if interrupted or due:
-            self.save_checkpoint()
+            self.save(self)
         if interrupted and not done:
             raise Interrupted
         self.logs.progress(global_step, done, self.label)
@@ -1860,14 +1815,13 @@ class Run(contextlib.AbstractContextManager):
             if not torch.isfinite(p).all():  # a host sync point
                 raise NotFinite(f"parameter {name}")
 
-    def write_checkpoint(self) -> str:
-        flush(self.fast)  # R holds this step's transitions
-        self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
-        return write_beside(checkpoint_state(self), self.dir.checkpoint)
-
-    def save_checkpoint(self) -> None:
+    def write_checkpoint(self, path: str, **extra) -> None:
+        """Write the run's checkpoint (`checkpoint_state`, with `extra` entries, which this file does not read) to
+        `path`, atomically; NotFinite instead if its agent is broken."""
+        self.sync()  # R holds this step's transitions
         self.check_finite()
-        os.replace(self.write_checkpoint(), self.dir.checkpoint)
+        self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
+        save_atomic(checkpoint_state(self) | extra, path)
 
     def __exit__(self, kind, error, traceback) -> bool:
         return say(self.end(kind, error), self.status, self.global_step)
@@ -1877,10 +1831,11 @@ class Run(contextlib.AbstractContextManager):
         message, self.status = None, EXIT_FAILED
         if kind is None:
             try:
-                flush(self.fast)  # R holds the last transitions
+                self.sync()  # R holds the last transitions
                 if self.args.save_model:
-                    self.dir.finish(model_state(self.args, self.spaces, agent_state(self.agent, ("actor", "critic"))))
-                message, self.status = self.logs.final(), 0
+                    write_model(self.dir.model, self.args, self.spaces, agent_state(self.agent, MODEL_PARTS))
+                    print(f"model saved to {self.dir.model}")
+                message, self.status = self.label + self.logs.final(), 0
             except OSError as e:
                 kind, error = OSError, e
         stopped = f"training stopped ({self.kept()})"
@@ -1890,26 +1845,36 @@ class Run(contextlib.AbstractContextManager):
             lack = write_error(error, self.dir.path) if issubclass(kind, OSError) else out_of_memory(error, self.device)
             message = f"{lack}; {stopped}"
         elif kind is Interrupted:
-            self.status = EXIT_SIGNAL + self.signals.signum
-            name = signal.Signals(self.signals.signum).name
+            self.status = EXIT_SIGNAL + self.signals.seen
+            name = signal.Signals(self.signals.seen).name
             message = f"{name} at step {self.global_step}: {self.saved()}\nresume with: {self.resume_command()}"
         elif kind is not None:  # the environment's error, or a bug: its traceback, then how to go on
-            note = f"ddpg.py: error: step {self.global_step}: {stopped}"
+            note = error_line(f"step {self.global_step}: {stopped}")
             if note not in getattr(error, "__notes__", []):  # once, where several runs end on one error
                 error.add_note(note)
         self.close()
         return message
 
+    def abandon(self) -> None:
+        """Close a run that opened but will not start (one beside it could not open): a new one leaves no directory."""
+        self.started, self.status = False, EXIT_FAILED
+        self.close()
+
     def saved(self) -> str:
-        return f"checkpoint saved to {self.dir.checkpoint}"
+        dirs = self.together()
+        return (
+            f"checkpoints saved in {', '.join(dirs)}" if len(dirs) > 1 else f"checkpoint saved to {self.dir.checkpoint}"
+        )
 
     def kept(self) -> str:  # what a stopped run leaves to go on from
         if not os.path.exists(self.dir.checkpoint):
             return "no checkpoint"
-        return f"the last good checkpoint is {self.dir.checkpoint}; resume with: {self.resume_command()}"
+        last = f"the last good checkpoint is {self.dir.checkpoint}"
+        last = "each run's last good checkpoint is kept" if len(self.together()) > 1 else last
+        return f"{last}; resume with: {self.resume_command()}"
 
     def resume_command(self) -> str:
-        return f"python {sys.argv[0]} --resume {self.dir.path}"
+        return f"python {sys.argv[0]} --resume {' '.join(self.together())}"
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # a disk that filled up has been reported already
@@ -1932,12 +1897,9 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     path = saved_file(args.eval_checkpoint)
     checkpoint, saved = load_checkpoint(path)
     obs_dim, action_space = check_env(saved.env_id, args.capture_video)
-    check_checkpoint_fits(checkpoint, saved, path, obs_dim, action_space)
+    nets = saved_networks(checkpoint, saved, path, obs_dim, action_space)
     device = use_machine(args)
-    actor = Actor(obs_dim, action_space, saved.hidden_size).to(device)
-    actor.load_state_dict(checkpoint["agent"]["actor"])
-    critic = Critic(obs_dim, action_space.shape[0], saved.hidden_size).to(device)
-    critic.load_state_dict(checkpoint["agent"]["critic"])
+    actor, critic = (net.to(device) for net in nets)
     video_dir = os.path.join(os.path.dirname(os.path.abspath(path)), VIDEO_DIR)
     videos = args.eval_episodes if args.capture_video else 0
     prefix = f"checkpoint-eval-{int(time.time())}"  # an evaluation's videos apart from any earlier one's
@@ -1945,10 +1907,9 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     evaluation = evaluate(actor, critic, envs, saved.gamma, device)
     for env in envs:
         env.close()
-    returns = evaluation.returns
+    r = evaluation.returns
     print(
-        f"{saved.env_id}: {returns.mean():.1f} +- {returns.std():.1f} over {len(returns)} episodes "
-        f"(min {returns.min():.1f}, max {returns.max():.1f})"
+        f"{saved.env_id}: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes (min {r.min():.1f}, max {r.max():.1f})"
     )
     print(
         f"critic's estimate Q(s_1, mu(s_1)) {evaluation.q_estimates.mean():.1f}, discounted return "
@@ -1957,52 +1918,30 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     return evaluation
 
 
-def train_seeds(args: Args) -> int:
-    """--seeds, or --resume of several run directories: a population, trained by population.py beside this file
-    (`population.train_population`); returns its exit status."""
+HUB = f"CleanRL's upload to the Hugging Face Hub is not part of ddpg.py; the run directory's {MODEL_FILE} is the agent"
+FOREIGN_OPTIONS = {  # options of other programs, which tyro would refuse in a box that does not say why
+    **dict.fromkeys(("--upload-model", "--no-upload-model", "--hf-entity"), HUB),
+    "--seeds": "many seeds in one process: python population.py --seeds ... (beside ddpg.py, with ddpg.py's options)",
+}
+
+
+def foreign_option(argv: list[str]) -> str | None:
+    """'OPTION: why' for the first option of FOREIGN_OPTIONS in `argv`, in any spelling tyro takes (`_`, `--a=b`)."""
+    typed = {arg.split("=")[0]: arg.split("=")[0].replace("_", "-") for arg in argv}
+    return next(
+        (f"{arg}: {FOREIGN_OPTIONS[option]}" for arg, option in typed.items() if option in FOREIGN_OPTIONS), None
+    )
+
+
+def command(action, argv: list[str]) -> int:
+    """ddpg.py's options read from `argv`, then `action(args)` (its exit status), ended as a command ends: a refusal,
+    or a failure before a run opened its directory, in one line (exit 2, 75 or 1); a finished run's message (0)."""
+    args = tyro.cli(Args, args=argv)
+    typed = TYPED.set(typed_options(argv))  # what a --resume asks of the run (`asked_options`)
     try:
-        import population
-    except ModuleNotFoundError as e:
-        if e.name != POPULATION_FILE.removesuffix(".py"):
-            raise
-        option = "--seeds" if args.seeds is not None else "--resume of several run directories"
-        raise UsageError(
-            f"{option} needs {POPULATION_FILE} beside ddpg.py, where many seeds train in one process; "
-            "one --seed per process needs ddpg.py alone"
-        ) from None
-    return population.train_population(args)["status"]
-
-
-CLEANRL_HUB_OPTIONS = ("--upload-model", "--no-upload-model", "--hf-entity")  # CleanRL's, for the Hugging Face Hub
-
-
-def hub_option(argv: list[str]) -> str | None:
-    """The first of CleanRL's Hub options in `argv` (any spelling tyro would take: `_` or `-`, `--flag=value`)."""
-    return next((arg for arg in argv if arg.split("=")[0].replace("_", "-") in CLEANRL_HUB_OPTIONS), None)
-
-
-def main() -> int:
-    if option := hub_option(sys.argv[1:]):  # before tyro, which would refuse it in a box that does not say why
-        print(
-            f"ddpg.py: error: {option.split('=')[0]}: CleanRL's upload to the Hugging Face Hub is not part of "
-            f"ddpg.py; the run directory's {MODEL_FILE} is the trained agent",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    args = tyro.cli(Args)
-    typed = TYPED.set(typed_options(sys.argv[1:]))  # what a --resume asks of the run (`asked_options`)
-    try:
-        if args.resume:  # a run's checkpoint file stands for its run directory
-            args = dataclasses.replace(args, resume=tuple(map(run_directory, args.resume)))
-        if args.eval_checkpoint:
-            check_args(args)
-            evaluate_checkpoint(args)
-            return 0
-        if args.seeds is not None or len(args.resume or ()) > 1:
-            return train_seeds(args)
-        return train(args)["status"]
+        return action(args)
     except UsageError as e:
-        print(f"ddpg.py: error: {e}", file=sys.stderr)
+        print(error_line(str(e)), file=sys.stderr)
         return EXIT_IN_USE if isinstance(e, RunInUse) else EXIT_USAGE
     except Finished as e:
         print(e)
@@ -2010,13 +1949,30 @@ def main() -> int:
     except Stopped as e:  # it said why
         return e.status
     except (OSError, torch.OutOfMemoryError) as e:  # before the run opened its directory, or while it did
-        where = write_error(e, RUNS_DIR) if isinstance(e, OSError) else out_of_memory(e, None)
-        print(f"ddpg.py: error: {where}", file=sys.stderr)
+        lack = write_error(e, RUNS_DIR) if isinstance(e, OSError) else out_of_memory(e, None)
+        print(error_line(lack), file=sys.stderr)
         return EXIT_FAILED
     finally:
         TYPED.reset(typed)
 
 
+def run_or_evaluate(args: Args) -> int:
+    """What `python ddpg.py` does: train a run (or go on with one), or evaluate a saved agent (--eval-checkpoint)."""
+    if args.resume:  # a run's checkpoint file stands for its run directory
+        args = dataclasses.replace(args, resume=tuple(map(run_directory, args.resume)))
+    if not args.eval_checkpoint:
+        return train(args)["status"]
+    check_args(args)
+    evaluate_checkpoint(args)
+    return 0
+
+
+def main() -> int:
+    if refused := foreign_option(sys.argv[1:]):
+        print(error_line(refused), file=sys.stderr)
+        return EXIT_USAGE
+    return command(run_or_evaluate, sys.argv[1:])
+
+
 if __name__ == "__main__":
-    sys.modules.setdefault("ddpg", sys.modules[__name__])  # population.py imports ddpg: this very module
     sys.exit(main())

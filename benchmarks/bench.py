@@ -28,9 +28,9 @@ What it measures, in this process (table 5 also in processes of its own), on the
 
 5. with --seeds K [K ...], only this: HalfCheetah-v5 seeds trained at once, on the GPU if there is one, as aggregate
    marginal training-phase steps per second (every seed's steps counted): one run alone; K seeds in one process
-   (`--seeds 1 ... K`); K single runs as separate processes started together (with cores / K threads each, as
-   `sweep.py --jobs K` gives them); each against the one run of the same repeat, and, on a GPU, the peak GPU memory
-   per seed of the one-process population.
+   (`population.py --seeds 1 ... K`); K single runs as separate processes started together (with cores / K threads
+   each, as `sweep.py --jobs K` gives them); each against the one run of the same repeat, and, on a GPU, the peak GPU
+   memory per seed of the one-process population.
 
 6. with --shared, only this: the wall time and CPU time of whole `python ddpg.py --no-cuda` processes, Pendulum-v1 at
    the default settings and HalfCheetah-v5 at CleanRL's, each for --threads 1, 2, 4, ... up to the cores this process
@@ -249,9 +249,9 @@ def measure_update(repeats, n):
     args = ddpg.Args(hidden_size=HIDDEN, batch_size=BATCH, learning_rate=LEARNING_RATE)
     fast = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
     compiled = ddpg.make_agent(HALFCHEETAH_OBS, space, args, torch.device("cpu"))
-    ddpg.ready_for_device(compiled, dataclasses.replace(args, compile=True), torch.device("cpu"))  # compiled
     base = baseline_agent(HALFCHEETAH_OBS, space)
     rb = ddpg.ReplayBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT, torch.device("cpu"))
+    ddpg.fast_path(compiled, rb, None, dataclasses.replace(args, compile=True), torch.device("cpu"))  # compiled
     fill(rb)
     nb = NumpyBuffer(100_000, HALFCHEETAH_OBS, HALFCHEETAH_ACT)
     for name in ddpg.Batch._fields:
@@ -413,15 +413,18 @@ def measure_populations(sizes, repeats, steps, cuda):
     base = training_args("HalfCheetah-v5", total + steps, cuda=cuda)  # one buffer size for both run lengths
     ways = {"one run": (1, "population")}
     for k in sizes:
-        ways |= {f"`--seeds 1 ... {k}`, one process": (k, "population"), f"{k} processes at once": (k, "processes")}
+        ways |= {
+            f"`population.py --seeds 1 ... {k}`, one process": (k, "population"),
+            f"{k} processes at once": (k, "processes"),
+        }
 
     def run(k, way, total_timesteps):
-        args = dataclasses.replace(base, total_timesteps=total_timesteps, seeds=tuple(range(1, k + 1)))
+        args, seeds = dataclasses.replace(base, total_timesteps=total_timesteps), tuple(range(1, k + 1))
         if way == "processes":
-            finish([ddpg_process(os.getcwd(), *options) for options in separate_runs(args)])
+            finish([ddpg_process(os.getcwd(), *options) for options in separate_runs(args, seeds)])
             return
         with contextlib.redirect_stdout(io.StringIO()):
-            status = population.train_population(args)["status"]  # with one seed: exactly `ddpg.train`
+            status = population.train_population(args, seeds)["status"]  # with one seed: exactly `ddpg.train`
         check_finished(status, f"--seeds {k}")
 
     def timed(k, way, total_timesteps):
@@ -445,11 +448,11 @@ def measure_populations(sizes, repeats, steps, cuda):
     return sps, memory
 
 
-def separate_runs(args):
-    """The command-line options of the single runs that train what the population `args` trains, one seed each, with
-    cores / K threads each (as `sweep.py --jobs K` gives them)."""
-    threads = max(1, ddpg.available_cores() // len(args.seeds))
-    return [cli_options(dataclasses.replace(args, seeds=None, seed=seed, threads=threads)) for seed in args.seeds]
+def separate_runs(args, seeds):
+    """The command-line options of the single runs that train what the population of `seeds` with `args` trains, one
+    seed each, with cores / K threads each (as `sweep.py --jobs K` gives them)."""
+    threads = max(1, ddpg.available_cores() // len(seeds))
+    return [cli_options(dataclasses.replace(args, seed=seed, threads=threads)) for seed in seeds]
 
 
 def cli_options(args):

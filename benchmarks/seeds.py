@@ -1,9 +1,9 @@
-"""Several seeds on one machine: `ddpg.py --seeds ...` (one process) against the same seeds as separate processes.
+"""Several seeds on one machine: `population.py --seeds ...` (one process) against the same seeds as separate processes.
 
     python benchmarks/seeds.py [--seeds 1 2] [--repeats 3] [-- more ddpg.py options]
 
-For each repeat, in turn (A B C A B C ...), in temporary directories: the population (`python ddpg.py --seeds 1 2
-...`); the same seeds as single runs one after another (`--seed 1`, then `--seed 2`, ...); and the same single runs
+For each repeat, in turn (A B C A B C ...), in temporary directories: the population (`python population.py --seeds 1
+2 ...`); the same seeds as single runs one after another (`--seed 1`, then `--seed 2`, ...); and the same single runs
 side by side, all at once (each with cores / seeds torch threads, as `sweep.py --jobs` gives them). It prints the
 whole-process wall time of each (start-up, training, evaluations) as medians with (min-max), the ratios to the
 population's time measured in the same repeat, and every run's final evaluation read back from TensorBoard. With
@@ -25,11 +25,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import ddpg  # noqa: E402 (where its runs go, and their names)
 
-WAYS = ("population (--seeds)", "single runs one after another", "single runs side by side")
+WAYS = ("population (population.py --seeds)", "single runs one after another", "single runs side by side")
 
 
-def ddpg_process(cwd: str, *options: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *options], cwd=cwd,
+def ddpg_process(cwd: str, *options: str, script: str = "ddpg.py") -> subprocess.Popen:
+    """`python SCRIPT OPTIONS` (ddpg.py, or population.py beside it) in `cwd`."""
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, script), *options], cwd=cwd,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -54,7 +55,7 @@ def timed(way: str, seeds: list[int], extra: list[str]) -> tuple[float, list[flo
     with tempfile.TemporaryDirectory() as cwd:
         start = time.perf_counter()
         if way == WAYS[0]:
-            finish([ddpg_process(cwd, "--seeds", *map(str, seeds), *extra)])
+            finish([ddpg_process(cwd, "--seeds", *map(str, seeds), *extra, script="population.py")])
         elif way == WAYS[1]:
             for seed in seeds:
                 finish([ddpg_process(cwd, "--seed", str(seed), *extra)])

@@ -19,10 +19,10 @@ environment, so that runs logging to Weights & Biases share one group. A run's p
 checkpoint) when the process that started it ends (Linux).
 
 With `--seeds-per-process K`, each environment's seeds are taken K at a time, in order (the last group may be
-smaller), and each group is one `python ddpg.py --seeds ...` process: a population, whose seeds each write their own
-run directory. What follows holds for a population as for a run, with all its seeds at once: it is skipped when all
-have finished, resumed with `--resume` of all their directories when all hold checkpoints, else started again (a
-population resumes only as a whole); it takes one of --jobs, one GPU, one Ray task with --cpus-per-run and
+smaller), and each group is one `python population.py --seeds ...` process: a population, whose seeds each write
+their own run directory. What follows holds for a population as for a run, with all its seeds at once: it is skipped
+when all have finished, resumed with `--resume` of all their directories when all hold checkpoints, else started again
+(a population resumes only as a whole); it takes one of --jobs, one GPU, one Ray task with --cpus-per-run and
 --gpus-per-run for the whole process; it is retried, interrupted and reported as one.
 
 Local pool (default): `--jobs` runs at once, each with cores / jobs torch threads and, for runs that use CUDA, one of
@@ -167,7 +167,7 @@ def take_up(run_dir: str) -> bool:
 
 
 def start_command(env_id: str, seeds: tuple[int, ...], exp_name: str, options: list[str]) -> list[str]:
-    """ddpg.py's options for a new run of these seeds (one seed: a run; several: a population)."""
+    """The options for a new run of these seeds (one seed: ddpg.py's run; several: population.py's population)."""
     chosen = ["--seed", str(seeds[0])] if len(seeds) == 1 else ["--seeds", *map(str, seeds)]
     return ["--env-id", env_id, *chosen, "--exp-name", exp_name, "--save-model", *options]
 
@@ -255,8 +255,13 @@ def die_with_starter(prctl, starter: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def start_run(runs_dir: str, command: list[str], threads: int, env: dict, log_file) -> subprocess.Popen:
-    """`python ddpg.py COMMAND --threads THREADS` in the directory above runs_dir, its output to log_file."""
+def program(seeds: tuple[int, ...]) -> str:
+    """The script that trains these seeds in one process: ddpg.py for one, population.py (beside it) for several."""
+    return os.path.join(ROOT, "ddpg.py" if len(seeds) == 1 else "population.py")
+
+
+def start_run(runs_dir: str, command: list[str], script: str, threads: int, env: dict, log_file) -> subprocess.Popen:
+    """`python SCRIPT COMMAND --threads THREADS` in the directory above runs_dir, its output to log_file."""
     # a child inherits its parent's mask of blocked signals, and a Ray worker runs its tasks with SIGINT blocked:
     # unblocked for the child, or ddpg.py could never be interrupted and write its checkpoint
     blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTING_SIGNALS)
@@ -264,7 +269,7 @@ def start_run(runs_dir: str, command: list[str], threads: int, env: dict, log_fi
     linux = sys.platform == "linux"
     die_with_me = functools.partial(die_with_starter, ctypes.CDLL(None).prctl, os.getpid()) if linux else None
     try:
-        return subprocess.Popen([sys.executable, os.path.join(ROOT, "ddpg.py"), *command, "--threads", str(threads)],
+        return subprocess.Popen([sys.executable, script, *command, "--threads", str(threads)],
                                 env=env, cwd=os.path.dirname(runs_dir), stdout=log_file, stderr=subprocess.STDOUT,
                                 preexec_fn=die_with_me)  # fmt: skip
     finally:
@@ -316,7 +321,7 @@ class Attempt:
         if action == "done":  # finished meanwhile, by an earlier attempt or another process
             return 0
         self.log = open(self.path, "a")
-        self.proc = start_run(self.runs_dir, detail, self.threads, self.env, self.log)
+        self.proc = start_run(self.runs_dir, detail, program(seeds), self.threads, self.env, self.log)
         self.started = time.time()
         self.say(f"{action} {seeds_name(self.env_id, seeds)}{self.where} (log: {self.path})")
         return None
@@ -664,7 +669,7 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1,
         metavar="K",
-        help="train an environment's seeds K at a time, each K in one ddpg.py process (ddpg.py --seeds: a population, "
+        help="train an environment's seeds K at a time, each K in one process (population.py --seeds: a population, "
         "batched on a GPU); default 1: a process per seed",
     )
     parser.add_argument("--exp-name", default="sweep", help="--exp-name of every run: names the sweep, its W&B group")

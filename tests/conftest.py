@@ -74,20 +74,22 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-# Imported first by every Python process whose PYTHONPATH starts with its folder; in a process started as ddpg.py, it
+# Imported first by every Python process whose PYTHONPATH starts with its folder; in a process started as ddpg.py (or
+# population.py), it
 # records what the process received and exits (at once, or after STAND_IN_LINGER seconds), training nothing and
 # importing no torch.
 STAND_IN = """
 import glob, json, os, sys, time
 
-if os.path.basename(sys.argv[0]) == "ddpg.py":
+if os.path.basename(sys.argv[0]) in ("ddpg.py", "population.py"):
     records = os.environ["STAND_IN_RECORDS"]
     earlier = [json.load(open(path)) for path in glob.glob(os.path.join(records, "*.json"))]
     # with STAND_IN_REFUSE_RESUME_ONCE, the first --resume is refused, as ddpg.py refuses a run directory in use
     # (its line on stderr, exit status EXIT_IN_USE: EX_TEMPFAIL)
     refused = "--resume" in sys.argv and "STAND_IN_REFUSE_RESUME_ONCE" in os.environ
     refused = refused and not any(record["refused"] for record in earlier)
-    record = {"argv": sys.argv[1:], "pid": os.getpid(), "time": time.time(), "refused": refused,
+    record = {"program": os.path.basename(sys.argv[0]), "argv": sys.argv[1:], "pid": os.getpid(),
+              "time": time.time(), "refused": refused,
               "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
               "WANDB_RUN_GROUP": os.environ.get("WANDB_RUN_GROUP")}
     path = os.path.join(records, f"{os.getpid()}.json")

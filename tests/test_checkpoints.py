@@ -328,7 +328,7 @@ def test_a_checkpoint_of_the_released_layout_resumes_exactly(in_tmp):
     run_dir = in_tmp / "runs" / "released"
     run_dir.mkdir(parents=True)
     shutil.copy(RELEASED_LAYOUT, run_dir / ddpg.CHECKPOINT_FILE)
-    saved = ddpg.Args(**torch.load(RELEASED_LAYOUT, weights_only=True)["args"])
+    saved = ddpg.saved_args(torch.load(RELEASED_LAYOUT, weights_only=True)["args"])
     resumed = ddpg.train(ddpg.Args(resume=(str(run_dir),), total_timesteps=700))  # extended from step 500
     whole = ddpg.train(dataclasses.replace(saved, exp_name="whole", total_timesteps=700))  # today's, uninterrupted
     assert resumed["status"] == whole["status"] == 0
@@ -413,8 +413,9 @@ def test_a_signal_between_the_renames_of_checkpoints_is_acted_on_after_the_last(
 
     def run(name):
         path = tmp_path / name
-        return SimpleNamespace(args=ddpg.Args(), dir=SimpleNamespace(checkpoint=str(path)), check_finite=lambda: None,
-                               write_checkpoint=lambda: ddpg.write_beside({"name": name}, str(path)))  # fmt: skip
+        return SimpleNamespace(args=ddpg.Args(), dir=SimpleNamespace(checkpoint=str(path), path=str(tmp_path)),
+                               signals=SimpleNamespace(deferred=ddpg.SignalFlag.deferred),
+                               write_checkpoint=lambda to, **extra: torch.save({"name": name}, to))  # fmt: skip
 
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(list(renamed)))
     try:

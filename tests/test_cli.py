@@ -20,27 +20,28 @@ import ddpg
 from tests.conftest import ROOT, subprocess_env
 
 SCRIPT = os.path.join(ROOT, "ddpg.py")
+POPULATION = os.path.join(ROOT, "population.py")  # many seeds in one process, with ddpg.py's options
 PENDULUM_MAX_STEP_COST = 16.2736044  # pi^2 + 0.1 * 8^2 + 0.001 * 2^2: a Pendulum return lies in [-200 * this, 0]
 SHORT_RUN = ["--total-timesteps", "600", "--learning-starts", "300", "--batch-size", "64", "--hidden-size", "32",
              "--eval-frequency", "300", "--eval-episodes", "2", "--no-cuda"]  # fmt: skip
 
 
-def run_cli(cwd, *cli_args, env=None):
-    return subprocess.run([sys.executable, SCRIPT, *cli_args], cwd=cwd, env=env or subprocess_env(),
+def run_cli(cwd, *cli_args, env=None, script=SCRIPT):
+    return subprocess.run([sys.executable, script, *cli_args], cwd=cwd, env=env or subprocess_env(),
                           capture_output=True, text=True)  # fmt: skip
 
 
-def run_main(cwd, *cli_args):
-    """`python ddpg.py CLI_ARGS` in this process (`ddpg.main`, as the script runs it), without a new interpreter's
-    start-up: its exit status and console, as a finished subprocess."""
+def run_main(cwd, *cli_args, main=ddpg.main, script=SCRIPT):
+    """`python ddpg.py CLI_ARGS` in this process (`ddpg.main`, as the script runs it; or another script's `main`),
+    without a new interpreter's start-up: its exit status and console, as a finished subprocess."""
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.chdir(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), \
-            unittest.mock.patch.object(sys, "argv", [SCRIPT, *cli_args]):  # fmt: skip
+            unittest.mock.patch.object(sys, "argv", [script, *cli_args]):  # fmt: skip
         try:
-            status = ddpg.main()
+            status = main()
         except SystemExit as e:  # tyro's own refusals exit
             status = e.code
-    return subprocess.CompletedProcess([SCRIPT, *cli_args], status, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess([script, *cli_args], status, stdout.getvalue(), stderr.getvalue())
 
 
 def scalars(run_dir):

@@ -1,6 +1,5 @@
 """The fast paths compute what the plain eager step computes: --compile on the CPU, CUDA graphs on a GPU."""
 
-import functools
 import os
 
 import numpy as np
@@ -59,8 +58,7 @@ def setup(device: str, fast: bool = False, **speed_options):
     rb.add(*first)
     noise = ddpg.make_noise(args, ACT_DIM, device)
     if fast:
-        select = functools.partial(ddpg.store_and_select, rb, noise, agent)
-        steps = ddpg.FastPath(functools.partial(ddpg.update, agent, rb), select, OBS_DIM, ACT_DIM, args, device)
+        steps = ddpg.FastPath(agent, rb, noise, args, device)
     else:
         steps = ddpg.fast_path(agent, rb, noise, args, device) or Lesson(rb)
     return agent, rb, noise, steps

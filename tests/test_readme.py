@@ -38,6 +38,7 @@ import pytest
 import tyro
 
 import ddpg
+import population
 from tests.conftest import ROOT
 
 PAGES = ["README.md", *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))),
@@ -196,6 +197,14 @@ class Checker:
         script = os.path.normpath(args[0])
         if script == "ddpg.py":
             return check_ddpg(args[1:])
+        if script == "population.py":  # its own options, then ddpg.py's for each seed
+            try:
+                own, rest = population.parser().parse_known_args(args[1:])
+            except SystemExit as e:  # status 0: --help was shown
+                assert e.code == 0, f"python {shlex.join(args)}: refused (exit status {e.code})"
+                return None
+            assert own.seeds or own.resume, f"python {shlex.join(args)}: no --seeds or --resume"
+            return check_ddpg([*rest, *(["--seed", own.seeds[0]] if own.seeds else [])])
         name = os.path.splitext(os.path.basename(script))[0]
         if os.path.dirname(script) == "benchmarks" and name in BENCHMARK_SCRIPTS:
             return self.benchmark(name, args[1:])

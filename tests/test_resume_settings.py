@@ -79,7 +79,7 @@ def resumed_with(run_dir, *argv):
     command = ["--resume", run_dir, *argv]
     typed = ddpg.TYPED.set(ddpg.typed_options(command))  # as `main` does
     try:
-        args, _ = ddpg.resume_point(tyro.cli(ddpg.Args, args=command), run_dir, ())
+        args, _ = ddpg.resume_point(tyro.cli(ddpg.Args, args=command), run_dir)
         return args
     finally:
         ddpg.TYPED.reset(typed)
@@ -120,10 +120,10 @@ def test_an_option_that_changes_the_experiment_is_refused_with_resume(resumable,
 def test_a_typed_default_is_refused_and_a_call_of_train_asks_only_what_differs_from_the_defaults(resumable):
     with pytest.raises(ddpg.UsageError, match="--learning-rate 0.001: the run was trained with 0.0005"):
         resumed_with(resumable, "--learning-rate", "0.001")  # Args()'s default, typed
-    args, _ = ddpg.resume_point(ddpg.Args(resume=(resumable,)), resumable, ())  # asks nothing
+    args, _ = ddpg.resume_point(ddpg.Args(resume=(resumable,)), resumable)  # asks nothing
     assert args.learning_rate == 5e-4 and args.total_timesteps == 800
     with pytest.raises(ddpg.UsageError, match="--noise-type gaussian: the run was trained with ou"):
-        ddpg.resume_point(ddpg.Args(resume=(resumable,), noise_type="gaussian"), resumable, ())
+        ddpg.resume_point(ddpg.Args(resume=(resumable,), noise_type="gaussian"), resumable)
     assert resumed_with(resumable, "--total-timesteps", "1000").total_timesteps == 1000  # extends
 
 
@@ -216,7 +216,7 @@ def test_an_extension_that_stopped_midway_resumes_without_options_and_is_not_fin
     checkpoint["args"]["total_timesteps"] = 600  # as an extension to 600 leaves it when stopped at step 400
     torch.save(checkpoint, path)
     assert result.returncode == 0 and os.path.exists(os.path.join(run_dir, ddpg.MODEL_FILE))  # model.pt of step 400
-    args, _ = ddpg.resume_point(ddpg.Args(resume=(run_dir,)), run_dir, ())
+    args, _ = ddpg.resume_point(ddpg.Args(resume=(run_dir,)), run_dir)
     assert args.total_timesteps == 600  # goes on, though it holds model.pt
     assert ddpg.run_state(run_dir)[1] == 400
     settings = lambda seed: ddpg.Args(total_timesteps=600)  # noqa: E731 (the sweep's runs, as far as it matters)

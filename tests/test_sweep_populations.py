@@ -1,4 +1,4 @@
-"""The sweep with --seeds-per-process K: each environment's seeds K at a time, each group one `ddpg.py --seeds`
+"""The sweep with --seeds-per-process K: each environment's seeds K at a time, each group one `population.py --seeds`
 process (a population), started, resumed, retried and skipped as a whole, on the local pool and on Ray."""
 
 import glob
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.conftest import subprocess_env
-from tests.test_cli import SCRIPT
+from tests.test_cli import POPULATION
 from tests.test_sweep_ray import REFUSAL_S, SWEEP, assert_refused_quickly_in_one_line, logged, sweep
 from tests.test_sweep_report import run_dir_with
 
@@ -22,11 +22,14 @@ POLL_S = 0.05
 
 
 def asked(record) -> tuple[str, ...]:
-    """What a ddpg.py process was asked to train: ('--seed', '3'), ('--seeds', '1', '2') or ('--resume', DIR, ...)."""
+    """What a ddpg.py or population.py process was asked to train: ('--seed', '3'), ('--seeds', '1', '2') or
+    ('--resume', DIR, ...)."""
     argv = record["argv"]
     (flag,) = [arg for arg in argv if arg in ("--seed", "--seeds", "--resume")]
     values = argv[argv.index(flag) + 1 :]
-    return flag, *values[: next((i for i, v in enumerate(values) if v.startswith("--")), len(values))]
+    values = values[: next((i for i, v in enumerate(values) if v.startswith("--")), len(values))]
+    assert record["program"] == ("ddpg.py" if len(values) == 1 else "population.py")  # a population's own script
+    return flag, *values
 
 
 def received(stand_in) -> list[tuple[str, ...]]:
@@ -81,7 +84,7 @@ def test_local_populations_start_resume_only_whole_and_skip_when_finished(tmp_pa
 def test_an_interrupted_population_is_resumed_by_the_same_sweep_to_the_end_of_one_left_alone(tmp_path):
     os.makedirs(tmp_path / "reference")
     reference = subprocess.Popen(
-        [sys.executable, SCRIPT, *RUN, "--seeds", "1", "2", "--exp-name", "pop", "--save-model", "--threads", "1"],
+        [sys.executable, POPULATION, *RUN, "--seeds", "1", "2", "--exp-name", "pop", "--save-model", "--threads", "1"],
         cwd=tmp_path / "reference", env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     # --jobs 2 on two cores: the population's process gets one torch thread, as the reference

@@ -181,7 +181,9 @@ def test_a_run_can_be_interrupted_even_if_its_starter_blocks_sigint(tmp_path):
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # as a Ray worker runs its tasks
     try:
         with open(tmp_path / "run.log", "w") as log:
-            proc = sweep_module.start_run(str(runs_dir), ["--env-id", "Pendulum-v1"], 1, subprocess_env(), log)
+            proc = sweep_module.start_run(
+                str(runs_dir), ["--env-id", "Pendulum-v1"], sweep_module.program((1,)), 1, subprocess_env(), log
+            )
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     with open(f"/proc/{proc.pid}/status") as f:

@@ -288,8 +288,8 @@ def test_every_documented_sweep_is_accepted_by_the_sweep_and_its_runs_options_by
 def test_a_run_stops_when_the_process_that_started_it_dies(tmp_path, stand_in):
     # as when a Ray node is cut off and its worker dies: the run must stop, not train on beside its retry
     os.makedirs(tmp_path / "runs")
-    start_and_stay = ("import os, sys, time, sweep; sweep.start_run(sys.argv[1], ['--env-id', 'Pendulum-v1'], 1, "
-                      "dict(os.environ), open(os.devnull, 'w')); time.sleep(60)")  # fmt: skip
+    start_and_stay = ("import os, sys, time, sweep; sweep.start_run(sys.argv[1], ['--env-id', 'Pendulum-v1'], "
+                      "sweep.program((1,)), 1, dict(os.environ), open(os.devnull, 'w')); time.sleep(60)")  # fmt: skip
     starter = subprocess.Popen([sys.executable, "-c", start_and_stay, str(tmp_path / "runs")],
                                env=stand_in.env(BENCHMARKS, STAND_IN_LINGER="60"))  # fmt: skip
     try:

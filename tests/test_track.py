@@ -217,7 +217,7 @@ def test_a_run_without_track_never_imports_wandb(tmp_path):
 
 def test_a_population_groups_its_seeds_by_the_experiments_name_where_no_group_is_set(offline, monkeypatch):
     monkeypatch.delenv("WANDB_RUN_GROUP")  # not started by a sweep
-    out = population.train_population(ddpg.Args(**COUNTER_RUN, seeds=(1, 2), exp_name="pair"))
+    out = population.train_population(ddpg.Args(**COUNTER_RUN, exp_name="pair"), seeds=(1, 2))
     assert out["status"] == 0
     sent = read_offline_runs(offline)
     assert [found.run.run_group for found in sent] == ["pair", "pair"]
@@ -225,7 +225,7 @@ def test_a_population_groups_its_seeds_by_the_experiments_name_where_no_group_is
 
 
 def test_a_population_tracks_one_wandb_run_per_seed(offline):
-    out = population.train_population(ddpg.Args(**RUN, seeds=(1, 2)))
+    out = population.train_population(ddpg.Args(**RUN), seeds=(1, 2))
     assert out["status"] == 0
     sent = read_offline_runs(offline)
     assert sorted(found.run.display_name for found in sent) == sorted(map(os.path.basename, out["run_dirs"]))
