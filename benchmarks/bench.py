@@ -319,8 +319,8 @@ def measure_sps(env_id, repeats, steps, variants, marginal=False):
         elif BASELINE in changes:
             baseline_train(env_id, total_timesteps, BATCH, device=changes[BASELINE])
         elif AGAINST in changes:
-            other = changes[AGAINST]
-            args = dataclasses.replace(training_args(env_id, longest), total_timesteps=total_timesteps)
+            other, same = changes[AGAINST], {k: v for k, v in changes.items() if k != AGAINST}
+            args = dataclasses.replace(training_args(env_id, longest, **same), total_timesteps=total_timesteps)
             known = {field.name for field in dataclasses.fields(other.Args)}  # an older file may lack newer options
             with contextlib.redirect_stdout(io.StringIO()):
                 out = other.train(other.Args(**{k: v for k, v in dataclasses.asdict(args).items() if k in known}))
@@ -631,7 +631,8 @@ def against_report(path: str, repeats: int, steps: int) -> str:
         other.Args, other.train  # noqa: B018 (what is timed)
     except Exception as e:
         refuse(f"--against {path}: not a ddpg.py that loads ({type(e).__name__}: {str(e).splitlines()[0]})")
-    variants = {"ddpg.py": {}, path: {AGAINST: other}}
+    threads = {"threads": ddpg.num_threads(ddpg.Args())}  # both files with this one's default: only the code differs
+    variants = {"ddpg.py": threads, path: {AGAINST: other, **threads}}
     sps = {env: measure_sps(env, repeats, steps, variants) for env in ("Pendulum-v1", "HalfCheetah-v5")}
     return "\n".join([f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; "
                       f"medians over {repeats} alternating repeats, (min-max) after them.", "",
