@@ -1140,10 +1140,11 @@ def saved(path: str, key: str):
 def run_state(run_dir: str) -> tuple[Args, int] | None:
     """How far a run directory's run went: its latest arguments and step, from its checkpoint, else from its model.pt
     (written at its last step); None where neither can be read. Reads no tensor (mmap), so a sweep looks at many."""
-    for path in (os.path.join(run_dir, CHECKPOINT_FILE), os.path.join(run_dir, MODEL_FILE)):
+    for name in (CHECKPOINT_FILE, MODEL_FILE):
         with contextlib.suppress(Exception):  # missing, damaged or not ours: as `load_checkpoint` would refuse it
-            args = saved_args(saved(path, "args"))
-            return args, saved(path, "global_step") or args.total_timesteps
+            state = torch.load(os.path.join(run_dir, name), map_location="cpu", weights_only=True, mmap=True)
+            args = saved_args(state["args"])
+            return args, state.get("global_step", args.total_timesteps)
     return None
 
 
