@@ -57,6 +57,7 @@ import fcntl
 import functools
 import glob
 import importlib.util
+import itertools
 import math
 import os
 import random
@@ -123,8 +124,8 @@ class Args:
     """on CUDA, record the update and the store-and-act step once as CUDA graphs and replay them (no effect on CPU)"""
     compile: bool = False
     """compile the four networks with torch.compile: fused kernels, fewer launches (docs/speed.md: measured speeds)"""
-    threads: int | None = None
-    """CPU threads torch uses (None: 1; more pay only for large networks on cores that nothing else uses)"""
+    threads: int = 1
+    """CPU threads torch uses (more pay only for large networks on cores that nothing else uses: docs/speed.md)"""
     track: bool = False
     """mirror the run to Weights & Biases: arguments, every TensorBoard scalar, evaluation videos (needs wandb)"""
     wandb_project_name: str = "ddpg.py"
@@ -546,7 +547,8 @@ def train(args: Args) -> dict:
     args = setup.args
     envs, agent, rb, noise = initialise(args, setup.obs_dim, setup.action_space, setup.device)
     fast = fast_path(agent, rb, noise, args, setup.device)  # None on the CPU; on a GPU, the loop's steps made fast
-    run = Run(setup, envs, agent, rb, noise, fast)  # its directory and logs; a resumed run's parts restored
+    # Its directory and logs, a resumed run's parts restored; `sync` stores the fast path's staged transitions in R
+    run = Run(setup, envs, agent, rb, noise, sync=fast.flush if fast else None)
     loop(args, envs, agent, rb, noise, run, run.global_step, run.num_updates, fast)  # from 0, or where it stopped
     return {
         "run_dir": run.dir.path,
@@ -608,11 +610,6 @@ CUSTOM_SCALARS = {"critic": {EVAL_CHART: ["Multiline", [f"^{EVAL_Q_TAG}$", f"^{E
 PROGRESS_INTERVAL_S = 10.0  # print a progress line at most this often, in seconds
 RECENT_EPISODES = 10  # the progress line shows the mean return of this many latest training episodes
 CUDA_GRAPH_WARMUP = 3  # calls of a function run normally before it is recorded as a CUDA graph
-DEFAULT_THREADS = 1  # torch's CPU threads: more gain little at these sizes, and lose many times over on a shared
-# core, where every small operation waits for a thread the OS has parked (docs/speed.md: measured quiet and shared)
-CGROUP = "/sys/fs/cgroup"  # this process's control group, as a container sees it: its CPU quota (`cpu_quota`)
-CPU_QUOTA_FILES = (("cpu.max",), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us"))  # under CGROUP: v2, then v1
-NO_CPU_QUOTA = ("max", "-1")  # the quota's value where none is set (v2, v1)
 SEED_LIMIT = 2**32  # seeds are below this (numpy's)
 COPIES_PER_PARAMETER = 5  # in memory: a trained parameter, its target, its gradient and Adam's two moments
 RUNS_DIR = "runs"  # where new runs make their directories, in the working directory
@@ -624,6 +621,7 @@ BESIDE = ".tmp"  # a file is written to its name with this suffix, then renamed 
 LOCK_FILE = "lock"  # in the run directory: locked by the one process that writes the run, and naming it
 HOLDER_BYTES = 200  # the lock file names its holder: "process PID on HOST"
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
+RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, VIDEO_DIR)  # `RunDir`'s paths: .checkpoint, .model and .videos
 DISPLAYS = ("DISPLAY", "WAYLAND_DISPLAY")  # set where there is a display to draw on (X11, Wayland)
 HEADLESS_MUJOCO_GL = "egl"  # MuJoCo's renderer where there is none: GLFW, its default, needs a display
 MUJOCO_DEPRECATION = "is deprecated"  # in MuJoCo's warnings about what gymnasium's own models use (`quiet_mujoco`)
@@ -638,6 +636,15 @@ MACHINE_OPTIONS = tuple(
     "threads cuda cudagraphs compile torch_deterministic track wandb_project_name wandb_entity capture_video "
     "save_model checkpoint_frequency".split()
 )
+POSITIVE = (lambda value: 0 < value < math.inf, "positive and finite")
+NUMBERS = {  # what each number of Args must be (`check_args`): a test of its value, and its words for a refusal
+    **dict.fromkeys("total_timesteps buffer_size batch_size hidden_size policy_frequency".split(), POSITIVE),
+    **dict.fromkeys("num_envs eval_frequency eval_episodes learning_rate threads".split(), POSITIVE),
+    "tau": (lambda value: 0.0 < value <= 1.0, "in (0, 1]"),
+    "gamma": (lambda value: 0.0 <= value <= 1.0, "in [0, 1]"),
+    "exploration_noise": (lambda value: 0.0 <= value < math.inf, "non-negative and finite"),
+    "checkpoint_frequency": (lambda value: value >= 0, "0 (off) or positive"),
+}
 COMMAND_OPTIONS = ("resume", "eval_checkpoint")  # what a command does with the runs, not how they learn
 EXTENDING_OPTION = "total_timesteps"  # a setting that may grow: a run goes on past its end
 
@@ -669,9 +676,7 @@ class Finished(Exception):
 class Stopped(Exception):
     """A run that failed before its loop began (opening its logs, restoring its checkpoint) and has said so."""
 
-    def __init__(self, status: int):
-        super().__init__(status)
-        self.status = status
+    status = property(lambda self: self.args[0])  # its exit status: Stopped(status)
 
 
 def error_line(message: str) -> str:
@@ -688,13 +693,10 @@ def say(message: str | None, status: int, global_step: int) -> bool:
     return message is not None
 
 
-def write_error(error: OSError, run_dir: str) -> str:
-    """'cannot write PATH: REASON' (TensorBoard's writer names no path: the run directory stands for it)."""
-    return f"cannot write {error.filename or run_dir}: {error.strerror or error}"
-
-
-def out_of_memory(error: torch.OutOfMemoryError, device: torch.device | None) -> str:
-    """'DEVICE out of memory (CUDA out of memory. Tried to allocate N GiB)': torch's first two sentences."""
+def shortage(error: OSError | torch.OutOfMemoryError, run_dir: str, device: torch.device | None) -> str:
+    """What ran short: 'cannot write PATH: REASON' (RUN_DIR where TensorBoard names none) or 'DEVICE out of memory'."""
+    if isinstance(error, OSError):
+        return f"cannot write {error.filename or run_dir}: {error.strerror or error}"
     where = f"{device.type} out of memory" if device else "out of memory"
     return f"{where} ({'. '.join(str(error).splitlines()[0].split('. ')[:2]).rstrip('.')})"
 
@@ -715,9 +717,8 @@ def set_capturable(agent: Agent, capturable: bool) -> None:
 
 
 class CudaGraph:
-    """Calls `fn(**options)` through a CUDA graph (one per value of `options`), recorded once and replayed with one
-    launch on the recorded memory: `fn` reads tensors that stay in place, its outputs are refilled, its random draws
-    come fresh. The first CUDA_GRAPH_WARMUP calls are real, on a side stream (Adam's moments, cuBLAS workspaces)."""
+    """Calls `fn(**options)` through a CUDA graph per value of `options`, recorded once, replayed in one launch on the
+    same memory (random draws fresh), after CUDA_GRAPH_WARMUP real calls on a side stream (Adam's moments, cuBLAS)."""
 
     def __init__(self, fn):
         self.fn, self.graphs, self.calls = fn, {}, collections.Counter()
@@ -743,45 +744,36 @@ class CudaGraph:
         return outputs
 
 
-class Staged(NamedTuple):
-    """What one env step hands to the device: named views of one packed tensor, copied over at once."""
-
-    transitions: Batch  # (num_envs, ...) each: s_t, a_t, r_t, s_{t+1}, terminated, for R
-    episode_starts: torch.Tensor  # (num_envs,) 1.0 where `obs` is an episode's first observation, else 0.0
-    obs: torch.Tensor  # (num_envs, obs_dim) what to act on next
-
-
-def store_and_select(rb: ReplayBuffer, noise, agent: Agent, staged: Staged, store: bool, act: bool):
-    """All the device does between two env steps but the update, in one call (a CUDA graph): store the staged
-    transitions in R (`ReplayBuffer.add`), then select the actions for the staged observations (`explore`)."""
-    if store:
-        rb.add(*staged.transitions)
-    return explore(agent, noise, staged.obs, staged.episode_starts) if act else None
-
-
 class FastPath:
     """On a GPU, what the loop's `explore`, `update` and `rb.add` do, with one copy each way per env step: `add` packs
-    the transitions into pinned host memory; `explore` adds the observations, copies them over, and one call
-    (`store_and_select`) stores the transitions and selects the actions. That call and `learn(agent, rb, ...)` are
-    CUDA graphs (small networks are launch-bound). The agent, buffer and noise are those it was made with (any objects
-    the lesson's functions accept), not the methods' arguments. On the CPU (tests), the host memory is the device's."""
+    the transitions into pinned host memory; `explore` adds the observations, copies them over, and one CUDA graph
+    (`store_and_select`) stores and selects; `learn(agent, rb, ...)` is another. The agent, buffer and noise are those
+    it was made with (any the lesson's functions accept), not the arguments. On the CPU (tests), host is device."""
 
     def __init__(self, agent, rb, noise, args: Args, device: torch.device, learn=update):
         cuda, rows, obs_dim, act_dim = device.type == "cuda", args.num_envs, rb.obs.shape[-1], rb.actions.shape[-1]
-        widths = (obs_dim, act_dim, 1, obs_dim, 1, 1, obs_dim)  # a Staged's columns: a Batch's, episode_starts, obs
+        widths = (obs_dim, act_dim, 1, obs_dim, 1, 1, obs_dim)  # the staged columns: a Batch's, episode_starts, obs
         self.width = sum(widths[:5])  # a transition's
         self.host = torch.zeros((rows, sum(widths)), pin_memory=cuda)
         self.device_rows = self.host.to(device)  # the same tensor on the CPU
         obs, actions, rewards, next_obs, terminations, starts, act_on = self.device_rows.split(widths, dim=1)
-        staged = Staged(Batch(obs, actions, rewards[:, 0], next_obs, terminations[:, 0]), starts[:, 0], act_on)
+        # Named views of the rows: the transitions for R, then what to act on next and where it begins an episode (1.0)
+        self.transitions = Batch(obs, actions, rewards[:, 0], next_obs, terminations[:, 0])
+        self.act_on, self.episode_starts, self.agent, self.rb, self.noise = act_on, starts[:, 0], agent, rb, noise
         self.host_actions = torch.zeros((rows, act_dim), pin_memory=cuda)
         self.sent, self.received = (torch.cuda.Event(), torch.cuda.Event()) if cuda else (None, None)
         self.unstored = False  # transitions staged that R does not hold yet
         self.learn = functools.partial(learn, agent, rb)
-        self.device_step = functools.partial(store_and_select, rb, noise, agent, staged=staged)
+        self.device_step = self.store_and_select
         set_capturable(agent, uses_cuda_graphs(args, device))  # Adam's step recorded in a graph
         if uses_cuda_graphs(args, device):
             self.learn, self.device_step = CudaGraph(self.learn), CudaGraph(self.device_step)
+
+    def store_and_select(self, store: bool, act: bool):
+        """One call (a CUDA graph) between two env steps: store the staged transitions in R, then `explore`."""
+        if store:
+            self.rb.add(*self.transitions)
+        return explore(self.agent, self.noise, self.act_on, self.episode_starts) if act else None
 
     def update(self, agent, rb, batch_size: int, gamma: float, tau: float, update_actor: bool) -> Losses:
         return self.learn(batch_size=batch_size, gamma=gamma, tau=tau, update_actor=update_actor)
@@ -827,8 +819,7 @@ class FastPath:
 
 def fast_path(agent: Agent, rb: ReplayBuffer, noise, args: Args, device: torch.device) -> FastPath | None:
     """The loop's steps made fast: with --compile the four networks compiled in place (their parameters and state_dict
-    stay the module's); on a GPU, a `FastPath` that the loop calls in place of `explore`, `update` and `rb.add` (the
-    same steps, one copy each way per env step and CUDA graphs). None where the loop calls the lesson's own (CPU)."""
+    stay the module's); on a GPU, a `FastPath` for the loop to call. None where it calls the lesson's own (CPU)."""
     for net in (agent.actor, agent.critic, agent.target_actor, agent.target_critic) if args.compile else ():
         net.compile(dynamic=False)
     return FastPath(agent, rb, noise, args, device) if device.type == "cuda" else None
@@ -850,26 +841,14 @@ class RunName(NamedTuple):
     def __str__(self) -> str:  # without `started`: the prefix shared by the runs of one env, experiment and seed
         return NAME_SEPARATOR.join([self.env.replace("/", "_"), self.exp_name, str(self.seed), self.started])
 
-    @classmethod
-    def of(cls, run_dir: str) -> "RunName | None":
-        """The fields of a run directory's name; None for a name not made by `make_run_dir`."""
-        fields = os.path.basename(os.path.normpath(run_dir)).rsplit(NAME_SEPARATOR, 3)
-        if len(fields) != 4 or not fields[2].isdigit():
-            return None
-        return cls(fields[0], fields[1], int(fields[2]), fields[3])
-
 
 def make_run_dir(args: Args) -> str:
-    """runs/<env_id>__<exp_name>__<seed>__<unix_time>, with a suffix if two runs start in the same second."""
+    """runs/<env_id>__<exp_name>__<seed>__<unix_time>, with a suffix _N if two runs start in the same second."""
     base = os.path.join(RUNS_DIR, str(RunName(args.env_id, args.exp_name, args.seed, str(int(time.time())))))
-    run_dir, n = base, 1
-    while True:
-        try:
+    for run_dir in itertools.chain([base], (f"{base}_{n}" for n in itertools.count(2))):
+        with contextlib.suppress(FileExistsError):
             os.makedirs(run_dir)  # fails if it exists, even when another process made it a moment ago
             return run_dir
-        except FileExistsError:
-            n += 1
-            run_dir = f"{base}_{n}"
 
 
 def check_writable(directory: str) -> None:
@@ -882,8 +861,7 @@ def check_writable(directory: str) -> None:
 
 
 def lock_run_dir(run_dir: str) -> int:
-    """Lock the run directory for this process's life: one writer per run. The kernel releases the lock when the
-    process ends, even by SIGKILL. Returns the lock file's descriptor, to keep open."""
+    """Lock the run directory (one writer) until its returned descriptor closes or the process ends, even by SIGKILL."""
     fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -903,26 +881,9 @@ def lock_run_dir(run_dir: str) -> int:
     return fd
 
 
-def lock_holder(run_dir: str) -> str | None:
-    """Who holds the run directory's lock ("process PID on HOST"), or None if nobody does: a shared lock taken and
-    dropped at once fails while a run holds its exclusive one (a run locking it in that instant is refused, in use)."""
-    try:
-        fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY)
-    except FileNotFoundError:  # no process ever locked it
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except BlockingIOError:
-        return os.read(fd, HOLDER_BYTES).decode().strip() or "another process"
-    finally:
-        os.close(fd)  # and with it the shared lock
-
-
 def save_atomic(obj: dict, path: str) -> None:
-    """torch.save to `path` + BESIDE, on disk (fsync) before it is renamed over `path`: a crash or a full disk mid-write
-    leaves the previous `path` intact and no partial file. A failed write raises the OSError behind it (torch reports
-    one as a RuntimeError raised while handling the OSError)."""
+    """torch.save to `path` + BESIDE, on disk (fsync) before it is renamed over `path`: a crash or a full disk leaves
+    the previous `path` and no partial file. A failed write raises its OSError (which torch wraps in a RuntimeError)."""
     tmp = path + BESIDE
     try:
         with open(tmp, "wb") as f:
@@ -948,16 +909,13 @@ def file_identity(path: str) -> tuple[int, int]:
 
 
 class RunDir:
-    """A run's directory for the life of its run: made (a new run) or found (--resume), then locked (one process writes
-    it), released at the end (`close`); a new run that could not start leaves none. A resumed run's checkpoint replaced
-    since it was read (`checkpoint`) means that the directory was in use: refused."""
+    """A run's directory, made (a new run) or found (--resume), locked (one writer) and released (`close`): a new run
+    that did not start leaves none. A checkpoint replaced since it was read (`checkpoint`): in use, refused."""
 
     def __init__(self, args: Args, checkpoint: dict | None):
         self.new = not args.resume
         self.path = make_run_dir(args) if self.new else args.resume[0]
-        self.checkpoint = os.path.join(self.path, CHECKPOINT_FILE)
-        self.model = os.path.join(self.path, MODEL_FILE)
-        self.videos = os.path.join(self.path, VIDEO_DIR)
+        self.checkpoint, self.model, self.videos = (os.path.join(self.path, name) for name in RUN_FILES)
         self.lock = None
         try:
             self.lock = lock_run_dir(self.path)
@@ -984,8 +942,7 @@ class RunDir:
 
 
 def envs_state(envs: EnvRunner) -> dict:
-    """What replays the training envs to where they are (`load_envs_state`): their running episodes' starts
-    (generator states), actions, returns and lengths, and the observations they reached."""
+    """What replays the training envs (`load_envs_state`): their episodes' starts, actions, returns, lengths and obs."""
     return {
         "episode_returns": envs.episode_returns.tolist(),
         "start_rng": list(envs.start_rng),
@@ -1046,8 +1003,7 @@ def agent_state(agent: Agent, parts: tuple[str, ...] = AGENT_PARTS) -> dict:
 
 
 def buffer_state(rb: ReplayBuffer) -> dict:
-    """The filled rows only, by column: a checkpoint early in a run stays small (any object with a ReplayBuffer's
-    columns and counters will do)."""
+    """The filled rows only, by column: an early checkpoint is small (any object with a ReplayBuffer's fields)."""
     size = int(rb.size)  # clone: torch.save writes a view's whole storage, the empty rows too
     return {"pos": int(rb.pos), "size": size, **{name: getattr(rb, name)[:size].clone() for name in Batch._fields}}
 
@@ -1060,8 +1016,7 @@ def load_buffer_state(rb: ReplayBuffer, state: dict) -> None:
 
 
 def model_state(args: Args, spaces: dict, agent: dict) -> dict:
-    """What model.pt holds (`agent`: the actor's and the critic's state), and what a checkpoint begins with (`agent`:
-    all six parts of the agent): the layout, the arguments and the spaces."""
+    """What model.pt holds and a checkpoint begins with: the layout, the arguments, the spaces and `agent`'s states."""
     return {"format": CHECKPOINT_FORMAT, "args": dataclasses.asdict(args), "spaces": spaces, "agent": agent}
 
 
@@ -1071,8 +1026,7 @@ def write_model(path: str, args: Args, spaces: dict, agent: dict) -> None:
 
 
 def checkpoint_state(run: "Run") -> dict:
-    """Everything a run needs to go on exactly where it stopped: what checkpoint.pt holds (`restore` reads it back;
-    entries it does not name, which another file built on this one may add, are ignored)."""
+    """What checkpoint.pt holds: all a run needs to go on exactly (`restore` reads it; it ignores other entries)."""
     logs = run.logs
     return model_state(run.args, run.spaces, agent_state(run.agent)) | {
         "global_step": run.global_step,
@@ -1083,7 +1037,7 @@ def checkpoint_state(run: "Run") -> dict:
         "rng": rng_states(run.envs, run.eval_envs),
         "recent_returns": logs.recent_returns,
         "eval_returns": None if logs.eval_returns is None else logs.eval_returns.tolist(),
-        "wandb_run_id": logs.tracking.run.id if logs.tracking else None,
+        "wandb_run_id": logs.wandb.id if logs.wandb else None,
     }
 
 
@@ -1105,8 +1059,7 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
     """Read a checkpoint or saved model and its arguments, refusing files that are damaged or not ours in one line."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        # Its layout first (another may hold other keys). Before layouts were numbered: format 1 for every model.pt
-        # and for checkpoints with the entry named below; older checkpoints, format 0.
+        # Its layout first. Unnumbered: format 1 for model.pt and checkpoints with the entry below; older ones, 0.
         layout = checkpoint.get("format", 1 if "population" in checkpoint or "global_step" not in checkpoint else 0)
         if layout == CHECKPOINT_FORMAT:
             saved = saved_args(checkpoint["args"])  # the saved arguments must still be ours
@@ -1116,17 +1069,17 @@ def load_checkpoint(path: str) -> tuple[dict, Args]:
         reason = (str(e).splitlines() or [""])[0]
         raise UsageError(f"{path}: not a readable ddpg.py checkpoint ({type(e).__name__}: {reason})") from None
     if layout != CHECKPOINT_FORMAT:
-        raise UsageError(
-            f"{path}: written in checkpoint format {layout} by an earlier ddpg.py, which this one "
-            f"({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py"
-        )
+        earlier = f"an earlier ddpg.py, which this one ({CHECKPOINT_FORMAT}) does not read; go on with that ddpg.py"
+        raise UsageError(f"{path}: written in checkpoint format {layout} by {earlier}")
     return checkpoint, saved
 
 
 def saved_args(values: dict) -> Args:
-    """Saved arguments as Args, without the options an earlier ddpg.py had that are now another program's."""
-    own = {name: value for name, value in values.items() if f"--{name.replace('_', '-')}" not in FOREIGN_OPTIONS}
-    return Args(**own)
+    """Saved arguments as Args, without the options an earlier ddpg.py had that are now another program's, nor a None
+    it saved where Args now has a value (its default --threads)."""
+    foreign = {k for k in values if f"--{k.replace('_', '-')}" in FOREIGN_OPTIONS}
+    unset = {k for k, v in values.items() if v is None and getattr(Args, k, None) is not None}  # then: the default
+    return Args(**{k: v for k, v in values.items() if k not in foreign | unset})
 
 
 def saved(path: str, key: str):
@@ -1135,17 +1088,6 @@ def saved(path: str, key: str):
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)[key]
     except Exception:
         return None
-
-
-def run_state(run_dir: str) -> tuple[Args, int] | None:
-    """How far a run directory's run went: its latest arguments and step, from its checkpoint, else from its model.pt
-    (written at its last step); None where neither can be read. Reads no tensor (mmap), so a sweep looks at many."""
-    for name in (CHECKPOINT_FILE, MODEL_FILE):
-        with contextlib.suppress(Exception):  # missing, damaged or not ours: as `load_checkpoint` would refuse it
-            state = torch.load(os.path.join(run_dir, name), map_location="cpu", weights_only=True, mmap=True)
-            args = saved_args(state["args"])
-            return args, state.get("global_step", args.total_timesteps)
-    return None
 
 
 def saved_file(path: str) -> str:
@@ -1162,11 +1104,8 @@ def saved_file(path: str) -> str:
 
 def saved_networks(checkpoint: dict, saved: Args, path: str, obs_dim: int, action_space: gym.spaces.Box) -> tuple:
     """The checkpoint's actor and critic (on the CPU), refusing in one line weights saved for other spaces or sizes."""
-    if checkpoint["spaces"] != space_signature(obs_dim, action_space):
-        raise UsageError(
-            f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has "
-            f"{space_signature(obs_dim, action_space)}"
-        )
+    if (spaces := space_signature(obs_dim, action_space)) != checkpoint["spaces"]:
+        raise UsageError(f"{path}: saved for spaces {checkpoint['spaces']}, but {saved.env_id} now has {spaces}")
     nets = Actor(obs_dim, action_space, saved.hidden_size), Critic(obs_dim, action_space.shape[0], saved.hidden_size)
     for net_name, net in zip(MODEL_PARTS, nets):
         for name, tensor in net.state_dict().items():
@@ -1177,16 +1116,13 @@ def saved_networks(checkpoint: dict, saved: Args, path: str, obs_dim: int, actio
 
 
 def resume_point(args: Args, resume: str) -> tuple[Args, dict]:
-    """The arguments the run `resume` goes on with and the checkpoint it goes on from; Finished if it has nothing to
-    train (a finished run, unless a larger --total-timesteps extends it), UsageError for what cannot be resumed."""
+    """The arguments and checkpoint the run `resume` goes on with (Finished: nothing to train; UsageError: refused)."""
     path, model_path = os.path.join(resume, CHECKPOINT_FILE), os.path.join(resume, MODEL_FILE)
     if not os.path.isfile(path) and os.path.isfile(model_path):
         ended_at = (saved(model_path, "args") or {}).get(EXTENDING_OPTION, math.inf)
         if EXTENDING_OPTION in asked_options(args) and args.total_timesteps > ended_at:
-            raise UsageError(
-                f"--resume {resume}: it holds {MODEL_FILE} but no {CHECKPOINT_FILE} to go on from "
-                "(trained with --checkpoint-frequency 0): it cannot be extended"
-            )
+            why = f"no {CHECKPOINT_FILE} to go on from (trained with --checkpoint-frequency 0): it cannot be extended"
+            raise UsageError(f"--resume {resume}: it holds {MODEL_FILE} but {why}")
         raise Finished(f"{resume} has finished (it holds {MODEL_FILE}): nothing to train")
     if not os.path.isfile(path):
         started = os.path.isfile(os.path.join(resume, LOCK_FILE))  # every run locks its directory first
@@ -1208,15 +1144,13 @@ def resume_point(args: Args, resume: str) -> tuple[Args, dict]:
                 write_model(model_path, saved_args, checkpoint["spaces"], checkpoint["agent"])
             finally:
                 os.close(lock)
-        raise Finished(
-            f"{resume} has finished (step {checkpoint['global_step']}/{saved_args.total_timesteps}): nothing to train"
-        )
+        reached = f"step {checkpoint['global_step']}/{saved_args.total_timesteps}"
+        raise Finished(f"{resume} has finished ({reached}): nothing to train")
     return args, checkpoint
 
 
 def run_directory(resume: str) -> str:
-    """The run directory that --resume names: the directory itself, or the directory of its checkpoint file; any other
-    file is refused, in one line that says to give the directory."""
+    """The run directory that --resume names: itself, or its checkpoint file's directory; another file is refused."""
     if not os.path.isfile(resume):
         return resume
     if os.path.basename(resume) != CHECKPOINT_FILE:
@@ -1225,9 +1159,8 @@ def run_directory(resume: str) -> str:
 
 
 def resumed_args(saved_args: Args, args: Args, resume: str) -> Args:
-    """A resumed run's arguments: its saved ones, with the options `args` asks for (`asked_options`) that only concern
-    the machine or the records, and a larger --total-timesteps, which extends the run; --threads is this process's.
-    Any other option asked for with a value other than the run's is refused, naming it."""
+    """A resumed run's arguments: its saved ones, with those `args` asks for (`asked_options`) of the machine and the
+    records, a larger --total-timesteps, and this process's --threads; another value of any other option is refused."""
     changes = {}
     for name, value in asked_options(args).items():
         if conflicting(name, getattr(saved_args, name), value):
@@ -1247,37 +1180,24 @@ def resumed_args(saved_args: Args, args: Args, resume: str) -> Args:
 
 
 def conflicting(name: str, saved_value, value) -> bool:
-    """Whether a run trained with `saved_value` of option `name` is not a run with `value`: the values differ in a
-    setting of the experiment (a larger --total-timesteps only extends the run)."""
+    """Whether `value` of option `name` is another experiment than `saved_value` (a larger --total-timesteps is not)."""
     if value == saved_value or name in MACHINE_OPTIONS + COMMAND_OPTIONS:
         return False
     return not (name == EXTENDING_OPTION and value > saved_value)
-
-
-def first_conflict(saved_args: Args, args: Args) -> str | None:
-    """The first option (an Args field) in which a run trained with `saved_args` is not a run of `args`, or None."""
-    names = [field.name for field in dataclasses.fields(Args)]
-    return next((name for name in names if conflicting(name, getattr(saved_args, name), getattr(args, name))), None)
 
 
 TYPED = contextvars.ContextVar("TYPED", default=None)  # the Args fields typed on ddpg.py's command line (`main`)
 
 
 def typed_options(argv: list[str]) -> frozenset[str]:
-    """The Args fields a command line names, as tyro reads it: --name, --name=value or --no-name, with hyphens or
-    underscores (tyro has checked the line already)."""
+    """The Args fields a command line names, as tyro reads them: --name, --name=value or --no-name, with '-' or '_'."""
     names = {field.name for field in dataclasses.fields(Args)}
-    typed = set()
-    for token in argv:
-        if token.startswith("--"):
-            name = token[2:].split("=", 1)[0].replace("-", "_")
-            typed.add(name if name in names else name.removeprefix("no_"))
-    return frozenset(typed & names)
+    typed = {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
+    return frozenset({name if name in names else name.removeprefix("no_") for name in typed} & names)
 
 
 def asked_options(args: Args) -> dict:
-    """What `args` asks of a resumed run, beside --resume: on ddpg.py's command line, the options typed there (a
-    default typed counts); in a call of `train`, the options that differ from Args()'s defaults."""
+    """What `args` asks of a resumed run: the options typed on the command line, else (`train`) those off Args()."""
     typed, defaults = TYPED.get(), Args()
     names = [field.name for field in dataclasses.fields(Args) if field.name not in COMMAND_OPTIONS]
     return {
@@ -1289,39 +1209,6 @@ def asked_options(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Logging: TensorBoard, Weights & Biases (--track, an optional dependency imported only here) and the console
-
-
-class Tracking:
-    """A W&B run that follows the run directory: its name, all Args as config, the videos, and every scalar written to
-    TensorBoard (`Logs.scalar`: the same tag, the env step as `global_step`, the x-axis). A resumed run goes on in its
-    checkpoint's W&B run (`run_id`) from its step, so no step is sent twice. Runs sharing a process are W&B runs of
-    their own, in `group`. wandb reads WANDB_MODE, WANDB_DIR and WANDB_RUN_GROUP (the group where `group` is None)."""
-
-    def __init__(self, args: Args, run_dir: str, run_id: str | None, group: str | None):
-        import wandb  # here, not at the top of the file: only --track needs it
-
-        self.wandb = wandb
-        where = dict(project=args.wandb_project_name, entity=args.wandb_entity, group=group, id=run_id, resume="allow")
-        what = dict(name=os.path.basename(run_dir), config=dataclasses.asdict(args), save_code=True)
-        self.run = wandb.init(**where, **what, reinit="create_new")
-        self.run.define_metric("*", step_metric="global_step")
-        self.video_dir = os.path.join(run_dir, VIDEO_DIR)
-        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
-
-    def videos(self) -> list[str]:
-        return sorted(glob.glob(os.path.join(self.video_dir, "*.mp4")))
-
-    def send_videos(self, global_step: int) -> None:
-        """Log each mp4 finished since the last call (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
-        for path in self.videos():
-            if path not in self.sent:
-                self.run.log({"videos/eval": self.wandb.Video(path, format="mp4"), "global_step": global_step})
-                self.sent.add(path)
-
-    def finish(self, global_step: int, status: int) -> None:
-        """Send the last videos and close the W&B run with the process's exit status."""
-        self.send_videos(global_step)
-        self.run.finish(exit_code=status)
 
 
 @functools.cache  # once per process, however many runs it trains
@@ -1339,8 +1226,7 @@ def check_wandb() -> None:
 
 
 def write_video(env: gym.wrappers.RecordVideo) -> None:
-    """Write the recorded episode's mp4 now (RecordVideo would at the next reset); a failed write leaves no partial
-    file and raises an OSError naming the file and the reason (ffmpeg's error code, which moviepy only quotes)."""
+    """Write the episode's mp4 now (not at the next reset); a failed write leaves no file, and its OSError names it."""
     path = os.path.join(env.video_folder, f"{env._video_name}.mp4")
     try:
         env.stop_recording()
@@ -1354,8 +1240,7 @@ def write_video(env: gym.wrappers.RecordVideo) -> None:
 
 
 def quiet_writer_thread(hook: threading.ExceptHookArgs) -> None:
-    """TensorBoard writes from a thread of its own, which re-raises a failed write (a full disk) in the run, where
-    it is reported in one line: not also as the thread's traceback."""
+    """No traceback for TensorBoard's writer thread's failed write (a full disk): the run reports it, in one line."""
     if not (issubclass(hook.exc_type, OSError) and type(hook.thread).__name__ == "_AsyncWriterThread"):
         threading.__excepthook__(hook)
 
@@ -1366,16 +1251,25 @@ def every(interval: int, global_step: int, num_envs: int) -> bool:
 
 
 class Logs:
-    """Where a run's numbers go: TensorBoard in the run directory (with --track W&B too), and a progress line at most
-    every PROGRESS_INTERVAL_S; it keeps what the console shows, which a checkpoint saves. A resumed run's TensorBoard
-    drops what a crashed process logged after `global_step` (purge_step), so no step appears twice."""
+    """Where a run's numbers go: TensorBoard in the run directory (a resumed run's drops what a crashed process logged
+    after `global_step`), a progress line at most every PROGRESS_INTERVAL_S, and with --track a W&B run (`wandb`) named
+    as the run directory, with all Args, the videos and every scalar (the env step as `global_step`, the x-axis). A
+    resumed run goes on in its W&B run (`wandb_run_id`); runs sharing a process are W&B runs of their own in `group`
+    (where None, wandb reads WANDB_RUN_GROUP). It keeps what the console shows, which a checkpoint saves."""
 
     def __init__(self, args: Args, run_dir: str, global_step: int, wandb_run_id: str | None, group: str | None):
         self.args, self.recent_returns, self.eval_returns, self.actor_loss = args, [], None, None
-        self.writer, self.tracking = None, None
+        self.writer, self.wandb, self.video_dir = None, None, os.path.join(run_dir, VIDEO_DIR)
+        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
         self.start(global_step)
         try:
-            self.tracking = Tracking(args, run_dir, wandb_run_id, group) if args.track else None
+            if args.track:
+                import wandb  # here, not at the top of the file: only --track needs it
+
+                where = dict(project=args.wandb_project_name, entity=args.wandb_entity, group=group, resume="allow")
+                what = dict(name=os.path.basename(run_dir), config=dataclasses.asdict(args), save_code=True)
+                self.wandb = wandb.init(**where, **what, id=wandb_run_id, reinit="create_new")
+                self.wandb.define_metric("*", step_metric="global_step")
             self.writer = SummaryWriter(run_dir, purge_step=global_step + 1 if global_step else None)
             if not global_step:
                 table = "".join(f"\n|{key}|{value}|" for key, value in dataclasses.asdict(args).items())
@@ -1394,8 +1288,8 @@ class Logs:
     def scalar(self, tag: str, value: float, global_step: int) -> None:
         """A scalar, to TensorBoard (and with --track to W&B), at an env step."""
         self.writer.add_scalar(tag, value, global_step)
-        if self.tracking:
-            self.tracking.run.log({tag: float(value), "global_step": global_step})
+        if self.wandb:
+            self.wandb.log({tag: float(value), "global_step": global_step})
 
     def episodes(self, finished: list[tuple[float, int]], global_step: int) -> None:
         """The episodes that ended at this step: (return, length) each."""
@@ -1405,8 +1299,7 @@ class Logs:
             self.scalar("charts/episodic_length", episode_length, global_step)
 
     def losses(self, losses: Losses | None, global_step: int) -> None:
-        """The losses every LOG_INTERVAL steps (and the speed); the actor's is the last update's that had an actor
-        step. NotFinite if one is NaN or infinite. None: no update yet."""
+        """The losses (the actor's last) and SPS every LOG_INTERVAL steps; NotFinite for NaN. None: no update yet."""
         self.actor_loss = self.actor_loss if losses is None or losses.actor is None else losses.actor
         if losses is None or not every(LOG_INTERVAL, global_step, self.args.num_envs):
             return
@@ -1427,8 +1320,19 @@ class Logs:
         self.scalar("eval/episodic_return", evaluation.returns.mean(), global_step)
         self.scalar(EVAL_DISCOUNTED_TAG, evaluation.discounted_returns.mean(), global_step)
         self.scalar(EVAL_Q_TAG, evaluation.q_estimates.mean(), global_step)
-        if self.tracking:
-            self.tracking.send_videos(global_step)
+        if self.wandb:
+            self.send_videos(global_step)
+
+    def videos(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.video_dir, "*.mp4")))
+
+    def send_videos(self, global_step: int) -> None:
+        """Log each mp4 finished since the last call to W&B (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
+        for path in self.videos():
+            if path not in self.sent:
+                video = sys.modules["wandb"].Video(path, format="mp4")
+                self.wandb.log({"videos/eval": video, "global_step": global_step})
+                self.sent.add(path)
 
     def sps(self, global_step: int) -> float:
         return (global_step - self.start_step) / max(time.time() - self.start_time, 1e-9)
@@ -1451,12 +1355,13 @@ class Logs:
         return f"final evaluation: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes"
 
     def close(self, global_step: int, status: int | None) -> None:
-        """Flush and close TensorBoard's file, and the W&B run with the exit status."""
+        """Flush and close TensorBoard's file; send the last videos and close the W&B run with the exit status."""
         if self.writer is not None:
             with contextlib.suppress(OSError):  # a disk that filled up has been reported already
                 self.writer.close()
-        if self.tracking:
-            self.tracking.finish(global_step, status)
+        if self.wandb:
+            self.send_videos(global_step)
+            self.wandb.finish(exit_code=status)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1472,10 +1377,8 @@ def check_exp_name(exp_name: str) -> None:
     if not exp_name:
         raise UsageError("--exp-name must not be empty (it is part of the run directory's name)")
     if "/" in exp_name or NAME_SEPARATOR in exp_name:
-        raise UsageError(
-            f"--exp-name {exp_name}: no '/' or '{NAME_SEPARATOR}' (run directories are "
-            f"ENV{NAME_SEPARATOR}EXP-NAME{NAME_SEPARATOR}SEED{NAME_SEPARATOR}TIME)"
-        )
+        name = NAME_SEPARATOR.join(["ENV", "EXP-NAME", "SEED", "TIME"])
+        raise UsageError(f"--exp-name {exp_name}: no '/' or '{NAME_SEPARATOR}' (run directories are {name})")
 
 
 def find_cpp_compiler() -> str | None:
@@ -1485,24 +1388,11 @@ def find_cpp_compiler() -> str | None:
 
 def check_args(args: Args) -> None:
     """Every impossible number is refused here, before any environment or run directory exists."""
-    positive = (
-        "total_timesteps buffer_size batch_size hidden_size policy_frequency num_envs eval_frequency eval_episodes"
-    )
-    for name in positive.split() + ["learning_rate"]:
-        if not 0 < getattr(args, name) < math.inf:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive and finite, got {getattr(args, name)}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be positive, got {args.threads}")
+    for name, (valid, what) in NUMBERS.items():
+        if not valid(getattr(args, name)):
+            raise UsageError(f"--{name.replace('_', '-')} must be {what}, got {getattr(args, name)}")
     check_seed(args.seed)
     check_exp_name(args.exp_name)
-    if not 0.0 < args.tau <= 1.0:
-        raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
-    if not 0.0 <= args.gamma <= 1.0:
-        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if not 0.0 <= args.exploration_noise < math.inf:
-        raise UsageError(f"--exploration-noise must be non-negative and finite, got {args.exploration_noise}")
-    if args.checkpoint_frequency < 0:
-        raise UsageError(f"--checkpoint-frequency must be 0 (off) or positive, got {args.checkpoint_frequency}")
     if args.batch_size > args.buffer_size:
         raise UsageError(f"--batch-size ({args.batch_size}) must not exceed --buffer-size ({args.buffer_size})")
     if args.batch_size > args.learning_starts:
@@ -1528,10 +1418,9 @@ def check_args(args: Args) -> None:
 
 
 def check_env(env_id: str, video: bool = False) -> tuple[int, gym.spaces.Box]:
-    """Make the environment once to check its id and spaces (DDPG needs a flat continuous observation and a bounded
-    continuous action), and with `video` that it renders here; returns (obs_dim, action_space)."""
-    if video:
-        choose_renderer()
+    """Check the env's id and spaces (flat Box observations, bounded Box actions), and with `video` that it renders."""
+    if video and not any(os.environ.get(name) for name in DISPLAYS):  # no display: as `make_env` does for SDL, ...
+        os.environ.setdefault("MUJOCO_GL", HEADLESS_MUJOCO_GL)  # ... before mujoco is first imported, which reads it
     try:
         quiet_mujoco(env_id)
         with warnings.catch_warnings():  # an out-of-date id's warning comes when the run makes its envs, not twice
@@ -1556,28 +1445,8 @@ def check_env(env_id: str, video: bool = False) -> tuple[int, gym.spaces.Box]:
     return obs_space.shape[0], act_space
 
 
-def cpu_quota(cgroup: str = CGROUP) -> float | None:
-    """The cores a CPU quota grants this process's control group (a container's `--cpus`, a job's CPU limit), from
-    cgroup v2's cpu.max ("QUOTA PERIOD", or "max PERIOD": none), else cgroup v1's cpu.cfs_quota_us (-1: none) over
-    cpu.cfs_period_us; None where no quota is set or none can be read."""
-    for names in CPU_QUOTA_FILES:
-        try:
-            quota, period = [word for name in names for word in read_words(os.path.join(cgroup, name))]
-            return None if quota in NO_CPU_QUOTA else int(quota) / int(period)
-        except (OSError, ValueError, ZeroDivisionError):  # no such file (the other cgroup version), or not a quota
-            continue
-    return None
-
-
-def read_words(path: str) -> list[str]:
-    with open(path) as f:
-        return f.read().split()
-
-
 def quiet_mujoco(env_id: str) -> None:
-    """MuJoCo's own warnings through `mujoco_warning`, before its first model is built: by default it prints each to
-    the console and appends it to MUJOCO_LOG.TXT in the working directory. For MuJoCo envs only: the others never
-    import mujoco."""
+    """MuJoCo's warnings to `mujoco_warning`, not the console and ./MUJOCO_LOG.TXT (MuJoCo envs, before any model)."""
     spec = gym.envs.registry.get(env_id)  # None for an id that gym.make registers ("module:Env-v0") or refuses
     if spec is None or "mujoco" not in str(spec.entry_point):
         return
@@ -1587,22 +1456,13 @@ def quiet_mujoco(env_id: str) -> None:
 
 
 def mujoco_warning(message: str) -> None:
-    """A MuJoCo warning on stderr, in one line; those that a model of gymnasium's uses a deprecated attribute (one per
-    env made: a dozen lines a run) are left out."""
+    """A MuJoCo warning on stderr, in one line, but for the deprecations of gymnasium's models (a dozen lines a run)."""
     if MUJOCO_DEPRECATION not in message:
         print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
 
 
-def choose_renderer() -> None:
-    """Where there is no display, MuJoCo draws with HEADLESS_MUJOCO_GL unless MUJOCO_GL names a renderer (`make_env`
-    does the same for SDL). Before mujoco is first imported, which reads it (`check_env` makes an env)."""
-    if not any(os.environ.get(name) for name in DISPLAYS):
-        os.environ.setdefault("MUJOCO_GL", HEADLESS_MUJOCO_GL)
-
-
 def check_rendering(env_id: str) -> None:
-    """For --capture-video: draw one frame now, in an env of its own, so that an env that cannot render here is refused
-    in one line before any run directory exists, not at the first evaluation."""
+    """For --capture-video: draw a frame now: an env that cannot render here is refused before any run starts."""
     env = make_env(env_id, render=True)
     try:
         with warnings.catch_warnings():  # GLFW's warnings without a display: the error says it in one line
@@ -1619,30 +1479,16 @@ def check_rendering(env_id: str) -> None:
         env.close()
 
 
-def available_cores(cgroup: str = CGROUP) -> int:
-    """The cores this process may keep busy: those its CPU affinity allows (on Linux; else all the machine's), or
-    fewer where a CPU quota grants fewer (whole cores, at least one)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    quota = cpu_quota(cgroup)
-    return cores if quota is None else max(1, min(cores, int(quota)))
-
-
-def num_threads(args: Args) -> int:
-    """--threads, or DEFAULT_THREADS."""
-    return args.threads or DEFAULT_THREADS
-
-
 def use_machine(args: Args) -> torch.device:
     """Set torch's CPU threads; the training device (the GPU if asked for and there is one)."""
-    torch.set_num_threads(num_threads(args))
+    torch.set_num_threads(args.threads)
     if args.cuda and not torch.cuda.is_available():
         print("no CUDA device available: running on the CPU")
     return torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
 
 def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device: torch.device) -> None:
-    """Refuse, in one line, a replay buffer or networks larger than the device's whole memory (allocating would fail).
-    Measured on the meta device, which gives tensors their shapes and dtypes but no memory."""
+    """Refuse a replay buffer or networks larger than the device's memory (measured on the meta device: no memory)."""
     act_dim = action_space.shape[0]
     with torch.device("meta"):
         row = ReplayBuffer(1, obs_dim, act_dim, torch.device("meta"))
@@ -1654,10 +1500,8 @@ def check_memory(args: Args, obs_dim: int, action_space: gym.spaces.Box, device:
     net_bytes = COPIES_PER_PARAMETER * sum(p.nbytes for net in nets for p in net.parameters())
     for option, need in {"--buffer-size": args.buffer_size * row_bytes, "--hidden-size": net_bytes}.items():
         if need > have:
-            raise UsageError(
-                f"{option} {getattr(args, option[2:].replace('-', '_'))}: needs {need / 2**30:.1f} GiB, "
-                f"more than {where}'s {have / 2**30:.1f} GiB"
-            )
+            value, gib = getattr(args, option[2:].replace("-", "_")), 2**30
+            raise UsageError(f"{option} {value}: needs {need / gib:.1f} GiB, more than {where}'s {have / gib:.1f} GiB")
 
 
 class Setup(NamedTuple):
@@ -1671,9 +1515,8 @@ class Setup(NamedTuple):
 
 
 def checked(args: Args) -> Setup:
-    """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the
-    thread count; pick the device. With --resume, the run goes on with its saved arguments and the options asked for
-    that may change (`resumed_args`)."""
+    """Check everything, before any environment or run directory exists; seed python, numpy and torch; set the threads;
+    pick the device. A resumed run goes on with its saved arguments and the changes asked for (`resumed_args`)."""
     if args.resume is not None and len(args.resume) != 1:
         several = "several run directories together are a population's: python population.py --resume DIR ..."
         raise UsageError(
@@ -1701,9 +1544,8 @@ def checked(args: Args) -> Setup:
 
 
 class SignalFlag:
-    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops. A second
-    signal gets the usual behaviour (a second Ctrl-C stops at once; the last checkpoint stays intact). Runs that share
-    one flag (trained side by side in one process) act on one reading of it per step (`read`)."""
+    """Ctrl-C (SIGINT) and SIGTERM only raise a flag: the loop finishes its step, checkpoints and stops; a second one
+    stops at once (the last checkpoint intact). Runs sharing one flag act on one reading of it per step (`read`)."""
 
     def __init__(self):
         self.signum, self.step, self.seen = None, None, None
@@ -1726,8 +1568,7 @@ class SignalFlag:
     @staticmethod
     @contextlib.contextmanager
     def deferred():
-        """Ctrl-C and SIGTERM arriving in the block are acted on after it, by the handlers they would have met before
-        (files renamed into place one after another: a signal never stops the process between two of them)."""
+        """Ctrl-C and SIGTERM arriving in the block (renames in a row, never to be cut between two) act after it."""
         arrived = []
         previous = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in STOPPING_SIGNALS}
         try:
@@ -1740,31 +1581,18 @@ class SignalFlag:
 
 
 class Run(contextlib.AbstractContextManager):
-    """A training run around the loop, made once its parts exist (a resumed run's restored): its directory, logs,
-    evaluations, checkpoints and Ctrl-C. The loop calls `record` each step; `with run:` ends it (`end`); one that
-    fails to open ends so too, then raises Stopped. A run alone passes its parts and its FastPath (`fast`, None on a
-    CPU; flushed before its agent or buffer is read). Runs side by side in one process pass what differs: `sync()`
-    (called before then), `signals` (one SignalFlag), `label` (before the progress and final lines), `group` (W&B's),
-    `save(run)` (a due checkpoint) and `together()` (the run directories that go on together, this one's included)."""
+    """A training run around the loop: its directory, logs, evaluations, checkpoints and Ctrl-C. Made from a `Setup`,
+    the parts `initialise` made (a resumed run's restored here) and `sync()` (called before it reads its agent or
+    buffer: a FastPath's `flush`). The loop calls `record` each step; `with run:` ends it (`end`), as one failing to
+    open ends before raising Stopped. Runs side by side in one process pass what differs: `signals` (one SignalFlag),
+    `label` (of its console lines), `group` (W&B's), `save(run)` (a due checkpoint), `together()` (the directories)."""
 
     def __init__(
-        self,
-        setup: Setup,
-        envs: EnvRunner,
-        agent: Agent,
-        rb: ReplayBuffer,
-        noise,
-        fast=None,
-        sync=None,
-        signals: SignalFlag | None = None,
-        label="",
-        group: str | None = None,
-        save=None,
-        together=None,
+        self, setup, envs, agent, rb, noise, sync=None, signals=None, label="", group=None, save=None, together=None
     ):
         args, checkpoint = setup.args, setup.checkpoint or {}
         self.args, self.device, self.envs, self.agent, self.rb, self.noise = args, setup.device, envs, agent, rb, noise
-        self.sync = sync or (fast.flush if fast else lambda: None)  # R holds every transition once it is called
+        self.sync = sync or (lambda: None)  # R holds every transition once it is called
         self.save = save or (lambda run: run.write_checkpoint(run.dir.checkpoint))  # alone: in place, atomically
         self.label = label
         self.spaces = space_signature(setup.obs_dim, setup.action_space)
@@ -1817,8 +1645,7 @@ class Run(contextlib.AbstractContextManager):
                 raise NotFinite(f"parameter {name}")
 
     def write_checkpoint(self, path: str, **extra) -> None:
-        """Write the run's checkpoint (`checkpoint_state`, with `extra` entries, which this file does not read) to
-        `path`, atomically; NotFinite instead if its agent is broken."""
+        """Write `checkpoint_state` and `extra` entries to `path`, atomically; NotFinite if the agent broke."""
         self.sync()  # R holds this step's transitions
         self.check_finite()
         self.logs.writer.flush()  # and the logs on disk reach this step: a resumed run logs only what comes after it
@@ -1843,12 +1670,12 @@ class Run(contextlib.AbstractContextManager):
         if kind is NotFinite:
             message = f"{error} is not finite; {stopped}"
         elif kind is not None and issubclass(kind, (OSError, torch.OutOfMemoryError)):
-            lack = write_error(error, self.dir.path) if issubclass(kind, OSError) else out_of_memory(error, self.device)
-            message = f"{lack}; {stopped}"
+            message = f"{shortage(error, self.dir.path, self.device)}; {stopped}"
         elif kind is Interrupted:
             self.status = EXIT_SIGNAL + self.signals.seen
-            name = signal.Signals(self.signals.seen).name
-            message = f"{name} at step {self.global_step}: {self.saved()}\nresume with: {self.resume_command()}"
+            dirs, name, path = self.together(), signal.Signals(self.signals.seen).name, self.dir.checkpoint
+            saved = f"checkpoints saved in {', '.join(dirs)}" if len(dirs) > 1 else f"checkpoint saved to {path}"
+            message = f"{name} at step {self.global_step}: {saved}\nresume with: {self.resume_command()}"
         elif kind is not None:  # the environment's error, or a bug: its traceback, then how to go on
             note = error_line(f"step {self.global_step}: {stopped}")
             if note not in getattr(error, "__notes__", []):  # once, where several runs end on one error
@@ -1860,12 +1687,6 @@ class Run(contextlib.AbstractContextManager):
         """Close a run that opened but will not start (one beside it could not open): a new one leaves no directory."""
         self.started, self.status = False, EXIT_FAILED
         self.close()
-
-    def saved(self) -> str:
-        dirs = self.together()
-        return (
-            f"checkpoints saved in {', '.join(dirs)}" if len(dirs) > 1 else f"checkpoint saved to {self.dir.checkpoint}"
-        )
 
     def kept(self) -> str:  # what a stopped run leaves to go on from
         if not os.path.exists(self.dir.checkpoint):
@@ -1893,8 +1714,8 @@ class Run(contextlib.AbstractContextManager):
 
 
 def evaluate_checkpoint(args: Args) -> Evaluation:
-    """Run `args.eval_episodes` deterministic episodes of a saved actor; with `capture_video`, record them all. Its
-    critic's estimates of them are printed beside their discounted returns (at the run's gamma)."""
+    """Print the returns of `args.eval_episodes` deterministic episodes of a saved actor (all recorded with
+    `capture_video`), and its critic's estimate of them beside their discounted return (at the run's gamma)."""
     path = saved_file(args.eval_checkpoint)
     checkpoint, saved = load_checkpoint(path)
     obs_dim, action_space = check_env(saved.env_id, args.capture_video)
@@ -1909,13 +1730,10 @@ def evaluate_checkpoint(args: Args) -> Evaluation:
     for env in envs:
         env.close()
     r = evaluation.returns
-    print(
-        f"{saved.env_id}: {r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes (min {r.min():.1f}, max {r.max():.1f})"
-    )
-    print(
-        f"critic's estimate Q(s_1, mu(s_1)) {evaluation.q_estimates.mean():.1f}, discounted return "
-        f"{evaluation.discounted_returns.mean():.1f} (gamma {saved.gamma})"
-    )
+    spread = f"{r.mean():.1f} +- {r.std():.1f} over {len(r)} episodes (min {r.min():.1f}, max {r.max():.1f})"
+    print(f"{saved.env_id}: {spread}")
+    q, discounted = evaluation.q_estimates.mean(), evaluation.discounted_returns.mean()
+    print(f"critic's estimate Q(s_1, mu(s_1)) {q:.1f}, discounted return {discounted:.1f} (gamma {saved.gamma})")
     return evaluation
 
 
@@ -1937,10 +1755,11 @@ def foreign_option(argv: list[str]) -> str | None:
 def command(action, argv: list[str]) -> int:
     """ddpg.py's options read from `argv`, then `action(args)` (its exit status), ended as a command ends: a refusal,
     or a failure before a run opened its directory, in one line (exit 2, 75 or 1); a finished run's message (0)."""
-    args = tyro.cli(Args, args=argv)
     typed = TYPED.set(typed_options(argv))  # what a --resume asks of the run (`asked_options`)
     try:
-        return action(args)
+        if refused := foreign_option(argv):
+            raise UsageError(refused)
+        return action(tyro.cli(Args, args=argv))
     except UsageError as e:
         print(error_line(str(e)), file=sys.stderr)
         return EXIT_IN_USE if isinstance(e, RunInUse) else EXIT_USAGE
@@ -1950,8 +1769,7 @@ def command(action, argv: list[str]) -> int:
     except Stopped as e:  # it said why
         return e.status
     except (OSError, torch.OutOfMemoryError) as e:  # before the run opened its directory, or while it did
-        lack = write_error(e, RUNS_DIR) if isinstance(e, OSError) else out_of_memory(e, None)
-        print(error_line(lack), file=sys.stderr)
+        print(error_line(shortage(e, RUNS_DIR, None)), file=sys.stderr)
         return EXIT_FAILED
     finally:
         TYPED.reset(typed)
@@ -1969,9 +1787,6 @@ def run_or_evaluate(args: Args) -> int:
 
 
 def main() -> int:
-    if refused := foreign_option(sys.argv[1:]):
-        print(error_line(refused), file=sys.stderr)
-        return EXIT_USAGE
     return command(run_or_evaluate, sys.argv[1:])
 
 

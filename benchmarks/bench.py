@@ -70,7 +70,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from machine import describe  # noqa: E402
+from machine import available_cores, describe  # noqa: E402
 from pendulum import run as run_pendulum  # noqa: E402
 from seeds import ddpg_process, finish  # noqa: E402
 
@@ -356,7 +356,7 @@ def measure_shared(repeats, steps):
     """Table 6: {(run, load): {threads: [(wall s, CPU s) per repeat]}} of whole ddpg.py processes of
     ddpg.Args().learning_starts random steps and `steps` training steps, for each thread count, quiet and beside one
     busy process per core."""
-    cores = ddpg.available_cores()
+    cores = available_cores()
     counts = [2**k for k in range(cores.bit_length())]
     total = ddpg.Args().learning_starts + steps
     times = {(run, load): {n: [] for n in counts} for load in LOADS for run in SHARED_RUNS}
@@ -393,7 +393,7 @@ def shared_report(repeats, steps) -> str:
     lines = [f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; medians over "
              f"{repeats} alternating repeats, (min-max) after them.", "",
              f"### Whole `python ddpg.py --no-cuda --total-timesteps {ddpg.Args().learning_starts + steps}` processes: "
-             f"wall time (min-max), CPU time, by --threads; the default is {ddpg.num_threads(ddpg.Args())}", "",
+             f"wall time (min-max), CPU time, by --threads; the default is {ddpg.Args.threads}", "",
              "| run | the machine | " + " | ".join(f"--threads {n}" for n in counts) + " | "
              + " | ".join(f"--threads {n} / --threads 1" for n in counts[1:]) + " |",
              "|---|---|" + "---:|" * (2 * len(counts) - 1)]  # fmt: skip
@@ -451,7 +451,7 @@ def measure_populations(sizes, repeats, steps, cuda):
 def separate_runs(args, seeds):
     """The command-line options of the single runs that train what the population of `seeds` with `args` trains, one
     seed each, with cores / K threads each (as `sweep.py --jobs K` gives them)."""
-    threads = max(1, ddpg.available_cores() // len(seeds))
+    threads = max(1, available_cores() // len(seeds))
     return [cli_options(dataclasses.replace(args, seed=seed, threads=threads)) for seed in seeds]
 
 
@@ -472,7 +472,7 @@ def cli_options(args):
 def populations_report(sizes, repeats, steps, cuda) -> str:
     """Table 5 as markdown, with the machine and the command."""
     sps, memory = measure_populations(sizes, repeats, steps, cuda)
-    device = torch.cuda.get_device_name() if cuda else f"the CPU, {ddpg.available_cores()} cores"
+    device = torch.cuda.get_device_name() if cuda else f"the CPU, {available_cores()} cores"
     lines = [f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; medians over "
              f"{repeats} alternating repeats, (min-max) after them.", "",
              f"### Many seeds at once, HalfCheetah-v5 on {device}: aggregate training-phase env steps per second", "",
@@ -631,7 +631,7 @@ def against_report(path: str, repeats: int, steps: int) -> str:
         other.Args, other.train  # noqa: B018 (what is timed)
     except Exception as e:
         refuse(f"--against {path}: not a ddpg.py that loads ({type(e).__name__}: {str(e).splitlines()[0]})")
-    threads = {"threads": ddpg.num_threads(ddpg.Args())}  # both files with this one's default: only the code differs
+    threads = {"threads": ddpg.Args.threads}  # both files with this one's default: only the code differs
     variants = {"ddpg.py": threads, path: {AGAINST: other, **threads}}
     sps = {env: measure_sps(env, repeats, steps, variants) for env in ("Pendulum-v1", "HalfCheetah-v5")}
     return "\n".join([f"Machine: {describe()}.", f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`; "
@@ -654,7 +654,7 @@ def report(update, sps, threads_sps, gpu, memory, repeats, sps_repeats, command)
                   *sps_table(sps, reference="eager baseline")]  # fmt: skip
     lines += [
         "",
-        f"### CPU threads (`--threads N`; the default is {ddpg.num_threads(ddpg.Args())})",
+        f"### CPU threads (`--threads N`; the default is {ddpg.Args.threads})",
         "",
         *sps_table(threads_sps, reference="--threads 1"),
     ]
@@ -712,7 +712,7 @@ def main() -> None:
             refuse(problem)
     repeats, n_updates, steps = (2, 20, 300) if opts.quick else (7, 100, 2000)
     repeats, steps = opts.repeats or repeats, opts.steps or steps
-    torch.set_num_threads(ddpg.num_threads(ddpg.Args()))  # ddpg.py's default, for every measurement and the header
+    torch.set_num_threads(ddpg.Args.threads)  # ddpg.py's default, for every measurement and the header
     sps_repeats = max(repeats // 2, 2)
     if opts.against:
         print(against_report(opts.against, sps_repeats, steps))
@@ -732,7 +732,7 @@ def main() -> None:
     if not opts.gpu_only:
         update = measure_update(repeats, n_updates)
         sps = {env: measure_sps(env, sps_repeats, steps, CPU_VARIANTS) for env in ("Pendulum-v1", "HalfCheetah-v5")}
-    cores = ddpg.available_cores()
+    cores = available_cores()
     threads = {f"--threads {n}": {"threads": n} for n in (2**k for k in range(cores.bit_length()))}
     threads_sps = {"HalfCheetah-v5": measure_sps("HalfCheetah-v5", sps_repeats, steps, threads)}
     memory = measure_memory()

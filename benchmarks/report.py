@@ -17,12 +17,14 @@ Needs matplotlib (`pip install -r benchmarks/requirements.txt`).
 """
 
 import argparse
+import contextlib
 import glob
 import os
 import sys
 from collections import defaultdict
 
 import numpy as np
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
@@ -77,7 +79,7 @@ def find_runs(runs_dir: str, exp_name: str) -> dict[str, dict[int, dict]]:
     """{env_id: {seed: run}} for the runs of `exp_name` that logged an evaluation."""
     runs = defaultdict(dict)
     for run_dir in sorted(glob.glob(os.path.join(glob.escape(runs_dir), "*"))):
-        name = ddpg.RunName.of(run_dir)
+        name = run_name(run_dir)
         if name is None or name.exp_name != exp_name or not os.path.isdir(run_dir):
             continue
         run = read_run(run_dir)
@@ -86,14 +88,33 @@ def find_runs(runs_dir: str, exp_name: str) -> dict[str, dict[int, dict]]:
     return dict(runs)
 
 
+def run_name(run_dir: str) -> ddpg.RunName | None:
+    """The fields of a run directory's name (ddpg.py's `RunName`); None for a name ddpg.py does not make."""
+    fields = os.path.basename(os.path.normpath(run_dir)).rsplit(ddpg.NAME_SEPARATOR, 3)
+    if len(fields) != 4 or not fields[2].isdigit():
+        return None
+    return ddpg.RunName(fields[0], fields[1], int(fields[2]), fields[3])
+
+
+def run_state(run_dir: str) -> tuple[ddpg.Args, int] | None:
+    """How far a run directory's run went: its latest arguments and step, from its checkpoint, else from its model.pt
+    (written at its last step); None where neither can be read. Reads no tensor (mmap), so a sweep looks at many."""
+    for name in (ddpg.CHECKPOINT_FILE, ddpg.MODEL_FILE):
+        with contextlib.suppress(Exception):  # missing, damaged or not ours: as ddpg.py's `load_checkpoint` refuses it
+            state = torch.load(os.path.join(run_dir, name), map_location="cpu", weights_only=True, mmap=True)
+            args = ddpg.saved_args(state["args"])
+            return args, state.get("global_step", args.total_timesteps)
+    return None
+
+
 def one_setting(seeds: dict[int, dict]) -> tuple[dict[int, dict], list[str]]:
     """The runs of an environment trained with one set of settings (`settings_key`): the set most runs share, on a tie
     that of the newest run (a run directory's name ends in its start time); and a line for each run left out."""
-    states = {seed: ddpg.run_state(run["dir"]) for seed, run in seeds.items()}
+    states = {seed: run_state(run["dir"]) for seed, run in seeds.items()}
     keys = {seed: settings_key(state[0]) for seed, state in states.items() if state}
     if not keys:  # no run has saved its settings yet (none has reached a checkpoint): nothing to tell apart
         return seeds, []
-    started = {seed: ddpg.RunName.of(run["dir"]).started for seed, run in seeds.items()}
+    started = {seed: run_name(run["dir"]).started for seed, run in seeds.items()}
     ranked = sorted(keys, key=lambda seed: (list(keys.values()).count(keys[seed]), started[seed]))
     kept, left_out = {}, []
     for seed, run in sorted(seeds.items()):

@@ -6,7 +6,7 @@
 
 Every run is an ordinary `python ddpg.py` process writing its usual run directory under `--runs-dir` (default `runs`;
 named with `--exp-name`, default `sweep`) with `--save-model`. Before anything starts, the arguments saved in each
-existing run directory are compared with those the sweep would run (ddpg.py's `first_conflict`): a run trained with
+existing run directory are compared with those the sweep would run (`first_conflict`): a run trained with
 other settings stops the sweep with one line naming it and the first option that differs (exit status 2). A run whose
 directory already holds `model.pt` is finished and skipped, unless the sweep's --total-timesteps is larger: then it is
 extended from its checkpoint; one that holds `checkpoint.pt` (interrupted, or stopped with the machine) is continued
@@ -42,6 +42,7 @@ interrupted on purpose (SIGINT, SIGTERM) is not retried. Ctrl-C interrupts every
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import datetime
 import fcntl
 import functools
@@ -57,7 +58,8 @@ import subprocess
 import sys
 import time
 
-from machine import describe, nvidia_smi
+from machine import available_cores, describe, nvidia_smi
+from report import run_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -149,6 +151,23 @@ def check_flock(runs_dir: str) -> None:
         os.close(fd)
 
 
+def lock_holder(run_dir: str) -> str | None:
+    """Who holds the run directory's lock ("process PID on HOST", as ddpg.py's `lock_run_dir` writes it), or None if
+    nobody does: a shared lock taken and dropped at once fails while a run holds its exclusive one (a run locking it
+    in that instant is refused, in use)."""
+    try:
+        fd = os.open(os.path.join(run_dir, ddpg.LOCK_FILE), os.O_RDONLY)
+    except FileNotFoundError:  # no process ever locked it
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, ddpg.HOLDER_BYTES).decode().strip() or "another process"
+    finally:
+        os.close(fd)  # and with it the shared lock
+
+
 def take_up(run_dir: str) -> bool:
     """Remove a run directory whose run died before its first checkpoint: it has nothing to resume, and the run starts
     again in a new one. Under the directory's lock, so no ddpg.py can take it meanwhile; False if one holds it."""
@@ -183,17 +202,17 @@ def run_settings(env_id: str, seed: int, exp_name: str, options: tuple[str, ...]
 
 def check_settings(runs_dir: str, envs: list[str], seeds: list[int], exp_name: str, options: list[str]) -> None:
     """Refuse, in one line and before any run starts, a sweep that finds one of its runs (its name, environment and
-    seed) trained with other settings than it would run (ddpg.first_conflict): that run is neither finished nor resumed
+    seed) trained with other settings than it would run (`first_conflict`): that run is neither finished nor resumed
     as this sweep's. A larger --total-timesteps is no other setting: the run is extended, from its checkpoint."""
     for env_id, seed in itertools.product(envs, seeds):
         for run_dir in run_dirs(runs_dir, env_id, exp_name, seed):
             if not (holds(run_dir, ddpg.CHECKPOINT_FILE) or holds(run_dir, ddpg.MODEL_FILE)):
                 continue  # ended before its first checkpoint: removed when its seed starts again
-            state = ddpg.run_state(run_dir)
+            state = run_state(run_dir)
             if state is None:  # unreadable: ddpg.py refuses it in one line when the sweep resumes it
                 continue
             (saved, step), wanted = state, run_settings(env_id, seed, exp_name, tuple(options))
-            name, where = ddpg.first_conflict(saved, wanted), relative(runs_dir, run_dir)
+            name, where = first_conflict(saved, wanted), relative(runs_dir, run_dir)
             if name:
                 option = f"--{name.replace('_', '-')}"
                 refuse(f"{where} was trained with {option} {getattr(saved, name)}, this sweep's runs with "
@@ -205,12 +224,18 @@ def check_settings(runs_dir: str, envs: list[str], seeds: list[int], exp_name: s
                        "run out of the way")  # fmt: skip
 
 
+def first_conflict(saved_args: ddpg.Args, args: ddpg.Args) -> str | None:
+    """The first option (an Args field) in which a run trained with `saved_args` is not a run of `args`, or None."""
+    names = [field.name for field in dataclasses.fields(ddpg.Args)]
+    return next((n for n in names if ddpg.conflicting(n, getattr(saved_args, n), getattr(args, n))), None)
+
+
 def finished(run_dirs: list[str], settings, seed: int) -> bool:
     """Whether a run of `seed` (its directories: `run_dirs`) has finished as this sweep runs it (`settings(seed)`, asked
     only where there is a model.pt): a directory holds model.pt, written at a run's end, and reached the sweep's
     --total-timesteps (else the run is extended); a model.pt that cannot be read counts, as ddpg.py's resume says."""
     done = [d for d in run_dirs if holds(d, ddpg.MODEL_FILE)]
-    states = [ddpg.run_state(d) for d in done]
+    states = [run_state(d) for d in done]
     return any(state is None or state[1] >= settings(seed).total_timesteps for state in states)
 
 
@@ -333,7 +358,7 @@ class Attempt:
         dirs = {seed: run_dirs(self.runs_dir, self.env_id, self.exp_name, seed) for seed in self.seeds}
         # locks first: a process that holds one may yet write model.pt or a checkpoint
         for run_dir in itertools.chain(*dirs.values()):
-            holder = ddpg.lock_holder(run_dir)
+            holder = lock_holder(run_dir)
             if holder:
                 return "busy", f"{self.relative(run_dir)} is in use by {holder}", self.seeds
         settings = functools.partial(run_settings, self.env_id, exp_name=self.exp_name, options=tuple(self.options))
@@ -447,7 +472,7 @@ def visible_gpus() -> tuple[list[str], str]:
 
 def run_local(queue: list, results: dict, progress: Progress, args, runs_dir: str) -> None:
     """Run the queued (env_id, seeds) `--jobs` processes at a time until all ended or the sweep is stopped."""
-    threads = max(1, ddpg.available_cores() // args.jobs)  # the cores the affinity and a CPU quota allow
+    threads = max(1, available_cores() // args.jobs)  # the cores the affinity and a CPU quota allow
     gpus, source = visible_gpus() if uses_cuda(args.options_all) else ([], None)
     if gpus:
         print(f"GPUs: {', '.join(gpus)} (from {source}); each run gets the one that the fewest running runs use, in "

@@ -34,6 +34,12 @@ def test_an_against_file_that_is_no_ddpg_py_is_refused_in_one_line(tmp_path):
     assert line.startswith(f"bench.py: error: --against {tmp_path / 'previous'}: not a ddpg.py that loads (SyntaxError")
 
 
+def test_a_missing_against_script_is_refused_in_one_line_before_any_run(tmp_path):
+    result = script("seeds.py", "--against", str(tmp_path / "old" / "ddpg.py"), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == "" and not os.listdir(tmp_path)
+    assert result.stderr.strip() == f"seeds.py: error: --against {tmp_path / 'old' / 'ddpg.py'}: no such file"
+
+
 def test_a_failed_ddpg_py_stops_the_pendulum_table_with_its_error(tmp_path):
     result = script("pendulum.py", "--seeds", "1", "--", "--tau", "5", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -129,3 +135,41 @@ def test_gif_trains_with_its_progress_on_the_console_then_films_that_run_again_w
     assert "--exp-name" not in filmed.stdout and os.listdir(tmp_path / "runs") == [run_name]  # nothing trained
     assert gif.read_bytes()[:6] == b"GIF89a"
     assert committed_results() == committed  # the README's GIF is left alone
+
+
+def write_cgroup(root, files: dict) -> str:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return str(root)
+
+
+@pytest.mark.parametrize(
+    "files, quota",
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2: docker --cpus 1.5
+        ({"cpu.max": "max 100000\n"}, None),  # v2, no quota
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, no quota
+        ({"cpu.max": "max 100000\n", "cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({"cpu.max": "garbage\n"}, None),  # unreadable: as no quota
+        ({}, None),  # no control group files at all (not Linux, or not mounted)
+    ],
+)
+def test_a_cpu_quota_is_read_from_cgroup_v2_or_v1(tmp_path, files, quota):
+    import machine
+
+    assert machine.cpu_quota(write_cgroup(tmp_path, files)) == quota
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs CPU affinity (Linux)")
+def test_the_available_cores_are_the_affinitys_or_fewer_under_a_quota(tmp_path):
+    import machine
+
+    cores = len(os.sched_getaffinity(0))
+    assert machine.available_cores(write_cgroup(tmp_path / "none", {"cpu.max": "max 100000"})) == cores
+    assert machine.available_cores(write_cgroup(tmp_path / "half", {"cpu.max": "50000 100000"})) == 1  # at least one
+    many = write_cgroup(tmp_path / "many", {"cpu.max": f"{100000 * (cores + 8)} 100000"})
+    assert machine.available_cores(many) == cores  # a quota beyond the affinity's cores gives no more
+    if cores >= 2:
+        assert machine.available_cores(write_cgroup(tmp_path / "one", {"cpu.max": "150000 100000"})) == 1  # whole cores

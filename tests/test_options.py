@@ -1,5 +1,4 @@
-"""Options seen in what a run does: the exploration noise --noise-type draws, the default --threads and the cores
-it reads (affinity, CPU quota)."""
+"""Options seen in what a run does: the exploration noise --noise-type draws, and the thread count --threads sets."""
 
 import dataclasses
 import os
@@ -57,43 +56,9 @@ def test_the_default_thread_count_is_one_whatever_the_cores_and_threads_sets_it(
     try:
         for cores in ({min(all_cores)}, all_cores):  # one core, then every core this process may use
             os.sched_setaffinity(0, cores)
-            for threads, expected in ((None, 1), (3, 3)):
+            for threads, expected in ((ddpg.Args.threads, 1), (3, 3)):
                 torch.set_num_threads(expected + 1)  # another count: the run must set it
                 assert ddpg.train(dataclasses.replace(tiny, threads=threads))["status"] == 0
                 assert torch.get_num_threads() == expected, (cores, threads)
     finally:
         os.sched_setaffinity(0, share)
-
-
-def write_cgroup(root, files: dict) -> str:
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return str(root)
-
-
-@pytest.mark.parametrize(
-    "files, quota",
-    [
-        ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2: docker --cpus 1.5
-        ({"cpu.max": "max 100000\n"}, None),  # v2, no quota
-        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # cgroup v1
-        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1, no quota
-        ({"cpu.max": "max 100000\n", "cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
-        ({"cpu.max": "garbage\n"}, None),  # unreadable: as no quota
-        ({}, None),  # no control group files at all (not Linux, or not mounted)
-    ],
-)
-def test_a_cpu_quota_is_read_from_cgroup_v2_or_v1(tmp_path, files, quota):
-    assert ddpg.cpu_quota(write_cgroup(tmp_path, files)) == quota
-
-
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs CPU affinity (Linux)")
-def test_the_available_cores_are_the_affinitys_or_fewer_under_a_quota(tmp_path):
-    cores = len(os.sched_getaffinity(0))
-    assert ddpg.available_cores(write_cgroup(tmp_path / "none", {"cpu.max": "max 100000"})) == cores
-    assert ddpg.available_cores(write_cgroup(tmp_path / "half", {"cpu.max": "50000 100000"})) == 1  # at least one
-    many = write_cgroup(tmp_path / "many", {"cpu.max": f"{100000 * (cores + 8)} 100000"})
-    assert ddpg.available_cores(many) == cores  # a quota beyond the affinity's cores gives no more
-    if cores >= 2:
-        assert ddpg.available_cores(write_cgroup(tmp_path / "one", {"cpu.max": "150000 100000"})) == 1  # whole cores

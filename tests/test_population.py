@@ -387,10 +387,12 @@ def test_a_refused_or_failed_resume_leaves_no_run_open(in_tmp, monkeypatch):
 
 
 def test_a_new_population_whose_member_cannot_open_leaves_no_run_directory(in_tmp, monkeypatch, capsys):
+    import report  # benchmarks/report.py: it reads a run directory's name (conftest puts it on the path)
+
     real_writer = ddpg.SummaryWriter
 
     def disk_full_for_seed_2(run_dir, **options):
-        if ddpg.RunName.of(run_dir).seed == 2:
+        if report.run_name(run_dir).seed == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), run_dir)
         return real_writer(run_dir, **options)
 
@@ -522,7 +524,7 @@ def test_the_benchmarks_separate_processes_train_what_the_population_trains():
     import bench  # benchmarks/bench.py: its K processes, beside the K-seed population (conftest puts it on the path)
 
     args, seeds = bench.training_args("HalfCheetah-v5", 1000, cuda=True), (1, 2, 3)
-    threads = max(1, ddpg.available_cores() // 3)  # as `sweep.py --jobs 3` gives them
+    threads = max(1, bench.available_cores() // 3)  # as `sweep.py --jobs 3` gives them
     for seed, options in zip(seeds, bench.separate_runs(args, seeds), strict=True):
         expected = dataclasses.replace(args, seed=seed, threads=threads)
         assert tyro.cli(ddpg.Args, args=options) == expected

@@ -218,6 +218,6 @@ def test_an_extension_that_stopped_midway_resumes_without_options_and_is_not_fin
     assert result.returncode == 0 and os.path.exists(os.path.join(run_dir, ddpg.MODEL_FILE))  # model.pt of step 400
     args, _ = ddpg.resume_point(ddpg.Args(resume=(run_dir,)), run_dir)
     assert args.total_timesteps == 600  # goes on, though it holds model.pt
-    assert ddpg.run_state(run_dir)[1] == 400
+    assert sweep.run_state(run_dir)[1] == 400
     settings = lambda seed: ddpg.Args(total_timesteps=600)  # noqa: E731 (the sweep's runs, as far as it matters)
     assert not sweep.finished([run_dir], settings, 1)
