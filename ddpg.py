@@ -621,7 +621,6 @@ BESIDE = ".tmp"  # a file is written to its name with this suffix, then renamed 
 LOCK_FILE = "lock"  # in the run directory: locked by the one process that writes the run, and naming it
 HOLDER_BYTES = 200  # the lock file names its holder: "process PID on HOST"
 VIDEO_DIR = "videos"  # in the run directory, with --capture-video: mp4s of evaluation episodes
-RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, VIDEO_DIR)  # `RunDir`'s paths: .checkpoint, .model and .videos
 DISPLAYS = ("DISPLAY", "WAYLAND_DISPLAY")  # set where there is a display to draw on (X11, Wayland)
 HEADLESS_MUJOCO_GL = "egl"  # MuJoCo's renderer where there is none: GLFW, its default, needs a display
 MUJOCO_DEPRECATION = "is deprecated"  # in MuJoCo's warnings about what gymnasium's own models use (`quiet_mujoco`)
@@ -915,7 +914,9 @@ class RunDir:
     def __init__(self, args: Args, checkpoint: dict | None):
         self.new = not args.resume
         self.path = make_run_dir(args) if self.new else args.resume[0]
-        self.checkpoint, self.model, self.videos = (os.path.join(self.path, name) for name in RUN_FILES)
+        self.checkpoint = os.path.join(self.path, CHECKPOINT_FILE)
+        self.model = os.path.join(self.path, MODEL_FILE)
+        self.videos = os.path.join(self.path, VIDEO_DIR)
         self.lock = None
         try:
             self.lock = lock_run_dir(self.path)
@@ -1260,12 +1261,12 @@ class Logs:
     def __init__(self, args: Args, run_dir: str, global_step: int, wandb_run_id: str | None, group: str | None):
         self.args, self.recent_returns, self.eval_returns, self.actor_loss = args, [], None, None
         self.writer, self.wandb, self.video_dir = None, None, os.path.join(run_dir, VIDEO_DIR)
-        self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
         self.start(global_step)
         try:
             if args.track:
                 import wandb  # here, not at the top of the file: only --track needs it
 
+                self.sent = set(self.videos())  # a resumed run's earlier videos were sent by the process that made them
                 where = dict(project=args.wandb_project_name, entity=args.wandb_entity, group=group, resume="allow")
                 what = dict(name=os.path.basename(run_dir), config=dataclasses.asdict(args), save_code=True)
                 self.wandb = wandb.init(**where, **what, id=wandb_run_id, reinit="create_new")
@@ -1328,10 +1329,11 @@ class Logs:
 
     def send_videos(self, global_step: int) -> None:
         """Log each mp4 finished since the last call to W&B (wandb's own `monitor_gym` fails on gymnasium >= 1.0)."""
+        import wandb  # imported already (`__init__`, with --track)
+
         for path in self.videos():
             if path not in self.sent:
-                video = sys.modules["wandb"].Video(path, format="mp4")
-                self.wandb.log({"videos/eval": video, "global_step": global_step})
+                self.wandb.log({"videos/eval": wandb.Video(path, format="mp4"), "global_step": global_step})
                 self.sent.add(path)
 
     def sps(self, global_step: int) -> float:
